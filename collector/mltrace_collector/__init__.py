@@ -1,0 +1,1 @@
+"""otel-mltrace collector: OTLP receivers -> lineage processor -> store -> API / exporters."""

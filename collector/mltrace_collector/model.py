@@ -1,0 +1,111 @@
+"""The normalized records the lineage processor produces and every store persists.
+
+A ``RunRecord`` is one component run, decoded from one OTLP span; ``OutputRecord`` is one
+``mltrace.output`` event of it; ``RecordChunk`` one chunk of record-level IDs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+JSONValue = Any
+
+
+def split_artifact_id(artifact_id: str) -> tuple[str, str | None]:
+    """``"URI@algo:hex"`` -> ``("URI", "algo:hex")``; an unversioned URI -> ``(URI, None)``.
+
+    The version is what follows the *last* ``@`` when it looks like ``algo:digest`` or a
+    user version ``v:…``; an ``@`` inside a URI (``s3://user@host/x``) is left alone.
+
+    >>> split_artifact_id("file:///d/x.csv@sha256:ab12")
+    ('file:///d/x.csv', 'sha256:ab12')
+    >>> split_artifact_id("s3://bucket/key")
+    ('s3://bucket/key', None)
+    """
+    head, sep, tail = artifact_id.rpartition("@")
+    if sep and head and ":" in tail and "/" not in tail:
+        algo = tail.split(":", 1)[0]
+        if algo and algo.replace("-", "").replace("_", "").isalnum():
+            return head, tail
+    return artifact_id, None
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    """Distribution summary of one named output of a run (from an ``mltrace.output`` event)."""
+
+    name: str
+    kind: str
+    count: int
+    null_count: int
+    invalid_count: int
+    sum: float | None
+    min: float | None
+    max: float | None
+    summary: dict[str, JSONValue]
+    """The full decoded summary (sketch buckets or category counts), as JSON."""
+
+
+@dataclass(frozen=True)
+class RecordChunk:
+    """One bounded chunk of record-level IDs produced by a run for one output artifact."""
+
+    output: str
+    index: int
+    total: int
+    ids: tuple[str, ...]
+    sources: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One component run, as decoded from its span."""
+
+    run_id: str
+    component: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    service: str | None
+    start_ns: int
+    end_ns: int
+    status: str
+    """``ok``, ``error`` or ``unset`` (OTel status codes, lower case)."""
+    status_message: str | None
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    params: dict[str, JSONValue] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    code_revision: str | None = None
+    code_repository: str | None = None
+    code_function: str | None = None
+    code_file: str | None = None
+    attributes: dict[str, JSONValue] = field(default_factory=dict)
+    """Every span and resource attribute, verbatim (JSON-able)."""
+    output_summaries: tuple[OutputRecord, ...] = ()
+    record_chunks: tuple[RecordChunk, ...] = ()
+
+    @property
+    def duration_s(self) -> float:
+        return max(0, self.end_ns - self.start_ns) / 1e9
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A span the processor could not accept, with the reason (for OTLP partial success)."""
+
+    trace_id: str
+    span_id: str
+    reason: str
+
+
+@dataclass
+class DecodedBatch:
+    """What the processor made of one OTLP export request."""
+
+    runs: list[RunRecord] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    other_spans: int = 0
+    """Spans that are not component runs: accepted, not indexed (still forwarded)."""

@@ -1,0 +1,137 @@
+"""Every configuration setting of otel-mltrace (SDK, collector and CLI), declared once.
+
+Precedence, everywhere: **explicit argument / CLI flag > environment variable > default**.
+All variables share the ``MLTRACE_`` prefix; the SDK also honours the standard
+``OTEL_EXPORTER_OTLP_*`` variables for where to send spans, as every OTel SDK does.
+
+Example::
+
+    from otel_mltrace.config import SETTINGS, resolve
+    db = resolve("index", explicit=None)        # -> $MLTRACE_INDEX or the default path
+    print(SETTINGS["index"].env)                 # "MLTRACE_INDEX"
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+ENV_PREFIX = "MLTRACE_"
+T = TypeVar("T")
+
+
+def default_index_path() -> str:
+    """Where the embedded index lives when nothing else is configured.
+
+    ``$XDG_DATA_HOME/otel-mltrace/index.db`` (``~/.local/share/otel-mltrace/index.db``).
+    """
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "otel-mltrace" / "index.db")
+
+
+def _parse_bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected a boolean (true/false/1/0), got {raw!r}")
+
+
+def _parse_headers(raw: str) -> dict[str, str]:
+    """``k1=v1,k2=v2`` as in ``OTEL_EXPORTER_OTLP_HEADERS``."""
+    out: dict[str, str] = {}
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise ValueError(f"header {part!r} is not of the form key=value")
+        key, value = part.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration setting: its name, environment variable, parser and default."""
+
+    name: str
+    env: str
+    parse: Callable[[str], Any]
+    default: Callable[[], Any]
+    help: str
+
+
+def _s(name: str, parse: Callable[[str], Any], default: Any, help: str) -> Setting:
+    factory = default if callable(default) else (lambda: default)
+    return Setting(name, ENV_PREFIX + name.upper(), parse, factory, help)
+
+
+_ALL = [
+    # SDK
+    _s("service_name", str, "ml-pipeline", "service.name of pipeline spans"),
+    _s("endpoint", str, None, "OTLP endpoint of a collector; unset = embedded index"),
+    _s("protocol", str, "grpc", "OTLP protocol to the collector: grpc or http/protobuf"),
+    _s("headers", _parse_headers, None, "extra OTLP headers, k=v,k2=v2"),
+    _s("index", str, default_index_path, "embedded SQLite index path (no endpoint)"),
+    _s("export_timeout", float, 10.0, "seconds an export may block at shutdown"),
+    _s("stat_cache", str, None, "path of the persistent artifact stat cache (unset = memory)"),
+    _s("disabled", _parse_bool, False, "turn the SDK into a no-op"),
+    # collector
+    _s("db", str, default_index_path, "collector store: SQLite path or postgresql:// URL"),
+    _s("grpc_address", str, "127.0.0.1:4317", "OTLP/gRPC listen address"),
+    _s("http_address", str, "127.0.0.1:4318", "OTLP/HTTP + API + /metrics listen address"),
+    _s("max_body_bytes", int, 64 * 1024 * 1024, "largest accepted request body (413 above)"),
+    _s("auth_token", str, None, "bearer token required on every listener (unset = none)"),
+    _s("tls_cert", str, None, "PEM certificate for TLS on every listener"),
+    _s("tls_key", str, None, "PEM private key for TLS on every listener"),
+    _s("max_inflight", int, 64, "batches queued for the store before 503 / UNAVAILABLE"),
+    _s("forward_endpoint", str, None, "downstream OTLP endpoint to forward spans to"),
+    _s("forward_protocol", str, "grpc", "downstream protocol: grpc or http/protobuf"),
+    _s("forward_queue_size", int, 10000, "spans held for forwarding before drops"),
+    _s("forward_hold_seconds", float, 2.0, "wait for late producers before forwarding"),
+    _s("forward_spill_dir", str, None, "spill the forward queue to this directory"),
+    _s("label_limit", int, 200, "max distinct values per Prometheus label"),
+    _s("drift_reference", str, "first:5", "drift reference: first:N, run:<id>, window:N"),
+    _s("stale_after_seconds", float, 86400.0, "inputs older than this make a run stale"),
+    # CLI
+    _s("server", str, None, "collector base URL for CLI queries (instead of --db)"),
+]
+
+SETTINGS: Mapping[str, Setting] = {s.name: s for s in _ALL}
+
+
+def resolve(name: str, explicit: Any = None, environ: Mapping[str, str] | None = None) -> Any:
+    """Value of setting ``name``: ``explicit`` if given, else its env var, else the default.
+
+    Raises ``ValueError`` naming the variable and the bad value when the env var is malformed.
+    """
+    setting = SETTINGS[name]
+    if explicit is not None:
+        return explicit
+    env = os.environ if environ is None else environ
+    raw = env.get(setting.env)
+    if raw is not None and raw != "":
+        try:
+            return setting.parse(raw)
+        except ValueError as exc:
+            raise ValueError(f"{setting.env}={raw!r} is invalid: {exc}") from None
+    return setting.default()
+
+
+def otlp_endpoint_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """The standard OTel variables that point the SDK at a collector, most specific first."""
+    env = os.environ if environ is None else environ
+    for var in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        if env.get(var):
+            return env[var]
+    return None
+
+
+def describe() -> str:
+    """A table of every setting, for ``otel-mltrace config`` and the README."""
+    rows = [f"{s.env:<32} {s.help}" for s in _ALL]
+    return "\n".join(rows)

@@ -1,0 +1,89 @@
+"""Every span attribute and event name of the otel-mltrace wire contract, in one place.
+
+The SDK writes these names and the collector reads them; neither spells a name out
+anywhere else. Changing a name here is a wire-format change: note it in CHANGELOG.md.
+
+Example::
+
+    from otel_mltrace import semconv
+    span.set_attribute(semconv.COMPONENT, "train")
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PREFIX: Final = "mltrace."
+
+# --- run span attributes ------------------------------------------------------------------
+COMPONENT: Final = "mltrace.component"
+"""string, required: marks the span as a component run and names the component."""
+RUN_ID: Final = "mltrace.run.id"
+"""string: run ID (UUIDv7), unique across the fleet."""
+INPUTS: Final = "mltrace.inputs"
+"""string[]: artifact IDs read by the run."""
+OUTPUTS: Final = "mltrace.outputs"
+"""string[]: artifact IDs written by the run."""
+TAGS: Final = "mltrace.tags"
+"""string[]: free tags."""
+PARAM_PREFIX: Final = "mltrace.param."
+"""``mltrace.param.<name>``: scalar parameter of the run."""
+METRIC_PREFIX: Final = "mltrace.metric."
+"""``mltrace.metric.<name>``: numeric metric of the run."""
+
+# Semantic-convention attributes describing the code version (OTel semconv names).
+VCS_REVISION: Final = "vcs.ref.head.revision"
+VCS_REPOSITORY: Final = "vcs.repository.url.full"
+CODE_FUNCTION: Final = "code.function.name"
+CODE_FILE: Final = "code.file.path"
+
+SERVICE_NAME: Final = "service.name"
+
+# --- output distribution events -----------------------------------------------------------
+OUTPUT_EVENT: Final = "mltrace.output"
+"""Span event, one per observed output name, carrying a mergeable distribution summary."""
+OUT_NAME: Final = "mltrace.output.name"
+OUT_KIND: Final = "mltrace.output.kind"
+"""``numeric`` or ``categorical``."""
+OUT_COUNT: Final = "mltrace.output.count"
+"""int: number of valid (non-null, finite or categorical) values summarized."""
+OUT_NULL_COUNT: Final = "mltrace.output.null_count"
+"""int: None / NaN values."""
+OUT_INVALID_COUNT: Final = "mltrace.output.invalid_count"
+"""int: values that could not be read as the output's kind (e.g. text in a numeric output, inf)."""
+OUT_SUM: Final = "mltrace.output.sum"
+OUT_MIN: Final = "mltrace.output.min"
+OUT_MAX: Final = "mltrace.output.max"
+OUT_SKETCH_GAMMA: Final = "mltrace.output.sketch.gamma"
+"""float: DDSketch-style log-bucket base; bucket i holds values in (gamma**(i-1), gamma**i]."""
+OUT_SKETCH_ZERO: Final = "mltrace.output.sketch.zero_count"
+OUT_SKETCH_POS_INDEX: Final = "mltrace.output.sketch.positive.indices"
+OUT_SKETCH_POS_COUNT: Final = "mltrace.output.sketch.positive.counts"
+OUT_SKETCH_NEG_INDEX: Final = "mltrace.output.sketch.negative.indices"
+OUT_SKETCH_NEG_COUNT: Final = "mltrace.output.sketch.negative.counts"
+OUT_CATEGORIES: Final = "mltrace.output.categories"
+"""string[]: the most frequent categories (bounded), parallel to ``category_counts``."""
+OUT_CATEGORY_COUNTS: Final = "mltrace.output.category_counts"
+OUT_OTHER_COUNT: Final = "mltrace.output.other_count"
+"""int: values of categories beyond the bounded list."""
+OUT_DISTINCT_COUNT: Final = "mltrace.output.distinct_count"
+
+OUTPUT_KIND_NUMERIC: Final = "numeric"
+OUTPUT_KIND_CATEGORICAL: Final = "categorical"
+
+# --- record-level IDs (bounded chunks) ----------------------------------------------------
+RECORDS_EVENT: Final = "mltrace.records"
+"""Span event carrying one bounded chunk of record IDs produced by the run."""
+RECORDS_OUTPUT: Final = "mltrace.records.output"
+"""string: artifact ID of the output the records belong to."""
+RECORDS_CHUNK_INDEX: Final = "mltrace.records.chunk.index"
+RECORDS_CHUNK_TOTAL: Final = "mltrace.records.chunk.total"
+RECORDS_IDS: Final = "mltrace.records.ids"
+"""string[]: record IDs in this chunk."""
+RECORDS_SOURCES: Final = "mltrace.records.sources"
+"""string[], optional: parallel to ``ids``, the input record ID each record came from."""
+
+# --- links added by the collector when forwarding -----------------------------------------
+LINK_ARTIFACT: Final = "mltrace.link.artifact"
+LINK_RELATION: Final = "mltrace.link.relation"
+LINK_RELATION_PRODUCER: Final = "producer"
