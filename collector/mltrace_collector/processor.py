@@ -1,0 +1,243 @@
+"""Lineage processor: OTLP trace export request -> ``RunRecord``s (or named rejections).
+
+The same code serves the collector and the SDK's embedded index. Input is untrusted: a
+span with a wrong-typed ``mltrace.*`` attribute is rejected with a reason (OTLP partial
+success), never half-stored; spans that are not component runs are counted and left alone.
+
+Example::
+
+    batch = decode_request(ExportTraceServiceRequest.FromString(body))
+    store.ingest(batch.runs)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from mltrace_collector.model import (
+    DecodedBatch,
+    OutputRecord,
+    RecordChunk,
+    Rejection,
+    RunRecord,
+)
+from otel_mltrace import semconv
+from otel_mltrace.distributions import from_event_attributes
+
+MAX_ARTIFACT_ID_LENGTH = 8192
+MAX_RUN_ID_LENGTH = 256
+MAX_COMPONENT_LENGTH = 512
+_STATUS = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok"}
+_STATUS[Status.STATUS_CODE_ERROR] = "error"
+
+
+class SpanRejected(ValueError):
+    """A component-run span that cannot be indexed; the message names the problem."""
+
+
+def any_value(value: AnyValue) -> Any:
+    """OTLP ``AnyValue`` -> plain Python (lists for arrays, dicts for kvlists, hex for bytes)."""
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        return value.string_value
+    if which == "bool_value":
+        return value.bool_value
+    if which == "int_value":
+        return value.int_value
+    if which == "double_value":
+        return value.double_value
+    if which == "array_value":
+        return [any_value(v) for v in value.array_value.values]
+    if which == "kvlist_value":
+        return attributes(value.kvlist_value.values)
+    if which == "bytes_value":
+        return value.bytes_value.hex()
+    return None
+
+
+def attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return value
+
+
+def _string(attrs: Mapping[str, Any], key: str, limit: int) -> str | None:
+    value = attrs.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise SpanRejected(f"{key} must be a non-empty string, got {type(value).__name__}")
+    if len(value) > limit:
+        raise SpanRejected(f"{key} is {len(value)} characters long; the limit is {limit}")
+    return value
+
+
+def _artifact_list(attrs: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = attrs.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SpanRejected(f"{key} must be an array of strings (artifact IDs)")
+    for v in value:
+        if not v:
+            raise SpanRejected(f"{key} contains an empty artifact ID")
+        if len(v) > MAX_ARTIFACT_ID_LENGTH:
+            raise SpanRejected(
+                f"{key} has an artifact ID of {len(v)} characters; the limit is "
+                f"{MAX_ARTIFACT_ID_LENGTH}"
+            )
+    return tuple(dict.fromkeys(value))  # ordered de-duplication
+
+
+def _params_metrics(attrs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
+    params: dict[str, Any] = {}
+    metrics: dict[str, float] = {}
+    for key, value in attrs.items():
+        if key.startswith(semconv.PARAM_PREFIX):
+            if isinstance(value, list | dict):
+                raise SpanRejected(f"{key} must be a scalar, got an array or map")
+            params[key[len(semconv.PARAM_PREFIX) :]] = _json_safe(value)
+        elif key.startswith(semconv.METRIC_PREFIX):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise SpanRejected(f"{key} must be a number, got {type(value).__name__}")
+            metrics[key[len(semconv.METRIC_PREFIX) :]] = float(value)
+    return params, metrics
+
+
+def _records(event_attrs: Mapping[str, Any]) -> RecordChunk:
+    output = event_attrs.get(semconv.RECORDS_OUTPUT)
+    ids = event_attrs.get(semconv.RECORDS_IDS)
+    index = event_attrs.get(semconv.RECORDS_CHUNK_INDEX, 0)
+    total = event_attrs.get(semconv.RECORDS_CHUNK_TOTAL, 1)
+    sources = event_attrs.get(semconv.RECORDS_SOURCES)
+    if not isinstance(output, str) or not output:
+        raise SpanRejected(f"{semconv.RECORDS_EVENT} event needs {semconv.RECORDS_OUTPUT}")
+    if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+        raise SpanRejected(f"{semconv.RECORDS_IDS} must be an array of non-empty strings")
+    if not isinstance(index, int) or not isinstance(total, int) or not 0 <= index < total:
+        raise SpanRejected(f"record chunk index {index!r} of {total!r} is out of range")
+    if sources is not None and (
+        not isinstance(sources, list)
+        or len(sources) != len(ids)
+        or not all(isinstance(s, str) for s in sources)
+    ):
+        raise SpanRejected(f"{semconv.RECORDS_SOURCES} must be strings parallel to the IDs")
+    return RecordChunk(output, index, total, tuple(ids), tuple(sources) if sources else None)
+
+
+def _events(span: Span) -> tuple[tuple[OutputRecord, ...], tuple[RecordChunk, ...]]:
+    outputs: dict[str, OutputRecord] = {}
+    chunks: list[RecordChunk] = []
+    for event in span.events:
+        if event.name == semconv.OUTPUT_EVENT:
+            ev_attrs = attributes(event.attributes)
+            try:
+                summary = from_event_attributes(ev_attrs)
+            except (ValueError, TypeError) as exc:
+                raise SpanRejected(f"{semconv.OUTPUT_EVENT} event: {exc}") from None
+            outputs[summary.name] = OutputRecord(
+                name=summary.name,
+                kind=summary.kind,
+                count=summary.count,
+                null_count=summary.null_count,
+                invalid_count=summary.invalid_count,
+                sum=summary.sum,
+                min=summary.min,
+                max=summary.max,
+                summary=summary.to_json(),
+            )
+        elif event.name == semconv.RECORDS_EVENT:
+            chunks.append(_records(attributes(event.attributes)))
+    return tuple(outputs.values()), tuple(chunks)
+
+
+def decode_span(span: Span, resource: Mapping[str, Any]) -> RunRecord | None:
+    """One OTLP span -> a ``RunRecord``, ``None`` if it is not a run; ``SpanRejected`` if bad."""
+    attrs = attributes(span.attributes)
+    if semconv.COMPONENT not in attrs:
+        return None
+    component = _string(attrs, semconv.COMPONENT, MAX_COMPONENT_LENGTH)
+    assert component is not None
+    if len(span.trace_id) != 16 or len(span.span_id) != 8:
+        raise SpanRejected("trace_id must be 16 bytes and span_id 8 bytes")
+    trace_id, span_id = span.trace_id.hex(), span.span_id.hex()
+    # Without an explicit run ID the span identity is the run identity: retries stay idempotent.
+    run_id = _string(attrs, semconv.RUN_ID, MAX_RUN_ID_LENGTH) or f"{trace_id}-{span_id}"
+    tags = attrs.get(semconv.TAGS, [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise SpanRejected(f"{semconv.TAGS} must be an array of strings")
+    params, metrics = _params_metrics(attrs)
+    outputs, chunks = _events(span)
+
+    def code(key: str) -> str | None:
+        value = attrs.get(key, resource.get(key))
+        return value if isinstance(value, str) else None
+
+    start, end = int(span.start_time_unix_nano), int(span.end_time_unix_nano)
+    return RunRecord(
+        run_id=run_id,
+        component=component,
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=span.parent_span_id.hex() or None,
+        service=code(semconv.SERVICE_NAME),
+        start_ns=start,
+        end_ns=max(end, start),
+        status=_STATUS.get(span.status.code, "unset"),
+        status_message=span.status.message or None,
+        inputs=_artifact_list(attrs, semconv.INPUTS),
+        outputs=_artifact_list(attrs, semconv.OUTPUTS),
+        params=params,
+        metrics=metrics,
+        tags=tuple(tags),
+        code_revision=code(semconv.VCS_REVISION),
+        code_repository=code(semconv.VCS_REPOSITORY),
+        code_function=code(semconv.CODE_FUNCTION),
+        code_file=code(semconv.CODE_FILE),
+        attributes=_json_safe({**{f"resource.{k}": v for k, v in resource.items()}, **attrs}),
+        output_summaries=outputs,
+        record_chunks=chunks,
+    )
+
+
+def decode_request(request: ExportTraceServiceRequest) -> DecodedBatch:
+    """Every span of ``request``: runs decoded, bad runs rejected with a reason, others counted."""
+    batch = DecodedBatch()
+    for resource_spans in request.resource_spans:
+        resource = attributes(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                try:
+                    record = decode_span(span, resource)
+                except SpanRejected as exc:
+                    batch.rejections.append(
+                        Rejection(span.trace_id.hex(), span.span_id.hex(), str(exc))
+                    )
+                    continue
+                if record is None:
+                    batch.other_spans += 1
+                else:
+                    batch.runs.append(record)
+    return batch
+
+
+def rejection_message(rejections: list[Rejection], limit: int = 5) -> str:
+    """The OTLP partial-success ``error_message``: the first few reasons, with span IDs."""
+    parts = [f"span {r.span_id or '?'} (trace {r.trace_id or '?'}): {r.reason}" for r in rejections]
+    more = len(parts) - limit
+    text = "; ".join(parts[:limit])
+    return text + (f"; and {more} more" if more > 0 else "")

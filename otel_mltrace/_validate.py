@@ -1,0 +1,63 @@
+"""Early checks of user input to the SDK: errors name the value and say what to do."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+Scalar = str | bool | int | float
+
+
+def component_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise TypeError(
+            f"component name must be a str, got {type(name).__name__} {name!r}; "
+            "pass the step's name, e.g. run('featurize')"
+        )
+    if not name.strip() or "\n" in name:
+        raise ValueError(
+            f"component name {name!r} must be non-empty and on one line, e.g. 'featurize'"
+        )
+    return name
+
+
+def key(kind: str, k: object) -> str:
+    if not isinstance(k, str) or not k or any(c in k for c in "\n\r"):
+        raise TypeError(f"{kind} name must be a non-empty one-line str, got {k!r}")
+    return k
+
+
+def param_value(k: str, v: object) -> Scalar:
+    if isinstance(v, str | bool | int | float):
+        return v
+    raise TypeError(
+        f"param {k!r} has a {type(v).__name__} value {v!r}; params must be str, bool, int "
+        f"or float: pass str(value) or json.dumps(value)"
+    )
+
+
+def metric_value(k: str, v: object) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        # numpy scalars: accept anything with __float__ that is not a str/bool
+        if hasattr(v, "__float__") and not isinstance(v, str | bytes | bool):
+            v = float(v)  # type: ignore[arg-type]
+        else:
+            raise TypeError(
+                f"metric {k!r} must be a number, got {type(v).__name__} {v!r}; "
+                "log non-numbers with log_param()"
+            )
+    value = float(v)
+    if math.isnan(value):
+        raise ValueError(f"metric {k!r} is NaN; log a number, or skip the metric")
+    return value
+
+
+def string_list(kind: str, values: Any) -> list[Any]:
+    if values is None:
+        return []
+    if isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
+        raise TypeError(
+            f"{kind} must be a list, got {type(values).__name__} {values!r}; "
+            f"wrap a single item: {kind}=[item]"
+        )
+    return list(values)

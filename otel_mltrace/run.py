@@ -1,0 +1,320 @@
+"""Component runs: the ``run()`` context manager and the ``@component`` decorator.
+
+One component run is one OTel span carrying the attributes of the wire contract
+(``otel_mltrace.semconv``). Example::
+
+    import otel_mltrace as mlt
+
+    with mlt.run("featurize", inputs=["data/clean.csv"], params={"scale": True}) as run:
+        X = featurize("data/clean.csv", "data/features.npz")
+        run.add_output("data/features.npz")
+        run.log_metric("n_features", X.shape[1])
+        run.log_output("feature_mean", X.mean(axis=1))
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, cast, overload
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from otel_mltrace import _validate, semconv
+from otel_mltrace._ids import uuid7
+from otel_mltrace.artifacts import artifact_id
+from otel_mltrace.distributions import OutputSummary, summarize, to_event_attributes
+from otel_mltrace.provider import get_tracer
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_current: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
+    "otel_mltrace_current_run", default=None
+)
+
+
+def current_run() -> Run | None:
+    """The innermost active run in this context (thread / asyncio task), or None.
+
+    >>> with run("train") as r:
+    ...     assert current_run() is r
+    """
+    return _current.get()
+
+
+def _to_id(obj: object) -> str:
+    return artifact_id(obj)
+
+
+class Run:
+    """One component run (one span). Create it with :func:`run`; use it as a context manager.
+
+    Attributes become visible on the span when the run ends; ``id`` is known at once.
+    """
+
+    __slots__ = (
+        "component",
+        "id",
+        "_inputs",
+        "_outputs",
+        "_initial",
+        "_kind",
+        "_span",
+        "_token",
+        "_run_token",
+        "_code_function",
+        "_code_file",
+    )
+
+    def __init__(
+        self,
+        component: str,
+        inputs: Iterable[Any] | None = None,
+        outputs: Iterable[Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        *,
+        kind: SpanKind = SpanKind.INTERNAL,
+        run_id: str | None = None,
+        code_function: str | None = None,
+        code_file: str | None = None,
+    ) -> None:
+        self.component = _validate.component_name(component)
+        self.id = run_id if run_id is not None else uuid7()
+        self._inputs: list[str] = [_to_id(x) for x in _validate.string_list("inputs", inputs)]
+        self._outputs: list[str] = [_to_id(x) for x in _validate.string_list("outputs", outputs)]
+        initial: dict[str, Any] = {semconv.COMPONENT: self.component, semconv.RUN_ID: self.id}
+        for k, v in (params or {}).items():
+            initial[semconv.PARAM_PREFIX + _validate.key("param", k)] = _validate.param_value(k, v)
+        tag_list = _validate.string_list("tags", tags)
+        if tag_list:
+            initial[semconv.TAGS] = [str(t) for t in tag_list]
+        self._initial = initial
+        self._kind = kind
+        self._span: trace.Span | None = None
+        self._token: object | None = None
+        self._run_token: contextvars.Token[Run | None] | None = None
+        self._code_function = code_function
+        self._code_file = code_file
+
+    # -- context manager -------------------------------------------------------------------
+    def __enter__(self) -> Run:
+        if self._code_function is None:
+            frame = sys._getframe(1)
+            self._code_function = frame.f_code.co_name
+            self._code_file = frame.f_code.co_filename
+        attrs = self._initial
+        attrs[semconv.CODE_FUNCTION] = self._code_function
+        if self._code_file:
+            attrs[semconv.CODE_FILE] = self._code_file
+        self._span = get_tracer().start_span(self.component, kind=self._kind, attributes=attrs)
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        self._run_token = _current.set(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        span = self._span
+        if span is None:
+            return
+        if self._inputs:
+            span.set_attribute(semconv.INPUTS, self._inputs)
+        if self._outputs:
+            span.set_attribute(semconv.OUTPUTS, self._outputs)
+        if exc is not None:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        else:
+            span.set_status(Status(StatusCode.OK))
+        if self._run_token is not None:
+            _current.reset(self._run_token)
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+        span.end()
+        self._span = None
+
+    # -- recording -------------------------------------------------------------------------
+    @property
+    def span(self) -> trace.Span:
+        """The underlying OTel span (only while the run is active)."""
+        if self._span is None:
+            raise RuntimeError(f"run {self.component!r} is not active; use it inside `with`")
+        return self._span
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(self._inputs)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return tuple(self._outputs)
+
+    def add_input(self, obj: object, uri: str | None = None, version: str | None = None) -> str:
+        """Declare an artifact the run read; returns its artifact ID.
+
+        >>> run.add_input("data/raw.csv")            # doctest: +SKIP
+        'file:///…/data/raw.csv@sha256:…'
+        """
+        aid = artifact_id(obj, uri=uri, version=version)
+        self._inputs.append(aid)
+        return aid
+
+    def add_output(self, obj: object, uri: str | None = None, version: str | None = None) -> str:
+        """Declare an artifact the run wrote (after writing it); returns its artifact ID."""
+        aid = artifact_id(obj, uri=uri, version=version)
+        self._outputs.append(aid)
+        return aid
+
+    def log_param(self, key: str, value: Any) -> None:
+        """Record a scalar parameter (str, bool, int, float) as ``mltrace.param.<key>``."""
+        k = _validate.key("param", key)
+        self.span.set_attribute(semconv.PARAM_PREFIX + k, _validate.param_value(k, value))
+
+    def log_metric(self, key: str, value: Any) -> None:
+        """Record a numeric metric of the run as ``mltrace.metric.<key>``."""
+        k = _validate.key("metric", key)
+        self.span.set_attribute(semconv.METRIC_PREFIX + k, _validate.metric_value(k, value))
+
+    def log_output(self, name: str, values: Any, kind: str | None = None) -> OutputSummary:
+        """Summarize an output's values (numbers or categories; nulls counted) as a span event.
+
+        The summary is a mergeable sketch, not the values: a million predictions cost a
+        few kilobytes on the wire.
+
+        >>> run.log_output("predicted_label", y_pred)   # doctest: +SKIP
+        """
+        summary = summarize(name, values, kind=kind)
+        self.span.add_event(semconv.OUTPUT_EVENT, to_event_attributes(summary))
+        return summary
+
+
+def run(
+    component: str,
+    inputs: Iterable[Any] | None = None,
+    outputs: Iterable[Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    tags: Sequence[str] | None = None,
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+) -> Run:
+    """Start a component run: use as ``with otel_mltrace.run("train", inputs=[...]) as run:``.
+
+    ``inputs``/``outputs`` take anything :func:`otel_mltrace.artifact_id` takes (paths,
+    URIs, bytes, arrays, data frames). Exceptions inside the block are recorded on the
+    span with status ERROR and re-raised. Runs nest: a run started inside another is its
+    child span.
+    """
+    return Run(component, inputs, outputs, params, tags, kind=kind)
+
+
+def _bind(sig: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    bound = sig.bind(*args, **kwargs)
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def _declare_returns(r: Run, value: Any) -> None:
+    items = value if isinstance(value, tuple) else (value,)
+    for item in items:
+        r.add_output(item)
+
+
+@overload
+def component(name: Callable[P, R]) -> Callable[P, R]: ...
+@overload
+def component(
+    name: str | None = None,
+    *,
+    inputs: Sequence[str] = (),
+    outputs: Sequence[str] = (),
+    params: Sequence[str] = (),
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def component(
+    name: str | Callable[P, R] | None = None,
+    *,
+    inputs: Sequence[str] = (),
+    outputs: Sequence[str] = (),
+    params: Sequence[str] = (),
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorator form of :func:`run`: every call of the function is one component run.
+
+    ``inputs`` names arguments whose values are artifacts read (identified before the
+    call); ``outputs`` names arguments whose artifacts are written (identified after the
+    call) and may include ``"return"`` for the return value (a returned tuple gives one
+    output per element); ``params`` names arguments logged as params. Works on functions,
+    methods, and ``async def``. Inside, :func:`current_run` gives the run.
+
+    >>> @component("train", inputs=["features"], outputs=["model_path"], params=["C"])
+    ... def train(features: str, model_path: str, C: float = 1.0) -> None: ...
+    """
+    if callable(name):
+        return component()(name)
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        comp = _validate.component_name(name if name is not None else fn.__name__)
+        sig = inspect.signature(fn)
+        known = set(sig.parameters)
+        for declared in (*inputs, *params, *(o for o in outputs if o != "return")):
+            if declared not in known:
+                raise ValueError(
+                    f"@component({comp!r}) names argument {declared!r}, but "
+                    f"{fn.__qualname__} has only {sorted(known)}; fix the name"
+                )
+        func_name = fn.__qualname__
+        file_name = fn.__code__.co_filename
+
+        def start(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Run, dict[str, Any]]:
+            values = _bind(sig, args, kwargs)
+            r = Run(
+                comp,
+                inputs=[values[a] for a in inputs],
+                params={p: values[p] for p in params},
+                code_function=func_name,
+                code_file=file_name,
+            )
+            return r, values
+
+        def finish(r: Run, values: dict[str, Any], result: Any) -> None:
+            for o in outputs:
+                if o == "return":
+                    _declare_returns(r, result)
+                else:
+                    r.add_output(values[o])
+
+        if inspect.iscoroutinefunction(fn):
+            async_fn = cast(Callable[..., Any], fn)
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                r, values = start(args, kwargs)
+                with r:
+                    result = await async_fn(*args, **kwargs)
+                    finish(r, values, result)
+                    return result
+
+            return cast(Callable[P, R], async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            r, values = start(args, kwargs)
+            with r:
+                result = fn(*args, **kwargs)
+                finish(r, values, result)
+                return result
+
+        return wrapper
+
+    return decorate
