@@ -10,6 +10,7 @@ Examples::
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -47,6 +48,15 @@ def parse_time(text: str | None) -> int | None:
     except ValueError:
         pass
     return int((datetime.now().timestamp() - parse_duration(text)) * 1e9)
+
+
+def local_artifact(ident: str) -> str:
+    """A path on this disk is identified by content, so `trace ./model.pkl` just works."""
+    if "://" not in ident and os.path.exists(ident):
+        from otel_mltrace.artifacts import artifact_id
+
+        return artifact_id(ident)
+    return ident
 
 
 @dataclass
@@ -105,7 +115,10 @@ def main(
     """
     if db is None and server is None:
         db = str(resolve("index"))
-    click_ctx.obj = Context(db, server, token, fmt, Console(soft_wrap=True))
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(soft_wrap=True, width=200)  # piped output: don't cut lines at 80
+    click_ctx.obj = Context(db, server, token, fmt, console)
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -119,7 +132,7 @@ def _graph_command(name: str, help_text: str) -> None:
     @pass_ctx
     def command(ctx: Context, ident: str, depth: int, fmt: str | None) -> None:
         def go() -> None:
-            graph = getattr(ctx.queries(), name)(ident, depth)
+            graph = getattr(ctx.queries(), name)(local_artifact(ident), depth)
             render.emit(ctx.console, graph, fmt or ctx.fmt, render.lineage_tree(graph))
 
         _run(ctx, go)
@@ -244,7 +257,9 @@ def show_config() -> None:
 def _register_serve() -> None:
     try:
         from mltrace_collector.service import serve_command
-    except ImportError:  # the collector extra is not installed
+    except ModuleNotFoundError as exc:  # the collector extra is not installed
+        if exc.name not in {"fastapi", "grpc", "uvicorn", "starlette", "prometheus_client"}:
+            raise
         return
     main.add_command(serve_command)
 

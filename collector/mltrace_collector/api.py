@@ -1,0 +1,115 @@
+"""HTTP JSON query API (``/api/v1``), ``/healthz``, and the collector's ASGI app.
+
+The OpenAPI document is served at ``/openapi.json`` (interactive docs at ``/docs``).
+
+Example::
+
+    app = create_app(pipeline, queries, max_body_bytes=64 << 20, auth_token=None)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, HTTPException, Query
+from starlette.types import ASGIApp
+
+from mltrace_collector.ingest import ExportHandler
+from mltrace_collector.queries import MAX_DEPTH, LineageQueries, NotFound
+from mltrace_collector.receivers.http_receiver import otlp_traces_route
+from mltrace_collector.receivers.security import BearerAuthMiddleware
+from otel_mltrace._version import __version__
+
+T = TypeVar("T")
+JSON = Any
+
+
+def _answer(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except NotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc.args[0] if exc.args else exc)) from None
+
+
+def create_api(queries: LineageQueries, health: Callable[[], dict[str, Any]]) -> FastAPI:
+    """The FastAPI app with the query endpoints (no OTLP route, no auth)."""
+    app = FastAPI(
+        title="otel-mltrace collector",
+        version=__version__,
+        description="Run-level, cross-trace lineage of ML pipelines.",
+    )
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> JSON:
+        """Liveness/readiness: 200 while the store answers."""
+        return health()
+
+    @app.get("/api/v1/trace", tags=["lineage"])
+    def trace(
+        id: str = Query(description="artifact ID, unversioned URI or run ID"),  # noqa: A002
+        depth: int = Query(MAX_DEPTH, ge=0, le=MAX_DEPTH),
+    ) -> JSON:
+        """Upstream lineage graph of an artifact or run, down to raw artifacts."""
+        return _answer(lambda: queries.trace(id, depth))
+
+    @app.get("/api/v1/downstream", tags=["lineage"])
+    def downstream(
+        id: str = Query(description="artifact ID, unversioned URI or run ID"),  # noqa: A002
+        depth: int = Query(MAX_DEPTH, ge=0, le=MAX_DEPTH),
+    ) -> JSON:
+        """Everything derived from an artifact or run."""
+        return _answer(lambda: queries.downstream(id, depth))
+
+    @app.get("/api/v1/runs", tags=["runs"])
+    def runs(limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0)) -> JSON:
+        """Recent runs, newest first."""
+        return queries.runs(limit, offset)
+
+    @app.get("/api/v1/runs/{run_id:path}", tags=["runs"])
+    def inspect(run_id: str) -> JSON:
+        """Everything known about one run (a unique ID prefix is enough)."""
+        return _answer(lambda: queries.inspect(run_id))
+
+    @app.get("/api/v1/components", tags=["components"])
+    def components() -> JSON:
+        """Components with run counts, failures and last run time."""
+        return queries.components()
+
+    @app.get("/api/v1/components/{component:path}/history", tags=["components"])
+    def history(
+        component: str,
+        since_ns: int = Query(0, ge=0),
+        until_ns: int = Query(2**62, ge=0),
+        limit: int = Query(50, ge=1, le=1000),
+    ) -> JSON:
+        """Runs of one component, newest first, within a time range."""
+        return _answer(lambda: queries.history(component, since_ns, until_ns, limit))
+
+    @app.get("/api/v1/stale", tags=["components"])
+    def stale(
+        older_than_s: float = Query(86400.0, gt=0), now_ns: int | None = Query(None)
+    ) -> JSON:
+        """Newest run of each component with staleness reasons."""
+        return queries.stale(older_than_s, now_ns)
+
+    return app
+
+
+def create_app(
+    handler: ExportHandler,
+    queries: LineageQueries,
+    health: Callable[[], dict[str, Any]],
+    *,
+    max_body_bytes: int,
+    auth_token: str | None,
+    extra_routes: Iterable[Any] = (),
+) -> ASGIApp:
+    """The whole HTTP listener: OTLP ``/v1/traces`` + query API + extra routes, with auth."""
+    app = create_api(queries, health)
+    app.router.routes.append(
+        otlp_traces_route(handler, max_body_bytes=max_body_bytes, auth_token=auth_token)
+    )
+    for route in extra_routes:
+        app.router.routes.append(route)
+    return BearerAuthMiddleware(app, auth_token, exempt_paths={"/healthz"})

@@ -1,0 +1,164 @@
+"""``otel-mltrace serve``: OTLP receivers + lineage index + query API in one process.
+
+Wiring (the data flow, in order): receivers (gRPC, HTTP) -> ``IngestPipeline`` (decode,
+group commit to the store) -> observers (metrics, forwarding) ; API reads the store.
+
+Example::
+
+    collector = Collector(CollectorSettings.resolve(db="lineage.db"))
+    collector.start(); ...; collector.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from mltrace_collector.api import create_app
+from mltrace_collector.pipeline import IngestPipeline
+from mltrace_collector.queries import LineageQueries
+from mltrace_collector.receivers.grpc_receiver import GrpcReceiver, start_grpc_server
+from mltrace_collector.receivers.http_receiver import HttpServer, start_http_server
+from mltrace_collector.store.base import Store, open_store
+from otel_mltrace.config import resolve
+
+log = logging.getLogger("mltrace_collector")
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    """Everything ``serve`` needs; build it with :meth:`resolve` (flag > env > default)."""
+
+    db: str
+    grpc_address: str
+    http_address: str
+    max_body_bytes: int
+    auth_token: str | None
+    tls_cert: str | None
+    tls_key: str | None
+    max_inflight: int
+
+    @classmethod
+    def resolve(cls, **explicit: Any) -> CollectorSettings:
+        names = cls.__dataclass_fields__
+        unknown = set(explicit) - set(names)
+        if unknown:
+            raise TypeError(f"unknown collector settings {sorted(unknown)}; known: {sorted(names)}")
+        return cls(**{name: resolve(name, explicit.get(name)) for name in names})
+
+
+class Collector:
+    """The running service. ``start()`` binds every listener; ``stop()`` drains and closes."""
+
+    def __init__(self, settings: CollectorSettings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings.db)
+        self.pipeline = IngestPipeline(self.store, max_inflight=settings.max_inflight)
+        self.queries = LineageQueries(self.store)
+        self.http: HttpServer | None = None
+        self.grpc: GrpcReceiver | None = None
+        self._started = time.time()
+        self._stopped = threading.Event()
+
+    def health(self) -> dict[str, Any]:
+        counts = self.store.counts()
+        return {
+            "status": "ok",
+            "store": self.store.backend,
+            "uptime_s": round(time.time() - self._started, 3),
+            "runs": counts["runs"],
+            **self.pipeline.stats,
+        }
+
+    def start(self) -> None:
+        s = self.settings
+        app = create_app(
+            self.pipeline,
+            self.queries,
+            self.health,
+            max_body_bytes=s.max_body_bytes,
+            auth_token=s.auth_token,
+        )
+        self.http = start_http_server(
+            app, s.http_address, tls_cert=s.tls_cert, tls_key=s.tls_key
+        )
+        self.grpc = start_grpc_server(
+            self.pipeline,
+            s.grpc_address,
+            max_body_bytes=s.max_body_bytes,
+            auth_token=s.auth_token,
+            tls_cert=s.tls_cert,
+            tls_key=s.tls_key,
+        )
+        log.info(
+            "otel-mltrace collector: OTLP/gRPC on %s, OTLP/HTTP + API on %s, store %s",
+            self.grpc_endpoint,
+            self.http_endpoint,
+            self.store.backend,
+        )
+
+    @property
+    def http_endpoint(self) -> str:
+        assert self.http is not None
+        host = self.settings.http_address.rpartition(":")[0] or "127.0.0.1"
+        scheme = "https" if self.settings.tls_cert else "http"
+        return f"{scheme}://{host}:{self.http.port}"
+
+    @property
+    def grpc_endpoint(self) -> str:
+        assert self.grpc is not None
+        host = self.settings.grpc_address.rpartition(":")[0] or "127.0.0.1"
+        scheme = "https" if self.settings.tls_cert else "http"
+        return f"{scheme}://{host}:{self.grpc.port}"
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Graceful shutdown: stop accepting, finish in-flight exports, commit, close."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self.grpc is not None:
+            self.grpc.stop(grace_s)
+        if self.http is not None:
+            self.http.stop(grace_s)
+        self.pipeline.close(grace_s)
+        self.store.close()
+
+
+@click.command("serve")
+@click.option("--db", help="SQLite path or postgresql:// URL (MLTRACE_DB)")
+@click.option("--grpc-address", help="OTLP/gRPC listen host:port (MLTRACE_GRPC_ADDRESS)")
+@click.option("--http-address", help="OTLP/HTTP + API listen host:port (MLTRACE_HTTP_ADDRESS)")
+@click.option("--max-body-bytes", type=int, help="request body limit (MLTRACE_MAX_BODY_BYTES)")
+@click.option("--auth-token", help="require this bearer token (MLTRACE_AUTH_TOKEN)")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key")
+@click.option("--max-inflight", type=int, help="queued batches before 503 (MLTRACE_MAX_INFLIGHT)")
+@click.option("--log-level", default="INFO", show_default=True)
+def serve_command(log_level: str, **options: Any) -> None:
+    """Run the collector: OTLP receivers, lineage index and query API."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    settings = CollectorSettings.resolve(**options)
+    collector = Collector(settings)
+    collector.start()
+    click.echo(
+        f"otel-mltrace collector ready: OTLP/gRPC {collector.grpc_endpoint}  "
+        f"OTLP/HTTP+API {collector.http_endpoint}  store {settings.db.split('@')[-1]}",
+        err=True,
+    )
+    done = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal %d: draining and shutting down", signum)
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    done.wait()
+    collector.stop()
+    log.info("stopped")
