@@ -1,0 +1,656 @@
+"""Mergeable distribution summaries of component outputs, and their span-event encoding.
+
+A numeric output is summarized by count/sum/min/max and a DDSketch-style log-bucket
+:class:`Sketch` (relative accuracy ``ALPHA`` = 1 %); a categorical output by its top-K value
+counts. Summaries of the same output merge (runs, shards, windows) without the raw values,
+and travel as one ``mltrace.output`` span event whose attribute names all come from
+:mod:`otel_mltrace.semconv`. numpy is optional: with it, numeric summaries are vectorized;
+without it (or with ``USE_NUMPY = False``) a pure-Python path gives the same buckets.
+
+Example::
+
+    from otel_mltrace.distributions import summarize, to_event_attributes
+    s = summarize("score", [0.1, 0.7, None, 0.4])
+    span.add_event(semconv.OUTPUT_EVENT, to_event_attributes(s))
+    s.sketch.quantile(0.5)   # ~0.4, within 1 %
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from otel_mltrace import semconv as sc
+
+ALPHA = 0.01
+"""Relative accuracy of quantiles from a :class:`Sketch`."""
+DEFAULT_GAMMA = (1 + ALPHA) / (1 - ALPHA)
+MIN_MAGNITUDE = 1e-9
+"""Values with ``|v| < MIN_MAGNITUDE`` are counted in ``Sketch.zero_count``."""
+MAX_BUCKETS = 2048
+"""Per sign, a sketch keeps at most this many buckets; lower ones collapse (as DDSketch)."""
+DEFAULT_MAX_CATEGORIES = 100
+MAX_CATEGORY_CHARS = 256
+"""Category strings are truncated to this many characters to bound the event size."""
+MAX_WIRE_ITEMS = 100_000
+"""Longest array :func:`from_event_attributes` accepts."""
+USE_NUMPY = True
+"""Set to ``False`` to force the pure-Python path (tests do, to compare both paths)."""
+
+KINDS = (sc.OUTPUT_KIND_NUMERIC, sc.OUTPUT_KIND_CATEGORICAL)
+AttributeValue = str | bool | int | float | list[str] | list[int] | list[float]
+_np_cache: list[Any] = []
+
+
+def _numpy() -> Any:
+    """The numpy module, imported on first use; ``None`` if unavailable or disabled."""
+    if not USE_NUMPY:
+        return None
+    if not _np_cache:
+        try:
+            import numpy
+        except ImportError:  # pragma: no cover - exercised via USE_NUMPY in tests
+            _np_cache.append(None)
+        else:
+            _np_cache.append(numpy)
+    return _np_cache[0]
+
+
+def _collapse(store: dict[int, int], limit: int = MAX_BUCKETS) -> dict[int, int]:
+    """Fold the lowest indices into the lowest kept one so at most ``limit`` remain."""
+    if not store:
+        return store
+    floor = max(store) - limit + 1
+    if min(store) >= floor:
+        return store
+    out = {k: v for k, v in store.items() if k >= floor}
+    out[floor] = out.get(floor, 0) + sum(v for k, v in store.items() if k < floor)
+    return out
+
+
+@dataclass
+class Sketch:
+    """DDSketch-style log-bucket sketch: mergeable, quantiles within relative error ALPHA.
+
+    A value ``v >= MIN_MAGNITUDE`` goes to ``positive[ceil(log(v) / log(gamma))]``, i.e.
+    bucket ``i`` holds ``(gamma**(i-1), gamma**i]``; negatives are mirrored into
+    ``negative``; anything smaller in magnitude counts in ``zero_count``. Every estimate uses
+    a bucket's representative value ``2 * gamma**i / (gamma + 1)``. Each sign keeps at most
+    ``MAX_BUCKETS`` buckets: the lowest indices (magnitudes nearest zero) collapse into the
+    lowest kept one, so extreme tails stay accurate and the event stays small.
+
+    >>> s = summarize("x", [1.0, 2.0, 3.0]).sketch
+    >>> round(s.quantile(0.5), 1), s.count, s.bucket_counts([1.5, 10])
+    (2.0, 3, [1, 3])
+    """
+
+    gamma: float = DEFAULT_GAMMA
+    zero_count: int = 0
+    positive: dict[int, int] = field(default_factory=dict)
+    negative: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        """Number of values in the sketch."""
+        return self.zero_count + sum(self.positive.values()) + sum(self.negative.values())
+
+    def value(self, index: int) -> float:
+        """Representative (positive) value of bucket ``index``: ``2 gamma**i / (gamma+1)``."""
+        x = index * math.log(self.gamma) + math.log(2.0 / (self.gamma + 1.0))
+        return math.exp(min(x, 709.78))
+
+    def merge(self, other: Sketch) -> Sketch:
+        """A new sketch holding the values of both; ``ValueError`` if the gammas differ."""
+        if other.gamma != self.gamma:
+            raise ValueError(f"cannot merge sketches with gamma {self.gamma} and {other.gamma}")
+        pos, neg = Counter(self.positive), Counter(self.negative)
+        pos.update(other.positive)
+        neg.update(other.negative)
+        return Sketch(
+            self.gamma,
+            self.zero_count + other.zero_count,
+            _collapse(dict(sorted(pos.items()))),
+            _collapse(dict(sorted(neg.items()))),
+        )
+
+    def ordered(self) -> list[tuple[float, int]]:
+        """``(representative value, count)`` of every non-empty bucket, ascending by value."""
+        out = [(-self.value(i), c) for i, c in sorted(self.negative.items(), reverse=True)]
+        if self.zero_count:
+            out.append((0.0, self.zero_count))
+        out.extend((self.value(i), c) for i, c in sorted(self.positive.items()))
+        return [(v, c) for v, c in out if c]
+
+    def quantile(self, q: float) -> float | None:
+        """Estimated ``q``-quantile (relative error <= ALPHA); ``None`` when empty."""
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"quantile q must be in [0, 1], got {q!r}")
+        n = self.count
+        if n == 0:
+            return None
+        rank, cum = q * (n - 1), 0
+        items = self.ordered()
+        for value, c in items:
+            cum += c
+            if cum > rank:
+                return value
+        return items[-1][0]
+
+    def cdf(self, x: float) -> float:
+        """Estimated fraction of values ``<= x`` (buckets placed at their representative)."""
+        n = self.count
+        if n == 0:
+            return 0.0
+        return sum(c for v, c in self.ordered() if v <= x) / n
+
+    def bucket_counts(self, bounds: Sequence[float]) -> list[int]:
+        """Cumulative counts ``<= each upper bound`` (ascending), for a classic histogram.
+
+        A sketch bucket that straddles a bound is counted wholly on the side of its
+        representative value, so counts are exact up to the sketch's 1 % resolution.
+        """
+        if any(b2 < b1 for b1, b2 in zip(bounds, bounds[1:], strict=False)):
+            raise ValueError(f"bounds must be ascending, got {list(bounds)!r}")
+        items = self.ordered()
+        values = [v for v, _ in items]
+        cum: list[int] = [0]
+        for _, c in items:
+            cum.append(cum[-1] + c)
+        return [cum[bisect_right(values, b)] for b in bounds]
+
+
+def _top_k(counts: Mapping[str, int], k: int) -> tuple[dict[str, int], int]:
+    """Most frequent ``k`` categories (ties by name) and the count of the rest."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    kept = dict(ranked[:k])
+    return kept, sum(c for _, c in ranked[k:])
+
+
+@dataclass
+class OutputSummary:
+    """Distribution summary of one named output; the payload of an ``mltrace.output`` event.
+
+    ``count`` counts valid values; ``null_count`` None/NaN/NA; ``invalid_count`` values not
+    readable as the kind (non-numbers, booleans and ±inf in a numeric output). ``sum``,
+    ``min``, ``max`` and ``sketch`` are numeric-only; ``categories`` (top-K), ``other_count``
+    and ``distinct_count`` categorical-only.
+
+    >>> a, b = summarize("y", ["a", "b"]), summarize("y", ["a", None])
+    >>> m = a.merge(b); m.categories, m.null_ratio()
+    ({'a': 2, 'b': 1}, 0.25)
+    >>> OutputSummary.from_json(m.to_json()) == m
+    True
+    """
+
+    name: str
+    kind: str
+    count: int = 0
+    null_count: int = 0
+    invalid_count: int = 0
+    sum: float | None = None
+    min: float | None = None
+    max: float | None = None
+    sketch: Sketch | None = None
+    categories: dict[str, int] = field(default_factory=dict)
+    other_count: int = 0
+    distinct_count: int | None = None
+
+    def null_ratio(self) -> float:
+        """Nulls over all observed values (valid + null + invalid); 0.0 when nothing seen."""
+        total = self.count + self.null_count + self.invalid_count
+        return self.null_count / total if total else 0.0
+
+    def quantile(self, q: float) -> float | None:
+        """Sketch quantile clamped to the exact ``[min, max]`` (numeric only)."""
+        if self.sketch is None:
+            raise ValueError(f"output {self.name!r} is {self.kind}: quantiles need numeric")
+        v = self.sketch.quantile(q)
+        if v is None or self.min is None or self.max is None:
+            return v
+        return min(max(v, self.min), self.max)
+
+    def merge(
+        self, other: OutputSummary, max_categories: int = DEFAULT_MAX_CATEGORIES
+    ) -> OutputSummary:
+        """Summary of both inputs. Sketches merge exactly; top-K categories are re-ranked
+        (a category kept by one side but folded into ``other`` by the other is undercounted)
+        and ``distinct_count`` is exact when neither side was truncated, else a lower bound.
+        """
+        if (other.name, other.kind) != (self.name, self.kind):
+            raise ValueError(
+                f"cannot merge {self.kind} output {self.name!r} with "
+                f"{other.kind} output {other.name!r}"
+            )
+        out = OutputSummary(
+            self.name,
+            self.kind,
+            self.count + other.count,
+            self.null_count + other.null_count,
+            self.invalid_count + other.invalid_count,
+        )
+        if self.sketch is not None and other.sketch is not None:
+            out.sketch = self.sketch.merge(other.sketch)
+            sums = [s for s in (self.sum, other.sum) if s is not None]
+            out.sum = math.fsum(sums) if sums else None
+            out.min = min((v for v in (self.min, other.min) if v is not None), default=None)
+            out.max = max((v for v in (self.max, other.max) if v is not None), default=None)
+        if self.kind == sc.OUTPUT_KIND_CATEGORICAL:
+            union = Counter(self.categories)
+            union.update(other.categories)
+            out.categories, dropped = _top_k(union, max_categories)
+            out.other_count = self.other_count + other.other_count + dropped
+            seen = [len(union), self.distinct_count or 0, other.distinct_count or 0]
+            exact = self.other_count == 0 and other.other_count == 0
+            out.distinct_count = len(union) if exact else max(seen)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe dict (bucket indices as strings); exact inverse of :meth:`from_json`."""
+        out: dict[str, Any] = {key: getattr(self, key) for key, _ in _SCALARS}
+        out["categories"] = dict(self.categories)
+        out["sketch"] = None
+        if self.sketch is not None:
+            out["sketch"] = {"gamma": self.sketch.gamma, "zero_count": self.sketch.zero_count}
+            for key, store in (
+                ("positive", self.sketch.positive),
+                ("negative", self.sketch.negative),
+            ):
+                out["sketch"][key] = {str(k): v for k, v in sorted(store.items())}
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OutputSummary:
+        """Inverse of :meth:`to_json`; validated like :func:`from_event_attributes`
+        (error messages name the corresponding wire attribute)."""
+        attrs: dict[str, Any] = {}
+        for key, attr in _SCALARS:
+            if data.get(key) is not None:
+                attrs[attr] = data[key]
+        sk = data.get("sketch")
+        if sk is not None:
+            if not isinstance(sk, Mapping):
+                raise ValueError(f"sketch: expected an object, got {type(sk).__name__}")
+            attrs[sc.OUT_SKETCH_GAMMA] = sk.get("gamma")
+            attrs[sc.OUT_SKETCH_ZERO] = sk.get("zero_count", 0)
+            for key, idx_attr, cnt_attr in _STORES:
+                store = sk.get(key) or {}
+                try:
+                    attrs[idx_attr] = [int(k) for k in store]
+                except (TypeError, ValueError):
+                    raise ValueError(f"sketch.{key}: keys must be integers") from None
+                attrs[cnt_attr] = list(store.values())
+        cats = data.get("categories") or {}
+        if not isinstance(cats, Mapping):
+            raise ValueError(f"categories: expected an object, got {type(cats).__name__}")
+        attrs[sc.OUT_CATEGORIES] = list(cats)
+        attrs[sc.OUT_CATEGORY_COUNTS] = list(cats.values())
+        return from_event_attributes(attrs)
+
+
+_SCALARS = (
+    ("name", sc.OUT_NAME),
+    ("kind", sc.OUT_KIND),
+    ("count", sc.OUT_COUNT),
+    ("null_count", sc.OUT_NULL_COUNT),
+    ("invalid_count", sc.OUT_INVALID_COUNT),
+    ("sum", sc.OUT_SUM),
+    ("min", sc.OUT_MIN),
+    ("max", sc.OUT_MAX),
+    ("other_count", sc.OUT_OTHER_COUNT),
+    ("distinct_count", sc.OUT_DISTINCT_COUNT),
+)
+_STORES = (
+    ("positive", sc.OUT_SKETCH_POS_INDEX, sc.OUT_SKETCH_POS_COUNT),
+    ("negative", sc.OUT_SKETCH_NEG_INDEX, sc.OUT_SKETCH_NEG_COUNT),
+)
+
+
+# --- summarizing ---------------------------------------------------------------------------
+
+
+def _is_number(v: object) -> bool:
+    if type(v) is float or type(v) is int:
+        return True
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _is_null(v: object) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, numbers.Real) and not isinstance(v, (bool, int)):
+        return bool(v != v)  # NaN, including numpy float scalars
+    return type(v).__name__ in ("NAType", "NaTType")  # pandas.NA / pandas.NaT
+
+
+def _numeric_array(np: Any, values: object) -> Any:
+    """A flat float64 array when ``values`` is a numpy/pandas object of numeric dtype."""
+    kind = getattr(getattr(values, "dtype", None), "kind", None)
+    if np is None or kind is None or kind not in "iuf":
+        return None
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float64, copy=False).ravel()
+    if hasattr(values, "to_numpy"):  # pandas Series / Index, nullable dtypes included
+        return values.to_numpy(dtype=np.float64, na_value=np.nan).ravel()
+    return None
+
+
+def _as_list(values: object) -> list[Any]:
+    if isinstance(values, (str, bytes)):
+        raise TypeError("values must be an iterable of values, not a single str/bytes")
+    ravel = getattr(values, "ravel", None)
+    if callable(ravel) and hasattr(values, "tolist") and not hasattr(values, "to_numpy"):
+        values = ravel()  # n-d numpy arrays are flattened
+    tolist = getattr(values, "tolist", None)
+    if callable(tolist):
+        return list(tolist())
+    if not isinstance(values, Iterable):
+        raise TypeError(f"values must be iterable, got {type(values).__name__}")
+    return list(values)
+
+
+def _sketch_of(np: Any, arr: Any, gamma: float = DEFAULT_GAMMA) -> Sketch:
+    """Sketch of finite float values: ``arr`` is a float64 ndarray (numpy) or a list."""
+    k = 1.0 / math.log(gamma)
+    if np is None:
+        pos: dict[int, int] = {}
+        neg: dict[int, int] = {}
+        zero = 0
+        for v in arr:
+            if v >= MIN_MAGNITUDE:
+                i = math.ceil(math.log(v) * k)
+                pos[i] = pos.get(i, 0) + 1
+            elif v <= -MIN_MAGNITUDE:
+                i = math.ceil(math.log(-v) * k)
+                neg[i] = neg.get(i, 0) + 1
+            else:
+                zero += 1
+        return Sketch(
+            gamma, zero, _collapse(dict(sorted(pos.items()))), _collapse(dict(sorted(neg.items())))
+        )
+
+    mag = np.abs(arr)
+    zero = int(np.count_nonzero(mag < MIN_MAGNITUDE))
+    if zero:
+        keep = mag >= MIN_MAGNITUDE
+        arr, mag = arr[keep], mag[keep]
+    if mag.size == 0:
+        return Sketch(gamma, zero)
+    np.log(mag, out=mag)  # in place: no temporaries on large inputs
+    mag *= k
+    np.ceil(mag, out=mag)
+    key = mag.astype(np.int64)
+    key *= 2
+    key += arr < 0  # even key: positive bucket, odd key: negative bucket
+    lo = int(key.min())
+    counts = np.bincount(key - lo)
+    nz = np.flatnonzero(counts)
+    keys, hits = (nz + lo), counts[nz]
+    odd = (keys & 1).astype(bool)
+    stores = [
+        dict(zip((keys[sel] >> 1).tolist(), hits[sel].tolist(), strict=True)) for sel in (~odd, odd)
+    ]
+    return Sketch(gamma, zero, _collapse(stores[0]), _collapse(stores[1]))
+
+
+def _numeric(np: Any, name: str, good: Any, nulls: int, invalid: int) -> OutputSummary:
+    out = OutputSummary(name, sc.OUTPUT_KIND_NUMERIC, len(good), nulls, invalid)
+    out.sketch = _sketch_of(np, good)
+    if len(good):
+        if np is None:
+            out.sum, out.min, out.max = math.fsum(good), min(good), max(good)
+        else:
+            out.sum, out.min, out.max = float(good.sum()), float(good.min()), float(good.max())
+    return out
+
+
+def summarize(
+    name: str,
+    values: Iterable[Any] | Any,
+    kind: str | None = None,
+    max_categories: int = DEFAULT_MAX_CATEGORIES,
+) -> OutputSummary:
+    """Summarize one output's values (iterable, numpy array or pandas Series).
+
+    ``kind=None`` picks numeric for numeric numpy/pandas dtypes, or when numbers (not bools)
+    are the majority of the non-null Python values (empty input counts as numeric); else
+    categorical, where every non-null value is stringified (bools included). None, NaN and
+    pandas NA are nulls; in a numeric output non-numbers, bools and ±inf are invalid.
+
+    >>> s = summarize("age", [31, 45, None, float("nan"), "n/a", float("inf")])
+    >>> (s.kind, s.count, s.null_count, s.invalid_count, s.min, s.max)
+    ('numeric', 2, 2, 2, 31.0, 45.0)
+    """
+    if not isinstance(name, str) or not name or "\n" in name or "\r" in name:
+        raise ValueError(f"output name must be a non-empty str without newlines, got {name!r}")
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS} or None, got {kind!r}")
+    if max_categories < 0:
+        raise ValueError(f"max_categories must be >= 0, got {max_categories!r}")
+    np = _numpy()
+    arr = _numeric_array(np, values)
+    if arr is not None and kind != sc.OUTPUT_KIND_CATEGORICAL:
+        finite = np.isfinite(arr)
+        n_finite = int(np.count_nonzero(finite))
+        if n_finite == arr.size:
+            return _numeric(np, name, arr, 0, 0)
+        nulls = int(np.count_nonzero(np.isnan(arr)))
+        return _numeric(np, name, arr[finite], nulls, arr.size - nulls - n_finite)
+
+    raw = _as_list(values)
+    items = [v for v in raw if not _is_null(v)]
+    nulls = len(raw) - len(items)
+    if kind is None:
+        numbers_seen = sum(1 for v in items if _is_number(v))
+        numeric = not items or 2 * numbers_seen > len(items)
+        kind = sc.OUTPUT_KIND_NUMERIC if numeric else sc.OUTPUT_KIND_CATEGORICAL
+    if kind == sc.OUTPUT_KIND_NUMERIC:
+        good: list[float] = []
+        for v in items:
+            try:
+                f = float(v) if _is_number(v) else math.inf
+            except OverflowError:  # an int beyond float range
+                f = math.inf
+            if math.isfinite(f):
+                good.append(f)
+        invalid = len(items) - len(good)
+        data = good if np is None else np.asarray(good, dtype=np.float64)
+        return _numeric(np, name, data, nulls, invalid)
+
+    counts: Counter[str] = Counter()
+    invalid = 0
+    for v in items:
+        try:
+            text = v if isinstance(v, str) else str(v)
+        except Exception:  # a value whose __str__ fails is invalid
+            invalid += 1
+            continue
+        counts[text[:MAX_CATEGORY_CHARS]] += 1
+    out = OutputSummary(name, kind, sum(counts.values()), nulls, invalid)
+    out.categories, out.other_count = _top_k(counts, max_categories)
+    out.distinct_count = len(counts)
+    return out
+
+
+# --- wire encoding -------------------------------------------------------------------------
+
+
+def _validate(s: OutputSummary) -> OutputSummary:
+    """Check the invariants of a summary; ``ValueError`` naming the wire attribute."""
+    if not s.name or "\n" in s.name or "\r" in s.name:
+        raise ValueError(f"{sc.OUT_NAME}: must be a non-empty string without newlines")
+    if s.kind not in KINDS:
+        raise ValueError(f"{sc.OUT_KIND}: unknown kind {s.kind!r}, expected one of {KINDS}")
+    if s.kind == sc.OUTPUT_KIND_NUMERIC:
+        if s.sketch is None:
+            raise ValueError(f"{sc.OUT_SKETCH_GAMMA}: required for a numeric output")
+        if s.categories or s.other_count or s.distinct_count is not None:
+            raise ValueError(f"{sc.OUT_CATEGORIES}: not allowed on a numeric output")
+        if s.sketch.count != s.count:
+            raise ValueError(
+                f"{sc.OUT_COUNT}: {s.count} differs from the sketch total {s.sketch.count}"
+            )
+        if s.min is not None and s.max is not None and s.min > s.max:
+            raise ValueError(f"{sc.OUT_MIN}: {s.min} is greater than {sc.OUT_MAX} {s.max}")
+    else:
+        if s.sketch is not None or s.sum is not None or s.min is not None or s.max is not None:
+            raise ValueError(f"{sc.OUT_SKETCH_GAMMA}: sketch/sum/min/max on a categorical output")
+        total = sum(s.categories.values()) + s.other_count
+        if total != s.count:
+            raise ValueError(
+                f"{sc.OUT_COUNT}: {s.count} differs from category counts + other_count {total}"
+            )
+        if s.distinct_count is not None and s.distinct_count < len(s.categories):
+            raise ValueError(f"{sc.OUT_DISTINCT_COUNT}: smaller than the number of categories")
+    return s
+
+
+def to_event_attributes(summary: OutputSummary) -> dict[str, AttributeValue]:
+    """Attributes of the ``mltrace.output`` event for ``summary`` (semconv ``OUT_*`` names).
+
+    Arrays are homogeneous; ``None`` fields and empty arrays are omitted.
+
+    >>> attrs = to_event_attributes(summarize("label", ["cat", "dog", "cat"]))
+    >>> attrs["mltrace.output.categories"], attrs["mltrace.output.category_counts"]
+    (['cat', 'dog'], [2, 1])
+    """
+    s = _validate(summary)
+    attrs: dict[str, AttributeValue] = {
+        sc.OUT_NAME: s.name,
+        sc.OUT_KIND: s.kind,
+        sc.OUT_COUNT: s.count,
+        sc.OUT_NULL_COUNT: s.null_count,
+        sc.OUT_INVALID_COUNT: s.invalid_count,
+    }
+    for key, val in ((sc.OUT_SUM, s.sum), (sc.OUT_MIN, s.min), (sc.OUT_MAX, s.max)):
+        if val is not None:
+            attrs[key] = float(val)
+    if s.sketch is not None:
+        attrs[sc.OUT_SKETCH_GAMMA] = float(s.sketch.gamma)
+        attrs[sc.OUT_SKETCH_ZERO] = s.sketch.zero_count
+        for store, (_, idx_attr, cnt_attr) in zip(
+            (s.sketch.positive, s.sketch.negative), _STORES, strict=True
+        ):
+            if store:
+                keys = sorted(store)
+                attrs[idx_attr] = keys
+                attrs[cnt_attr] = [store[k] for k in keys]
+    if s.kind == sc.OUTPUT_KIND_CATEGORICAL:
+        if s.categories:
+            attrs[sc.OUT_CATEGORIES] = list(s.categories)
+            attrs[sc.OUT_CATEGORY_COUNTS] = list(s.categories.values())
+        attrs[sc.OUT_OTHER_COUNT] = s.other_count
+        if s.distinct_count is not None:
+            attrs[sc.OUT_DISTINCT_COUNT] = s.distinct_count
+    return attrs
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _int(attrs: Mapping[str, Any], key: str, default: int | None = 0) -> int | None:
+    value = attrs.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key}: expected a non-negative int, got {_short(value)}")
+    if value < 0:
+        raise ValueError(f"{key}: must be non-negative, got {value}")
+    return int(value)
+
+
+def _float(attrs: Mapping[str, Any], key: str) -> float | None:
+    value = attrs.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{key}: expected a number, got {_short(value)}")
+    if isinstance(value, int) and abs(value) > 2**1023 or not math.isfinite(value):
+        raise ValueError(f"{key}: must be finite, got {_short(value)}")
+    return float(value)
+
+
+def _list(attrs: Mapping[str, Any], key: str, of: type) -> list[Any]:
+    value = attrs.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{key}: expected an array, got {type(value).__name__}")
+    if len(value) > MAX_WIRE_ITEMS:
+        raise ValueError(f"{key}: {len(value)} items, more than the limit {MAX_WIRE_ITEMS}")
+    for item in value:
+        if not isinstance(item, of) or isinstance(item, bool):
+            raise ValueError(f"{key}: expected {of.__name__} items, got {_short(item)}")
+        if isinstance(item, int) and item < 0 and not key.endswith("indices"):
+            raise ValueError(f"{key}: counts must be non-negative, got {item}")
+    return list(value)
+
+
+def _pairs(attrs: Mapping[str, Any], keys_attr: str, counts_attr: str, of: type) -> dict[Any, int]:
+    keys, counts = _list(attrs, keys_attr, of), _list(attrs, counts_attr, int)
+    if len(keys) != len(counts):
+        raise ValueError(
+            f"{keys_attr}: {len(keys)} items but {counts_attr} has {len(counts)}; "
+            "the arrays must be parallel"
+        )
+    out = dict(zip(keys, counts, strict=True))
+    if len(out) != len(keys):
+        raise ValueError(f"{keys_attr}: contains duplicates")
+    return out
+
+
+def from_event_attributes(attrs: Mapping[str, Any]) -> OutputSummary:
+    """Decode and validate the attributes of a received ``mltrace.output`` event.
+
+    Raises ``ValueError`` naming the attribute and the problem (missing or mistyped values,
+    negative counts, non-parallel arrays, unknown kind, gamma <= 1, inconsistent totals).
+    Arrays may be lists or tuples; unknown attributes are ignored.
+
+    >>> s = summarize("label", ["cat", "dog", "cat"])
+    >>> from_event_attributes(to_event_attributes(s)) == s
+    True
+    """
+    name, kind = attrs.get(sc.OUT_NAME), attrs.get(sc.OUT_KIND)
+    if not isinstance(name, str):
+        raise ValueError(f"{sc.OUT_NAME}: expected a string, got {_short(name)}")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ValueError(f"{sc.OUT_KIND}: unknown kind {_short(kind)}, expected one of {KINDS}")
+    count = _int(attrs, sc.OUT_COUNT, None)
+    if count is None:
+        raise ValueError(f"{sc.OUT_COUNT}: required")
+    s = OutputSummary(
+        name,
+        kind,
+        count,
+        _int(attrs, sc.OUT_NULL_COUNT) or 0,
+        _int(attrs, sc.OUT_INVALID_COUNT) or 0,
+        _float(attrs, sc.OUT_SUM),
+        _float(attrs, sc.OUT_MIN),
+        _float(attrs, sc.OUT_MAX),
+    )
+    gamma = _float(attrs, sc.OUT_SKETCH_GAMMA)
+    if gamma is not None:
+        if gamma <= 1.0:
+            raise ValueError(f"{sc.OUT_SKETCH_GAMMA}: must be > 1, got {gamma!r}")
+        stores = [_pairs(attrs, i, c, int) for _, i, c in _STORES]
+        limit = 800.0 / math.log(gamma)  # gamma**index must stay a float
+        for (_, idx_attr, _), store in zip(_STORES, stores, strict=True):
+            if any(abs(i) > limit for i in store):
+                raise ValueError(f"{idx_attr}: bucket index out of range for gamma {gamma}")
+        s.sketch = Sketch(
+            gamma,
+            _int(attrs, sc.OUT_SKETCH_ZERO) or 0,
+            _collapse(dict(sorted(stores[0].items()))),
+            _collapse(dict(sorted(stores[1].items()))),
+        )
+    if kind == sc.OUTPUT_KIND_CATEGORICAL:
+        s.categories = _pairs(attrs, sc.OUT_CATEGORIES, sc.OUT_CATEGORY_COUNTS, str)
+        s.other_count = _int(attrs, sc.OUT_OTHER_COUNT) or 0
+        s.distinct_count = _int(attrs, sc.OUT_DISTINCT_COUNT, None)
+    return _validate(s)
