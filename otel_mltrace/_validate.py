@@ -40,7 +40,7 @@ def metric_value(k: str, v: object) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float):
         # numpy scalars: accept anything with __float__ that is not a str/bool
         if hasattr(v, "__float__") and not isinstance(v, str | bytes | bool):
-            v = float(v)  # type: ignore[arg-type]
+            v = float(v)
         else:
             raise TypeError(
                 f"metric {k!r} must be a number, got {type(v).__name__} {v!r}; "

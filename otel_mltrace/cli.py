@@ -234,9 +234,7 @@ def components(ctx: Context, fmt: str | None) -> None:
 @pass_ctx
 def stale(ctx: Context, older_than: str | None, show_all: bool, fmt: str | None) -> None:
     """Components whose newest run read outdated inputs (newer versions exist, or too old)."""
-    threshold = (
-        parse_duration(older_than) if older_than else float(resolve("stale_after_seconds"))
-    )
+    threshold = parse_duration(older_than) if older_than else float(resolve("stale_after_seconds"))
 
     def go() -> None:
         rows = [r for r in ctx.queries().stale(threshold) if show_all or r["stale"]]

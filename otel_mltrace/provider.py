@@ -21,6 +21,7 @@ Rules (documented in the README):
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import socket
@@ -31,8 +32,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_mltrace import semconv
@@ -194,9 +196,41 @@ def _otlp_exporter(
     raise ValueError(f"protocol {protocol!r} is not supported; use 'grpc' or 'http/protobuf'")
 
 
+class _SwitchableProcessor(SpanProcessor):
+    """The one span processor we add to any provider; ``configure()`` swaps its target.
+
+    Swapping (instead of replacing providers) keeps a provider the application already
+    uses — or the global one we installed — valid across repeated ``configure()`` calls.
+    """
+
+    def __init__(self) -> None:
+        self.delegate: SpanProcessor | None = None
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        delegate = self.delegate
+        if delegate is not None:
+            delegate.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        delegate = self.delegate
+        if delegate is not None:
+            delegate.on_end(span)
+
+    def shutdown(self) -> None:
+        delegate, self.delegate = self.delegate, None
+        if delegate is not None:
+            delegate.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        delegate = self.delegate
+        return delegate.force_flush(timeout_millis) if delegate is not None else True
+
+
 _lock = threading.Lock()
 _state: Configuration | None = None
-_processor: BatchSpanProcessor | None = None
+_switch = _SwitchableProcessor()
+_providers_with_switch: set[int] = set()
+_created: set[int] = set()
 
 
 def configure(
@@ -216,65 +250,70 @@ def configure(
     >>> cfg.mode
     'embedded'
     """
-    global _state, _processor
+    global _state
     name = resolve("service_name", service_name)
     target = resolve("endpoint", endpoint) or otlp_endpoint_from_env()
     proto = resolve("protocol", protocol)
-    if target is None and protocol is None and os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL"):
+    if protocol is None and os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL"):
         proto = os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"]
     timeout = float(resolve("export_timeout"))
+    if target is not None:
+        exporter: SpanExporter = _otlp_exporter(target, proto, headers, timeout)
+        mode, destination = "otlp", target
+    else:
+        from otel_mltrace.embedded import EmbeddedIndexExporter
+
+        destination = str(resolve("index", index))
+        exporter = EmbeddedIndexExporter(destination)
+        mode = "embedded"
     with _lock:
-        _shutdown_locked()
         provider = tracer_provider
         global_provider = trace.get_tracer_provider()
         if provider is None and isinstance(global_provider, TracerProvider):
-            provider = global_provider
+            if id(global_provider) not in _created:  # the application's own provider
+                provider = global_provider
         owns = provider is None
         if provider is None:
-            provider = TracerProvider(resource=build_resource(name, resource_attributes))
-            if not isinstance(trace.get_tracer_provider(), TracerProvider):
+            provider = TracerProvider(
+                resource=build_resource(name, resource_attributes), shutdown_on_exit=False
+            )
+            _created.add(id(provider))
+            if not isinstance(global_provider, TracerProvider):
                 trace.set_tracer_provider(provider)
-        if target is not None:
-            exporter: SpanExporter = _otlp_exporter(target, proto, headers, timeout)
-            mode, destination = "otlp", target
-        else:
-            from otel_mltrace.embedded import EmbeddedIndexExporter
-
-            destination = str(resolve("index", index))
-            exporter = EmbeddedIndexExporter(destination)
-            mode = "embedded"
-        if add_exporter:
-            _processor = BatchSpanProcessor(
+        if id(provider) not in _providers_with_switch:
+            provider.add_span_processor(_switch)
+            _providers_with_switch.add(id(provider))
+        old = _switch.delegate
+        _switch.delegate = (
+            BatchSpanProcessor(
                 SafeExporter(exporter, destination),
                 schedule_delay_millis=500,
                 export_timeout_millis=int(timeout * 1000),
             )
-            provider.add_span_processor(_processor)
+            if add_exporter
+            else None
+        )
+        if old is not None:
+            old.shutdown()  # flushes what the previous destination still held
         tracer = provider.get_tracer("otel_mltrace", __version__)
         _state = Configuration(name, mode, destination, provider, owns, tracer)
         return _state
 
 
-def _shutdown_locked() -> None:
-    global _state, _processor
-    if _processor is not None:
-        _processor.shutdown()
-        _processor = None
-    if _state is not None and _state.owns_provider:
-        _state.provider.shutdown()
-    _state = None
-
-
 def shutdown() -> None:
     """Flush and stop the export path set up by ``configure()`` (also done at exit)."""
+    global _state
     with _lock:
-        _shutdown_locked()
+        _switch.shutdown()
+        _state = None
+
+
+atexit.register(shutdown)
 
 
 def flush(timeout_s: float = 10.0) -> bool:
     """Export every finished run span now; True when all were handed over in time."""
-    processor = _processor
-    return processor.force_flush(int(timeout_s * 1000)) if processor is not None else True
+    return _switch.force_flush(int(timeout_s * 1000))
 
 
 def current_configuration() -> Configuration | None:

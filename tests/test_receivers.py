@@ -15,18 +15,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
-from mltrace_collector.ingest import ExportOutcome, Overloaded
-from mltrace_collector.receivers import (
-    BearerAuthMiddleware,
-    GrpcReceiver,
-    create_otlp_http_app,
-    parse_otlp_json,
-    start_grpc_server,
-    start_http_server,
-    to_otlp_json,
-)
-from mltrace_collector.receivers.grpc_receiver import EXPORT_METHOD
+from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http import Compression
@@ -43,6 +32,18 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
+
+from mltrace_collector.ingest import ExportOutcome, Overloaded
+from mltrace_collector.receivers import (
+    BearerAuthMiddleware,
+    GrpcReceiver,
+    create_otlp_http_app,
+    parse_otlp_json,
+    start_grpc_server,
+    start_http_server,
+    to_otlp_json,
+)
+from mltrace_collector.receivers.grpc_receiver import EXPORT_METHOD
 
 PB = {"content-type": "application/x-protobuf"}
 JS = {"content-type": "application/json"}

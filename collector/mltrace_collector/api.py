@@ -47,7 +47,7 @@ def create_api(queries: LineageQueries, health: Callable[[], dict[str, Any]]) ->
 
     @app.get("/api/v1/trace", tags=["lineage"])
     def trace(
-        id: str = Query(description="artifact ID, unversioned URI or run ID"),  # noqa: A002
+        id: str = Query(description="artifact ID, unversioned URI or run ID"),
         depth: int = Query(MAX_DEPTH, ge=0, le=MAX_DEPTH),
     ) -> JSON:
         """Upstream lineage graph of an artifact or run, down to raw artifacts."""
@@ -55,7 +55,7 @@ def create_api(queries: LineageQueries, health: Callable[[], dict[str, Any]]) ->
 
     @app.get("/api/v1/downstream", tags=["lineage"])
     def downstream(
-        id: str = Query(description="artifact ID, unversioned URI or run ID"),  # noqa: A002
+        id: str = Query(description="artifact ID, unversioned URI or run ID"),
         depth: int = Query(MAX_DEPTH, ge=0, le=MAX_DEPTH),
     ) -> JSON:
         """Everything derived from an artifact or run."""
@@ -87,9 +87,7 @@ def create_api(queries: LineageQueries, health: Callable[[], dict[str, Any]]) ->
         return _answer(lambda: queries.history(component, since_ns, until_ns, limit))
 
     @app.get("/api/v1/stale", tags=["components"])
-    def stale(
-        older_than_s: float = Query(86400.0, gt=0), now_ns: int | None = Query(None)
-    ) -> JSON:
+    def stale(older_than_s: float = Query(86400.0, gt=0), now_ns: int | None = Query(None)) -> JSON:
         """Newest run of each component with staleness reasons."""
         return queries.stale(older_than_s, now_ns)
 

@@ -27,9 +27,7 @@ class RemoteError(RuntimeError):
 class RemoteQueries:
     """Queries answered by a collector's ``/api/v1`` endpoints."""
 
-    def __init__(
-        self, base_url: str, token: str | None = None, ca_file: str | None = None
-    ) -> None:
+    def __init__(self, base_url: str, token: str | None = None, ca_file: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Accept": "application/json"}
         if token:

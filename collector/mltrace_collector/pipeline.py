@@ -43,9 +43,7 @@ class _Pending:
 class IngestPipeline:
     """Thread-safe ``ExportHandler`` with group commit and bounded queueing."""
 
-    def __init__(
-        self, store: Store, *, max_inflight: int = 64, retry_after_s: float = 1.0
-    ) -> None:
+    def __init__(self, store: Store, *, max_inflight: int = 64, retry_after_s: float = 1.0) -> None:
         self.store = store
         self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=max_inflight)
         self._retry_after_s = retry_after_s

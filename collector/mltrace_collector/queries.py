@@ -227,7 +227,10 @@ class LineageQueries:
                 continue
             producer = self.producer_for(entry["artifact_id"], row["start_ns"])
             inputs.append(
-                {"artifact_id": entry["artifact_id"], "producer_run_id": producer and producer["run_id"]}
+                {
+                    "artifact_id": entry["artifact_id"],
+                    "producer_run_id": producer and producer["run_id"],
+                }
             )
         return {
             **run_summary(row),

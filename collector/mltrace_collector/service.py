@@ -85,9 +85,7 @@ class Collector:
             max_body_bytes=s.max_body_bytes,
             auth_token=s.auth_token,
         )
-        self.http = start_http_server(
-            app, s.http_address, tls_cert=s.tls_cert, tls_key=s.tls_key
-        )
+        self.http = start_http_server(app, s.http_address, tls_cert=s.tls_cert, tls_key=s.tls_key)
         self.grpc = start_grpc_server(
             self.pipeline,
             s.grpc_address,

@@ -56,7 +56,8 @@ INSERT_OUTPUT = (
 
 
 class Cursor(Protocol):
-    description: Any
+    @property
+    def description(self) -> Any: ...
 
     def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
     def executemany(self, sql: str, params: Sequence[Sequence[Any]], /) -> Any: ...
@@ -165,7 +166,7 @@ class Store(ABC):
                 version = number
         return version
 
-    def _lock_migrations(self, cur: Cursor) -> None:
+    def _lock_migrations(self, cur: Cursor) -> None:  # noqa: B027 - optional hook
         """Serialize concurrent migrators (replicas starting together); no-op by default."""
 
     def close(self) -> None:
@@ -185,7 +186,10 @@ class Store(ABC):
         artifacts: dict[str, tuple[str, str | None, int]] = {}
         output_rows: list[tuple[Any, ...]] = []
         for run in runs:
-            for direction, ids, seen in (("in", run.inputs, run.start_ns), ("out", run.outputs, run.end_ns)):
+            for direction, ids, seen in (
+                ("in", run.inputs, run.start_ns),
+                ("out", run.outputs, run.end_ns),
+            ):
                 for aid in ids:
                     uri, version = split_artifact_id(aid)
                     io_rows.append((run.run_id, direction, aid, uri, int(version is not None)))
@@ -198,7 +202,9 @@ class Store(ABC):
                      out.invalid_count, out.sum, out.min, out.max,
                      json.dumps(out.summary, sort_keys=True))
                 )  # fmt: skip
-        artifact_rows = [(aid, *artifacts[aid]) for aid in sorted(artifacts)]  # sorted: no deadlocks
+        artifact_rows = [
+            (aid, *artifacts[aid]) for aid in sorted(artifacts)
+        ]  # sorted: no deadlocks
         run_rows = [_run_values(r, now) for r in sorted(runs, key=lambda r: r.run_id)]
         with self._transaction() as cur:
             cur.executemany(self._sql(INSERT_RUN), run_rows)
@@ -210,7 +216,7 @@ class Store(ABC):
                 cur.executemany(self._sql(INSERT_OUTPUT), output_rows)
             self._ingest_extra(cur, runs)
 
-    def _ingest_extra(self, cur: Cursor, runs: Sequence[RunRecord]) -> None:
+    def _ingest_extra(self, cur: Cursor, runs: Sequence[RunRecord]) -> None:  # noqa: B027
         """Hook for tables added by later migrations (record IDs, checks)."""
 
     # -- reads --------------------------------------------------------------------------

@@ -1,0 +1,39 @@
+"""Shared fixtures: an in-memory span sink for SDK tests and a live collector on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import otel_mltrace
+from mltrace_collector.service import Collector, CollectorSettings
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Run spans land in memory (the SDK's own export path is off)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    otel_mltrace.configure(service_name="test", tracer_provider=provider, add_exporter=False)
+    yield exporter
+    otel_mltrace.shutdown()
+
+
+@pytest.fixture
+def collector(tmp_path: Path) -> Iterator[Collector]:
+    """A real `otel-mltrace serve` stack on free loopback ports, SQLite in tmp_path."""
+    settings = CollectorSettings.resolve(
+        db=str(tmp_path / "collector.db"),
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+    )
+    service = Collector(settings)
+    service.start()
+    yield service
+    service.stop()
