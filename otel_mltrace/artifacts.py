@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from mltrace_collector.model import split_artifact_id
-
 from otel_mltrace._statcache import ALGO, clear, file_digest
 
 __all__ = ["artifact_id", "clear_stat_cache", "is_versioned"]

@@ -15,10 +15,12 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import click
+from starlette.routing import BaseRoute
 
 from mltrace_collector.api import create_app
 from mltrace_collector.pipeline import IngestPipeline
@@ -65,6 +67,14 @@ class Collector:
         self.grpc: GrpcReceiver | None = None
         self._started = time.time()
         self._stopped = threading.Event()
+        self.routes: list[BaseRoute] = []
+        """Extra HTTP routes (e.g. ``/metrics``) served beside the API; add before start()."""
+        self.on_stop: list[Callable[[], None]] = []
+        """Called in order after the receivers stopped and before the store closes."""
+        self.install_features()
+
+    def install_features(self) -> None:
+        """Plug the optional parts (exporters, forwarders) into the data flow, in order."""
 
     def health(self) -> dict[str, Any]:
         counts = self.store.counts()
@@ -84,6 +94,7 @@ class Collector:
             self.health,
             max_body_bytes=s.max_body_bytes,
             auth_token=s.auth_token,
+            extra_routes=self.routes,
         )
         self.http = start_http_server(app, s.http_address, tls_cert=s.tls_cert, tls_key=s.tls_key)
         self.grpc = start_grpc_server(
@@ -125,6 +136,11 @@ class Collector:
         if self.http is not None:
             self.http.stop(grace_s)
         self.pipeline.close(grace_s)
+        for hook in self.on_stop:
+            try:
+                hook()
+            except Exception:  # one failing hook must not keep the store open
+                log.exception("shutdown hook %r failed", hook)
         self.store.close()
 
 
