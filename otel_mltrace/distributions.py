@@ -19,21 +19,19 @@ from __future__ import annotations
 
 import math
 import numbers
-from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from otel_mltrace import semconv as sc
+from otel_mltrace.sketch import ALPHA as ALPHA  # re-exported: part of this module's API
+from otel_mltrace.sketch import DEFAULT_GAMMA as DEFAULT_GAMMA
+from otel_mltrace.sketch import MAX_BUCKETS as MAX_BUCKETS
+from otel_mltrace.sketch import MIN_MAGNITUDE as MIN_MAGNITUDE
+from otel_mltrace.sketch import Sketch as Sketch
+from otel_mltrace.sketch import _collapse
 
-ALPHA = 0.01
-"""Relative accuracy of quantiles from a :class:`Sketch`."""
-DEFAULT_GAMMA = (1 + ALPHA) / (1 - ALPHA)
-MIN_MAGNITUDE = 1e-9
-"""Values with ``|v| < MIN_MAGNITUDE`` are counted in ``Sketch.zero_count``."""
-MAX_BUCKETS = 2048
-"""Per sign, a sketch keeps at most this many buckets; lower ones collapse (as DDSketch)."""
 DEFAULT_MAX_CATEGORIES = 100
 MAX_CATEGORY_CHARS = 256
 """Category strings are truncated to this many characters to bound the event size."""
@@ -59,109 +57,6 @@ def _numpy() -> Any:
         else:
             _np_cache.append(numpy)
     return _np_cache[0]
-
-
-def _collapse(store: dict[int, int], limit: int = MAX_BUCKETS) -> dict[int, int]:
-    """Fold the lowest indices into the lowest kept one so at most ``limit`` remain."""
-    if not store:
-        return store
-    floor = max(store) - limit + 1
-    if min(store) >= floor:
-        return store
-    out = {k: v for k, v in store.items() if k >= floor}
-    out[floor] = out.get(floor, 0) + sum(v for k, v in store.items() if k < floor)
-    return out
-
-
-@dataclass
-class Sketch:
-    """DDSketch-style log-bucket sketch: mergeable, quantiles within relative error ALPHA.
-
-    A value ``v >= MIN_MAGNITUDE`` goes to ``positive[ceil(log(v) / log(gamma))]``, i.e.
-    bucket ``i`` holds ``(gamma**(i-1), gamma**i]``; negatives are mirrored into
-    ``negative``; anything smaller in magnitude counts in ``zero_count``. Every estimate uses
-    a bucket's representative value ``2 * gamma**i / (gamma + 1)``. Each sign keeps at most
-    ``MAX_BUCKETS`` buckets: the lowest indices (magnitudes nearest zero) collapse into the
-    lowest kept one, so extreme tails stay accurate and the event stays small.
-
-    >>> s = summarize("x", [1.0, 2.0, 3.0]).sketch
-    >>> round(s.quantile(0.5), 1), s.count, s.bucket_counts([1.5, 10])
-    (2.0, 3, [1, 3])
-    """
-
-    gamma: float = DEFAULT_GAMMA
-    zero_count: int = 0
-    positive: dict[int, int] = field(default_factory=dict)
-    negative: dict[int, int] = field(default_factory=dict)
-
-    @property
-    def count(self) -> int:
-        """Number of values in the sketch."""
-        return self.zero_count + sum(self.positive.values()) + sum(self.negative.values())
-
-    def value(self, index: int) -> float:
-        """Representative (positive) value of bucket ``index``: ``2 gamma**i / (gamma+1)``."""
-        x = index * math.log(self.gamma) + math.log(2.0 / (self.gamma + 1.0))
-        return math.exp(min(x, 709.78))
-
-    def merge(self, other: Sketch) -> Sketch:
-        """A new sketch holding the values of both; ``ValueError`` if the gammas differ."""
-        if other.gamma != self.gamma:
-            raise ValueError(f"cannot merge sketches with gamma {self.gamma} and {other.gamma}")
-        pos, neg = Counter(self.positive), Counter(self.negative)
-        pos.update(other.positive)
-        neg.update(other.negative)
-        return Sketch(
-            self.gamma,
-            self.zero_count + other.zero_count,
-            _collapse(dict(sorted(pos.items()))),
-            _collapse(dict(sorted(neg.items()))),
-        )
-
-    def ordered(self) -> list[tuple[float, int]]:
-        """``(representative value, count)`` of every non-empty bucket, ascending by value."""
-        out = [(-self.value(i), c) for i, c in sorted(self.negative.items(), reverse=True)]
-        if self.zero_count:
-            out.append((0.0, self.zero_count))
-        out.extend((self.value(i), c) for i, c in sorted(self.positive.items()))
-        return [(v, c) for v, c in out if c]
-
-    def quantile(self, q: float) -> float | None:
-        """Estimated ``q``-quantile (relative error <= ALPHA); ``None`` when empty."""
-        if not 0.0 <= q <= 1.0:
-            raise ValueError(f"quantile q must be in [0, 1], got {q!r}")
-        n = self.count
-        if n == 0:
-            return None
-        rank, cum = q * (n - 1), 0
-        items = self.ordered()
-        for value, c in items:
-            cum += c
-            if cum > rank:
-                return value
-        return items[-1][0]
-
-    def cdf(self, x: float) -> float:
-        """Estimated fraction of values ``<= x`` (buckets placed at their representative)."""
-        n = self.count
-        if n == 0:
-            return 0.0
-        return sum(c for v, c in self.ordered() if v <= x) / n
-
-    def bucket_counts(self, bounds: Sequence[float]) -> list[int]:
-        """Cumulative counts ``<= each upper bound`` (ascending), for a classic histogram.
-
-        A sketch bucket that straddles a bound is counted wholly on the side of its
-        representative value, so counts are exact up to the sketch's 1 % resolution.
-        """
-        if any(b2 < b1 for b1, b2 in zip(bounds, bounds[1:], strict=False)):
-            raise ValueError(f"bounds must be ascending, got {list(bounds)!r}")
-        items = self.ordered()
-        values = [v for v, _ in items]
-        cum: list[int] = [0]
-        for _, c in items:
-            cum.append(cum[-1] + c)
-        return [cum[bisect_right(values, b)] for b in bounds]
 
 
 def _top_k(counts: Mapping[str, int], k: int) -> tuple[dict[str, int], int]:

@@ -37,7 +37,8 @@ import math
 from collections.abc import Sequence
 
 from otel_mltrace import semconv as sc
-from otel_mltrace.distributions import OutputSummary, Sketch
+from otel_mltrace.distributions import OutputSummary
+from otel_mltrace.sketch import Sketch
 
 PSI_THRESHOLD = 0.25
 JS_THRESHOLD = 0.1
