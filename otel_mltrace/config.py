@@ -96,6 +96,8 @@ _ALL = [
     _s("forward_spill_dir", str, None, "spill the forward queue to this directory"),
     _s("label_limit", int, 200, "max distinct values per Prometheus label"),
     _s("drift_reference", str, "first:5", "drift reference: first:N, run:<id>, window:N"),
+    _s("drift_thresholds", str, None, "drift alert thresholds, e.g. psi=0.25,js=0.1,ks=0.1"),
+    _s("histogram_buckets", str, None, "histogram bounds: component/output=b1,b2;*/score=..."),
     _s("stale_after_seconds", float, 86400.0, "inputs older than this make a run stale"),
     # CLI
     _s("server", str, None, "collector base URL for CLI queries (instead of --db)"),

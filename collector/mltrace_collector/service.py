@@ -75,6 +75,9 @@ class Collector:
 
     def install_features(self) -> None:
         """Plug the optional parts (exporters, forwarders) into the data flow, in order."""
+        from mltrace_collector.exporters.prometheus import install_metrics
+
+        install_metrics(self)  # GET /metrics on the HTTP listener (docs/metrics.md)
 
     def health(self) -> dict[str, Any]:
         counts = self.store.counts()

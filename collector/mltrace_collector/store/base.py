@@ -219,6 +219,14 @@ class Store(ABC):
     def _ingest_extra(self, cur: Cursor, runs: Sequence[RunRecord]) -> None:  # noqa: B027
         """Hook for tables added by later migrations (record IDs, checks)."""
 
+    def write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one write statement (``?`` placeholders) per row, all in one transaction.
+
+        For small tables that features own (e.g. the exporter's histogram bounds)."""
+        if rows:
+            with self._transaction() as cur:
+                cur.executemany(self._sql(sql), [tuple(r) for r in rows])
+
     # -- reads --------------------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Run a read-only statement (``?`` placeholders) and return rows as dicts."""

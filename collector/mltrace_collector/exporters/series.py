@@ -1,0 +1,123 @@
+"""The series the exporter keeps per (component, output) and per component.
+
+:class:`Hist` is a classic histogram with fixed bounds that folds a whole run's sketch at
+once (one pass over its buckets, never one call per value) and keeps, per bucket, an
+exemplar of the newest run that contributed; :func:`latest_gauges` computes the gauges
+of an output's latest run once, when that run changes.
+
+Example::
+
+    h = Hist([0.5, 1.0])
+    h.add_summary(summarize("score", [0.2, 0.7, 3.0]), run_info)
+    h.cumulative()              # [1, 2, 3]
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+from otel_mltrace.distributions import OutputSummary
+from otel_mltrace.metricdefs import MAX_CATEGORY_SERIES, OTHER, QUANTILES, LabelGuard
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    component: str
+    status: str
+    start_ns: int
+    end_ns: int
+    trace_id: str
+    span_id: str
+    n_inputs: int
+    n_outputs: int
+
+
+@dataclass
+class Hist:
+    """A classic histogram with fixed bounds; ``counts`` per bucket (last one is +Inf).
+
+    ``exemplars[i]`` is ``(start_ns, trace_id, span_id, value, end_s)`` of the newest run
+    (by start) that put values in bucket ``i``.
+    """
+
+    bounds: list[float]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+    exemplars: list[tuple[int, str, str, float, float] | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.counts = self.counts or [0] * (len(self.bounds) + 1)
+        self.exemplars = self.exemplars or [None] * (len(self.bounds) + 1)
+
+    def _exemplar(self, i: int, run: RunInfo, value: float) -> None:
+        old = self.exemplars[i]
+        if old is None or run.start_ns >= old[0]:
+            self.exemplars[i] = (run.start_ns, run.trace_id, run.span_id, value, run.end_ns / 1e9)
+
+    def add_summary(self, summary: OutputSummary, run: RunInfo) -> None:
+        """Fold one run's sketch in bulk (one pass over its buckets, not per value)."""
+        if summary.sketch is None or summary.count == 0:
+            return
+        picked: dict[int, tuple[float, int]] = {}
+        for value, n in summary.sketch.ordered():
+            i = bisect_left(self.bounds, value)  # bucket le=b holds v <= b
+            self.counts[i] += n
+            if n >= picked.get(i, (0.0, 0))[1]:
+                picked[i] = (value, n)
+        self.total += summary.sum or 0.0
+        for i, (value, _) in picked.items():
+            self._exemplar(i, run, value)
+
+    def add_value(self, value: float, run: RunInfo | None = None) -> None:
+        i = bisect_left(self.bounds, value)
+        self.counts[i] += 1
+        self.total += value
+        if run is not None:
+            self._exemplar(i, run, value)
+
+    def cumulative(self) -> list[int]:
+        out, acc = [], 0
+        for c in self.counts:
+            acc += c
+            out.append(acc)
+        return out
+
+
+@dataclass
+class Latest:
+    """Gauges of the newest run that reported an output (computed once per new latest)."""
+
+    values: int
+    null_ratio: float | None
+    invalid_ratio: float | None
+    quantiles: dict[float, float]
+    shares: dict[str, float]
+
+
+def latest_gauges(s: OutputSummary, guard: LabelGuard) -> Latest:
+    total = s.count + s.null_count + s.invalid_count
+    quantiles: dict[float, float] = {}
+    if s.sketch is not None and s.count > 0:
+        for q in QUANTILES:
+            v = s.quantile(q)
+            if v is not None:
+                quantiles[q] = v
+    shares: dict[str, float] = {}
+    if s.categories and s.count > 0:
+        ranked = sorted(s.categories.items(), key=lambda kv: (-kv[1], kv[0]))
+        top = ranked[:MAX_CATEGORY_SERIES]
+        rest = s.count - sum(n for _, n in top)
+        for cat, n in top:
+            label = guard("category", cat)
+            shares[label] = shares.get(label, 0.0) + n / s.count
+        if rest > 0:
+            shares[OTHER] = shares.get(OTHER, 0.0) + rest / s.count
+    return Latest(
+        values=total,
+        null_ratio=s.null_count / total if total else None,
+        invalid_ratio=s.invalid_count / total if total else None,
+        quantiles=quantiles,
+        shares=shares,
+    )
