@@ -10,6 +10,7 @@ Examples::
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -76,7 +77,13 @@ class Context:
             else:
                 from mltrace_collector.store.base import open_store
 
-                self._queries = LineageQueries(open_store(str(resolve("db", self.db))))
+                target = str(resolve("db", self.db))
+                if "://" not in target and not os.path.exists(target):
+                    raise NotFound(
+                        f"no lineage index at {target}; run an instrumented pipeline first, "
+                        "or point at one with --db PATH / --server URL"
+                    )
+                self._queries = LineageQueries(open_store(target))
         return self._queries
 
 
@@ -121,7 +128,26 @@ def main(
     click_ctx.obj = Context(db, server, token, fmt, console)
 
 
-pass_ctx = click.make_pass_decorator(Context)
+def pass_ctx(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Pass the ``Context``; also accept ``--db``/``--server`` after the subcommand name.
+
+    ``otel-mltrace trace X --db lineage.db`` and ``otel-mltrace --db lineage.db trace X``
+    mean the same; the option nearer the command wins.
+    """
+
+    @click.option("--db", "local_db", default=None, help="local index (SQLite path or URL)")
+    @click.option("--server", "local_server", default=None, help="collector base URL")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, local_db: str | None, local_server: str | None, **kwargs: Any) -> Any:
+        ctx = click.get_current_context().find_object(Context)
+        assert ctx is not None
+        if local_db is not None:
+            ctx.db, ctx.server, ctx._queries = local_db, None, None
+        if local_server is not None:
+            ctx.server, ctx._queries = local_server, None
+        return fn(ctx, *args, **kwargs)
+
+    return wrapper
 
 
 def _graph_command(name: str, help_text: str) -> None:
@@ -166,6 +192,13 @@ def inspect(ctx: Context, run_id: str, fmt: str | None) -> None:
             c.print(f"  in  {i['artifact_id']}  <- {i['producer_run_id'] or 'raw'}")
         for o in info["outputs"]:
             c.print(f"  out {o}")
+        for chk in info.get("checks", []):
+            color = {"pass": "green", "fail": "red"}.get(chk["status"], "yellow")
+            c.print(
+                f"  check {chk['phase']:<6} {chk['name']}: [{color}]{chk['status']}[/{color}] "
+                f"({chk['duration_s'] * 1000:.1f} ms, on_fail={chk['on_fail']}) {chk['message']}",
+                markup=True,
+            )
         for s in info["output_summaries"]:
             c.print(
                 f"  output {s['name']} ({s['kind']}): n={s['value_count']} "
@@ -263,6 +296,9 @@ def _register_serve() -> None:
 
 
 _register_serve()
+import otel_mltrace.cli_review  # noqa: E402,F401  (registers flag, unflag, flags, review)
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m otel_mltrace.cli`: use the imported module's group,
+    from otel_mltrace.cli import main as _main  # the one the other modules add commands to
+
+    _main()

@@ -9,8 +9,19 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[all,dev]"
+# Reinstall only when pyproject.toml changed since the last successful install.
+stamp=.venv/.otel-mltrace-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "bootstrap: installing otel-mltrace and its extras into .venv (log: .venv/pip.log)"
+  if ! { .venv/bin/python -m pip install -q --upgrade pip &&
+         .venv/bin/python -m pip install -q -e ".[all,dev]"; } >.venv/pip.log 2>&1; then
+    tail -n 30 .venv/pip.log >&2
+    echo "bootstrap: pip install failed (full log: .venv/pip.log)" >&2
+    exit 1
+  fi
+  echo "$want" >"$stamp"
+fi
 
 if [ "${MLTRACE_SKIP_APT:-}" != "1" ]; then
   need=()
