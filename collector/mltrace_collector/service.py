@@ -78,6 +78,9 @@ class Collector:
         from mltrace_collector.exporters.prometheus import install_metrics
 
         install_metrics(self)  # GET /metrics on the HTTP listener (docs/metrics.md)
+        from mltrace_collector.exporters.forward import install_forwarding
+
+        install_forwarding(self)  # MLTRACE_FORWARD_ENDPOINT set: forward spans downstream
 
     def health(self) -> dict[str, Any]:
         counts = self.store.counts()

@@ -1,0 +1,128 @@
+"""Cross-trace links from a consumer run span to the run spans that produced its inputs.
+
+Tracing backends do not traverse across traces, so before a consumer run span goes
+downstream the forwarder adds one OTLP span link per input artifact that has a producer in
+the index: ``trace_id``/``span_id`` of the producer run span, attributes
+``mltrace.link.artifact`` = the artifact ID and ``mltrace.link.relation`` = ``producer``.
+Jaeger shows them as span references, Tempo/Grafana as span links (``link:traceID``).
+
+Example::
+
+    consumers = consumers_of(batch)
+    found = find_links(consumers, queries.producer_for)
+    if found.missing == 0:
+        body = with_links(request, found.links).SerializeToString()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from mltrace_collector.model import RunRecord
+from mltrace_collector.store.base import Row
+from otel_mltrace import semconv
+
+ProducerLookup = Callable[[str, int | None], Row | None]
+"""``LineageQueries.producer_for``: (artifact ID, consumer start ns) -> producer run row."""
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A run span with inputs, as the forwarder needs it (IDs in lower-case hex)."""
+
+    trace_id: str
+    span_id: str
+    start_ns: int
+    inputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LinkTarget:
+    artifact: str
+    trace_id: bytes
+    span_id: bytes
+
+
+@dataclass
+class FoundLinks:
+    links: dict[bytes, list[LinkTarget]] = field(default_factory=dict)
+    """Consumer span ID (bytes) -> links to add to that span."""
+    missing: int = 0
+    """Inputs whose producer is not (yet) in the index."""
+
+
+def consumers_of(runs: Iterable[RunRecord]) -> tuple[Consumer, ...]:
+    """The runs of a decoded batch that read artifacts."""
+    return tuple(
+        Consumer(run.trace_id, run.span_id, run.start_ns, run.inputs) for run in runs if run.inputs
+    )
+
+
+def find_links(consumers: Iterable[Consumer], lookup: ProducerLookup) -> FoundLinks:
+    """Look every input of every consumer up in the index."""
+    found = FoundLinks()
+    for consumer in consumers:
+        targets: list[LinkTarget] = []
+        seen: set[tuple[str, str, str]] = set()
+        for artifact in consumer.inputs:
+            row = lookup(artifact, consumer.start_ns)
+            if row is None:
+                found.missing += 1
+                continue
+            trace_id, span_id = str(row["trace_id"]), str(row["span_id"])
+            key = (artifact, trace_id, span_id)
+            if span_id == consumer.span_id and trace_id == consumer.trace_id or key in seen:
+                continue  # a run that reads its own output, or a repeated input
+            seen.add(key)
+            targets.append(LinkTarget(artifact, bytes.fromhex(trace_id), bytes.fromhex(span_id)))
+        if targets:
+            found.links.setdefault(bytes.fromhex(consumer.span_id), []).extend(targets)
+    return found
+
+
+def _has_link(span: Span, target: LinkTarget) -> bool:
+    for link in span.links:
+        if link.trace_id == target.trace_id and link.span_id == target.span_id:
+            for kv in link.attributes:
+                if kv.key == semconv.LINK_ARTIFACT and kv.value.string_value == target.artifact:
+                    return True
+    return False
+
+
+def with_links(
+    request: ExportTraceServiceRequest, links: dict[bytes, list[LinkTarget]]
+) -> ExportTraceServiceRequest:
+    """A copy of ``request`` (same resources and scopes) whose consumer spans carry links.
+
+    The original is left untouched: other observers may still read it. A link that is
+    already present (e.g. a retried request) is not added twice.
+    """
+    out = ExportTraceServiceRequest()
+    out.CopyFrom(request)
+    if not links:
+        return out
+    for resource_spans in out.resource_spans:
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                for target in links.get(span.span_id, ()):
+                    if _has_link(span, target):
+                        continue
+                    link = span.links.add(trace_id=target.trace_id, span_id=target.span_id)
+                    link.attributes.extend(
+                        [
+                            KeyValue(
+                                key=semconv.LINK_ARTIFACT,
+                                value=AnyValue(string_value=target.artifact),
+                            ),
+                            KeyValue(
+                                key=semconv.LINK_RELATION,
+                                value=AnyValue(string_value=semconv.LINK_RELATION_PRODUCER),
+                            ),
+                        ]
+                    )
+    return out

@@ -1,0 +1,181 @@
+"""Disk spill for the forward queue: append-only segment files, fsync'd, replayed on restart.
+
+When the in-memory forward queue is full (downstream down or slow), requests are appended
+to the newest segment file in the spill directory instead of being dropped; the sender
+loads the oldest closed segment back when memory has room, and deletes a segment only
+after every request in it was acknowledged downstream. Segments left by a previous run
+(crash, or a shutdown whose grace period ran out) are replayed at start: at-least-once,
+so a downstream may see a request twice. The directory is bounded (``max_bytes``); a
+request that does not fit is dropped and counted by the caller.
+
+Record layout (little endian): ``u32 length, u32 spans, u32 crc32(payload), i64 received
+unix ns``, then ``length`` bytes of a serialized ``ExportTraceServiceRequest``. A torn
+tail (crash mid-write) is detected by length/CRC and ignored.
+
+Example::
+
+    spill = SpillDir("/var/lib/mltrace/forward", max_bytes=256 << 20)
+    spill.append(request.SerializeToString(), spans=12, received_ns=time.time_ns())
+    segment = spill.take_oldest()            # -> Segment(path, records) or None
+    spill.release(segment.path)              # after every record was sent
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+log = logging.getLogger("mltrace_collector.forward")
+
+HEADER = struct.Struct("<IIIq")
+SEGMENT_BYTES = 4 * 1024 * 1024
+"""A segment is closed once it reaches this size (one segment is loaded into memory at once)."""
+_PREFIX, _SUFFIX = "segment-", ".otlp"
+
+
+@dataclass(frozen=True)
+class SpillRecord:
+    payload: bytes
+    spans: int
+    received_ns: int
+
+
+@dataclass(frozen=True)
+class Segment:
+    path: Path
+    records: list[SpillRecord]
+
+
+def read_segment(path: Path) -> list[SpillRecord]:
+    """Every intact record of a segment file, stopping at a torn or corrupt tail."""
+    records: list[SpillRecord] = []
+    data = path.read_bytes()
+    offset = 0
+    while offset + HEADER.size <= len(data):
+        length, spans, crc, received_ns = HEADER.unpack_from(data, offset)
+        start = offset + HEADER.size
+        payload = data[start : start + length]
+        if len(payload) != length or zlib.crc32(payload) != crc:
+            log.warning("forward spill %s: torn record at byte %d ignored", path, offset)
+            break
+        records.append(SpillRecord(payload, spans, received_ns))
+        offset = start + length
+    return records
+
+
+class SpillDir:
+    """A bounded directory of spill segments. Thread-safe."""
+
+    def __init__(self, directory: str | Path, max_bytes: int) -> None:
+        if max_bytes <= 0:
+            raise ValueError(
+                f"MLTRACE_FORWARD_SPILL_MAX_BYTES={max_bytes} must be positive, e.g. 268435456"
+            )
+        self.dir = Path(directory)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(
+                f"MLTRACE_FORWARD_SPILL_DIR={str(directory)!r} cannot be created ({exc}); "
+                "point it at a writable directory"
+            ) from exc
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._closed: list[Path] = []  # oldest first, not yet taken
+        self._taken: set[Path] = set()
+        self._sizes: dict[Path, int] = {}
+        self._spans: dict[Path, int] = {}
+        self._active: Path | None = None
+        self._file: BinaryIO | None = None
+        existing = sorted(self.dir.glob(f"{_PREFIX}*{_SUFFIX}"))
+        self._seq = 0
+        for path in existing:
+            self._seq = max(self._seq, int(path.name[len(_PREFIX) : -len(_SUFFIX)]))
+            records = read_segment(path)
+            if not records:
+                path.unlink(missing_ok=True)
+                continue
+            self._closed.append(path)
+            self._sizes[path] = path.stat().st_size
+            self._spans[path] = sum(r.spans for r in records)
+        if self._closed:
+            log.info(
+                "forward spill: replaying %d spans from %d segments in %s",
+                self.spans,
+                len(self._closed),
+                self.dir,
+            )
+
+    @property
+    def size_bytes(self) -> int:
+        with self._lock:
+            return sum(self._sizes.values())
+
+    @property
+    def spans(self) -> int:
+        """Spans in segments not yet acknowledged (including taken ones)."""
+        with self._lock:
+            return sum(self._spans.values())
+
+    @property
+    def pending_segments(self) -> int:
+        with self._lock:
+            return len(self._closed) + (1 if self._active is not None else 0)
+
+    def append(self, payload: bytes, spans: int, received_ns: int) -> bool:
+        """Append one request durably (write + fsync); False when the bound is reached."""
+        record = HEADER.pack(len(payload), spans, zlib.crc32(payload), received_ns) + payload
+        with self._lock:
+            if sum(self._sizes.values()) + len(record) > self.max_bytes:
+                return False
+            if self._file is None or self._active is None:
+                self._seq += 1
+                self._active = self.dir / f"{_PREFIX}{self._seq:012d}{_SUFFIX}"
+                self._file = open(self._active, "ab")  # kept open across appends
+                self._sizes[self._active] = 0
+                self._spans[self._active] = 0
+            self._file.write(record)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._sizes[self._active] += len(record)
+            self._spans[self._active] += spans
+            if self._sizes[self._active] >= SEGMENT_BYTES:
+                self._close_active()
+            return True
+
+    def _close_active(self) -> None:
+        if self._file is not None and self._active is not None:
+            self._file.close()
+            self._closed.append(self._active)
+        self._file = None
+        self._active = None
+
+    def take_oldest(self) -> Segment | None:
+        """Load the oldest segment (closing the active one if it is the only one)."""
+        with self._lock:
+            if not self._closed:
+                self._close_active()
+            if not self._closed:
+                return None
+            path = self._closed.pop(0)
+            self._taken.add(path)
+        return Segment(path, read_segment(path))
+
+    def release(self, path: Path) -> None:
+        """Every record of a taken segment was acknowledged: delete it."""
+        with self._lock:
+            self._taken.discard(path)
+            self._sizes.pop(path, None)
+            self._spans.pop(path, None)
+        path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Close the active file; segments stay on disk for the next start. Idempotent."""
+        with self._lock:
+            self._close_active()

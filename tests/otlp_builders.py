@@ -1,0 +1,118 @@
+"""Build OTLP trace requests by hand (run spans and plain spans) and send them over gRPC.
+
+Used by the forwarding tests and ``benchmarks/bench_forwarding.py`` where the SDK would be
+too slow or too indirect (exact trace IDs, exact timing, pre-encoded batches).
+
+Example::
+
+    span = run_span("train", inputs=["s3://b/x@sha256:aa"], outputs=["s3://b/m@sha256:bb"])
+    body = request([span], service="bench").SerializeToString()
+    send_grpc("http://127.0.0.1:4317", body)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+
+import grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+from mltrace_collector.exporters.forward_transport import EXPORT_METHOD
+from otel_mltrace import semconv
+
+
+def _kv(key: str, value: str | list[str]) -> KeyValue:
+    if isinstance(value, list):
+        array = ArrayValue(values=[AnyValue(string_value=v) for v in value])
+        return KeyValue(key=key, value=AnyValue(array_value=array))
+    return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def run_span(
+    component: str,
+    *,
+    inputs: Sequence[str] = (),
+    outputs: Sequence[str] = (),
+    start_ns: int | None = None,
+    duration_ns: int = 1_000_000,
+    trace_id: bytes | None = None,
+    span_id: bytes | None = None,
+    run_id: str | None = None,
+) -> Span:
+    """One component run span (fresh random IDs unless given)."""
+    start = time.time_ns() if start_ns is None else start_ns
+    attrs = [_kv(semconv.COMPONENT, component)]
+    attrs.append(_kv(semconv.RUN_ID, run_id or os.urandom(16).hex()))
+    if inputs:
+        attrs.append(_kv(semconv.INPUTS, list(inputs)))
+    if outputs:
+        attrs.append(_kv(semconv.OUTPUTS, list(outputs)))
+    return Span(
+        trace_id=trace_id or os.urandom(16),
+        span_id=span_id or os.urandom(8),
+        name=component,
+        kind=Span.SPAN_KIND_INTERNAL,
+        start_time_unix_nano=start,
+        end_time_unix_nano=start + duration_ns,
+        attributes=attrs,
+    )
+
+
+def plain_span(name: str, trace_id: bytes, parent: bytes | None = None) -> Span:
+    """An ordinary (non-run) span: accepted, not indexed, still forwarded."""
+    now = time.time_ns()
+    return Span(
+        trace_id=trace_id,
+        span_id=os.urandom(8),
+        parent_span_id=parent or b"",
+        name=name,
+        start_time_unix_nano=now,
+        end_time_unix_nano=now + 1000,
+    )
+
+
+def request(spans: Sequence[Span], service: str = "forward-test") -> ExportTraceServiceRequest:
+    """One request: one resource (``service.name``), one scope, ``spans``."""
+    resource = Resource(attributes=[_kv(semconv.SERVICE_NAME, service)])
+    scope = ScopeSpans(spans=list(spans))
+    scope.scope.name = "tests.otlp_builders"
+    return ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(resource=resource, scope_spans=[scope])]
+    )
+
+
+class GrpcSender:
+    """Sends pre-serialized requests to an OTLP/gRPC endpoint (``http://host:port``)."""
+
+    def __init__(self, endpoint: str) -> None:
+        target = endpoint.split("://", 1)[-1]
+        self._channel = grpc.insecure_channel(target)
+        self._export = self._channel.unary_unary(
+            EXPORT_METHOD,
+            request_serializer=lambda body: body,
+            response_deserializer=ExportTraceServiceResponse.FromString,
+        )
+
+    def send(self, body: bytes, timeout_s: float = 30.0) -> ExportTraceServiceResponse:
+        response: ExportTraceServiceResponse = self._export(body, timeout=timeout_s)
+        return response
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def send_grpc(endpoint: str, body: bytes) -> ExportTraceServiceResponse:
+    """One export over a fresh channel (raises ``grpc.RpcError`` on failure)."""
+    sender = GrpcSender(endpoint)
+    try:
+        return sender.send(body)
+    finally:
+        sender.close()
