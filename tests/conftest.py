@@ -13,6 +13,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import otel_mltrace
 from mltrace_collector.service import Collector, CollectorSettings
 
+pytest_plugins = ["tests.servers.fixtures"]
+
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:

@@ -123,3 +123,18 @@ def test_hostile_strings_survive_verbatim() -> None:
     )
     (run,) = batch.runs
     assert run.outputs == (hostile,) and run.component == "c';--"
+
+
+def test_nul_characters_are_rejected_in_ids_and_replaced_in_text() -> None:
+    batch = decode_request(
+        request(
+            span(10, {semconv.COMPONENT: "c", semconv.INPUTS: ["s3://b/a\x00b"]}),
+            span(11, {semconv.COMPONENT: "c\x00"}),
+            span(12, {semconv.COMPONENT: "c", semconv.CODE_FUNCTION: "f\x00"}),
+        )
+    )
+    assert [r.reason for r in batch.rejections] == [
+        "mltrace.inputs contains an empty artifact ID or a NUL character",
+        "mltrace.component contains a NUL character",
+    ]
+    assert batch.runs[0].code_function == "f\ufffd"

@@ -20,15 +20,8 @@ import pytest
 from mltrace_collector.model import OutputRecord, RunRecord
 from mltrace_collector.store.base import Store, migrations, open_store
 from mltrace_collector.store.postgres import PostgresStore, describe_url
-
-try:
-    from tests.servers.fixtures import postgres_server, postgres_url
-    from tests.servers.ports import free_port
-    from tests.servers.postgres import PostgresServer
-except ModuleNotFoundError:  # repo root not on sys.path: pytest put tests/ there instead
-    from servers.fixtures import postgres_server, postgres_url  # type: ignore[import-not-found,no-redef]  # noqa: F401
-    from servers.ports import free_port  # type: ignore[import-not-found,no-redef]
-    from servers.postgres import PostgresServer  # type: ignore[import-not-found,no-redef]
+from tests.servers.ports import free_port
+from tests.servers.postgres import PostgresServer
 
 BACKENDS = ["sqlite", "postgres"]
 LATEST = max(version for version, _ in migrations())

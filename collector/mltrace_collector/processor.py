@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from mltrace_collector.checks import decode_check
 from mltrace_collector.model import (
+    CheckRecord,
     DecodedBatch,
     OutputRecord,
     RecordChunk,
@@ -75,12 +78,19 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _text(value: str) -> str:
+    """Free text as stored: NUL (which PostgreSQL text cannot hold) becomes U+FFFD."""
+    return value.replace("\x00", "\ufffd")
+
+
 def _string(attrs: Mapping[str, Any], key: str, limit: int) -> str | None:
     value = attrs.get(key)
     if value is None:
         return None
     if not isinstance(value, str) or not value:
         raise SpanRejected(f"{key} must be a non-empty string, got {type(value).__name__}")
+    if "\x00" in value:
+        raise SpanRejected(f"{key} contains a NUL character")
     if len(value) > limit:
         raise SpanRejected(f"{key} is {len(value)} characters long; the limit is {limit}")
     return value
@@ -93,8 +103,8 @@ def _artifact_list(attrs: Mapping[str, Any], key: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise SpanRejected(f"{key} must be an array of strings (artifact IDs)")
     for v in value:
-        if not v:
-            raise SpanRejected(f"{key} contains an empty artifact ID")
+        if not v or "\x00" in v:
+            raise SpanRejected(f"{key} contains an empty artifact ID or a NUL character")
         if len(v) > MAX_ARTIFACT_ID_LENGTH:
             raise SpanRejected(
                 f"{key} has an artifact ID of {len(v)} characters; the limit is "
@@ -165,6 +175,33 @@ def _events(span: Span) -> tuple[tuple[OutputRecord, ...], tuple[RecordChunk, ..
     return tuple(outputs.values()), tuple(chunks)
 
 
+def _checks(span: Span) -> tuple[CheckRecord, ...]:
+    try:
+        return tuple(
+            decode_check(attributes(e.attributes))
+            for e in span.events
+            if e.name == semconv.CHECK_EVENT
+        )
+    except ValueError as exc:
+        raise SpanRejected(f"{semconv.CHECK_EVENT} event: {exc}") from None
+
+
+def record_span_chunks(span: Span) -> list[RecordChunk]:
+    """Record chunks of a *record chunk span* (``mltrace.records.run.id``); [] for others."""
+    run_id = next((kv.value for kv in span.attributes if kv.key == semconv.RECORDS_RUN_ID), None)
+    if run_id is None:
+        return []
+    if run_id.WhichOneof("value") != "string_value" or not run_id.string_value:
+        raise SpanRejected(f"{semconv.RECORDS_RUN_ID} must be a non-empty string")
+    if len(run_id.string_value) > MAX_RUN_ID_LENGTH:
+        raise SpanRejected(f"{semconv.RECORDS_RUN_ID} is longer than {MAX_RUN_ID_LENGTH}")
+    return [
+        replace(_records(attributes(e.attributes)), run_id=run_id.string_value)
+        for e in span.events
+        if e.name == semconv.RECORDS_EVENT
+    ]
+
+
 def decode_span(span: Span, resource: Mapping[str, Any]) -> RunRecord | None:
     """One OTLP span -> a ``RunRecord``, ``None`` if it is not a run; ``SpanRejected`` if bad."""
     attrs = attributes(span.attributes)
@@ -185,7 +222,7 @@ def decode_span(span: Span, resource: Mapping[str, Any]) -> RunRecord | None:
 
     def code(key: str) -> str | None:
         value = attrs.get(key, resource.get(key))
-        return value if isinstance(value, str) else None
+        return _text(value) if isinstance(value, str) else None
 
     start, end = int(span.start_time_unix_nano), int(span.end_time_unix_nano)
     return RunRecord(
@@ -198,7 +235,7 @@ def decode_span(span: Span, resource: Mapping[str, Any]) -> RunRecord | None:
         start_ns=start,
         end_ns=max(end, start),
         status=_STATUS.get(span.status.code, "unset"),
-        status_message=span.status.message or None,
+        status_message=_text(span.status.message) or None,
         inputs=_artifact_list(attrs, semconv.INPUTS),
         outputs=_artifact_list(attrs, semconv.OUTPUTS),
         params=params,
@@ -211,6 +248,7 @@ def decode_span(span: Span, resource: Mapping[str, Any]) -> RunRecord | None:
         attributes=_json_safe({**{f"resource.{k}": v for k, v in resource.items()}, **attrs}),
         output_summaries=outputs,
         record_chunks=chunks,
+        checks=_checks(span),
     )
 
 
@@ -223,6 +261,8 @@ def decode_request(request: ExportTraceServiceRequest) -> DecodedBatch:
             for span in scope_spans.spans:
                 try:
                     record = decode_span(span, resource)
+                    if record is None:
+                        batch.record_chunks.extend(record_span_chunks(span))
                 except SpanRejected as exc:
                     batch.rejections.append(
                         Rejection(span.trace_id.hex(), span.span_id.hex(), str(exc))

@@ -22,7 +22,8 @@ from contextlib import AbstractContextManager
 from importlib import resources
 from typing import Any, Protocol
 
-from mltrace_collector.model import RunRecord, split_artifact_id
+from mltrace_collector.model import RecordChunk, RunRecord, split_artifact_id
+from mltrace_collector.store.extras import ingest_extras
 
 Row = dict[str, Any]
 
@@ -146,11 +147,11 @@ class Store(ABC):
     def migrate(self) -> int:
         """Apply pending migrations; returns the schema version now in force."""
         with self._transaction() as cur:
+            self._lock_migrations(cur)  # first: concurrent replicas must not race on CREATE
             cur.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
                 "(version INTEGER PRIMARY KEY, applied_ns BIGINT NOT NULL)"
             )
-            self._lock_migrations(cur)
             cur.execute("SELECT version FROM schema_migrations")
             done = {int(r[0]) for r in cur.fetchall()}
             version = max(done, default=0)
@@ -177,9 +178,12 @@ class Store(ABC):
                 self._close()
 
     # -- writes -------------------------------------------------------------------------
-    def ingest(self, runs: Sequence[RunRecord]) -> None:
-        """Store runs in one transaction. Idempotent: a run already stored is left as is."""
-        if not runs:
+    def ingest(self, runs: Sequence[RunRecord], records: Sequence[RecordChunk] = ()) -> None:
+        """Store runs in one transaction. Idempotent: a run already stored is left as is.
+
+        ``records``: chunks from record chunk spans (``RecordChunk.run_id`` set).
+        """
+        if not runs and not records:
             return
         now = time.time_ns()
         io_rows: list[tuple[Any, ...]] = []
@@ -207,7 +211,8 @@ class Store(ABC):
         ]  # sorted: no deadlocks
         run_rows = [_run_values(r, now) for r in sorted(runs, key=lambda r: r.run_id)]
         with self._transaction() as cur:
-            cur.executemany(self._sql(INSERT_RUN), run_rows)
+            if run_rows:
+                cur.executemany(self._sql(INSERT_RUN), run_rows)
             if io_rows:
                 cur.executemany(self._sql(INSERT_IO), io_rows)
             if artifact_rows:
@@ -215,6 +220,7 @@ class Store(ABC):
             if output_rows:
                 cur.executemany(self._sql(INSERT_OUTPUT), output_rows)
             self._ingest_extra(cur, runs)
+            ingest_extras(self._sql, cur, runs, records)
 
     def _ingest_extra(self, cur: Cursor, runs: Sequence[RunRecord]) -> None:  # noqa: B027
         """Hook for tables added by later migrations (record IDs, checks)."""
@@ -242,8 +248,9 @@ class Store(ABC):
         """Runs whose ID starts with ``prefix`` (for short IDs typed by people)."""
         upper = prefix + "\U0010ffff"
         rows = self.query(
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id >= ? AND run_id < ? LIMIT ?",
-            (prefix, upper, limit),
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id >= ? AND run_id < ? "
+            "AND substr(run_id, 1, ?) = ? LIMIT ?",  # the range uses the index; substr is exact
+            (prefix, upper, len(prefix), prefix, limit),
         )
         return [_run_row(r) for r in rows]
 
