@@ -13,18 +13,23 @@ Two lines of setup, then one run per pipeline step::
 
 from otel_mltrace._version import __version__
 from otel_mltrace.artifacts import artifact_id
+from otel_mltrace.checks import CheckFailed
+from otel_mltrace.flags import flag, unflag
 from otel_mltrace.provider import Configuration, configure, flush, shutdown
 from otel_mltrace.run import Run, component, current_run, run
 
 __all__ = [
     "__version__",
     "Configuration",
+    "CheckFailed",
     "Run",
     "artifact_id",
     "component",
     "configure",
     "current_run",
+    "flag",
     "flush",
     "run",
     "shutdown",
+    "unflag",
 ]

@@ -39,8 +39,8 @@ class EmbeddedIndexExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         batch = decode_request(encode_spans(spans))
-        if batch.runs:
-            self._open().ingest(batch.runs)
+        if batch.runs or batch.record_chunks:
+            self._open().ingest(batch.runs, batch.record_chunks)
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:

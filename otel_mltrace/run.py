@@ -26,9 +26,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from otel_mltrace import _validate, semconv
+from otel_mltrace import _hooks, _validate, semconv
 from otel_mltrace._ids import uuid7
 from otel_mltrace.artifacts import artifact_id
+from otel_mltrace.checks import Check, CheckContext, CheckFailed, CheckResult, as_check, run_phase
 from otel_mltrace.distributions import OutputSummary, summarize, to_event_attributes
 from otel_mltrace.provider import get_tracer
 
@@ -71,6 +72,11 @@ class Run:
         "_run_token",
         "_code_function",
         "_code_file",
+        "_checks",
+        "_data_in",
+        "_data_out",
+        "check_results",
+        "_record_bytes",
     )
 
     def __init__(
@@ -85,11 +91,24 @@ class Run:
         run_id: str | None = None,
         code_function: str | None = None,
         code_file: str | None = None,
+        checks: Sequence[Check | Callable[[CheckContext], Any]] | None = None,
     ) -> None:
         self.component = _validate.component_name(component)
         self.id = run_id if run_id is not None else uuid7()
-        self._inputs: list[str] = [_to_id(x) for x in _validate.string_list("inputs", inputs)]
-        self._outputs: list[str] = [_to_id(x) for x in _validate.string_list("outputs", outputs)]
+        self._checks = [as_check(c) for c in checks or ()]
+        self.check_results: list[CheckResult] = []
+        """Results of the checks evaluated so far (see ``otel_mltrace.checks``)."""
+        self._data_in: dict[str, Any] = {}
+        self._data_out: dict[str, Any] = {}
+        self._record_bytes = [0, 0]  # record bytes / chunks carried by the run span itself
+        input_list = _validate.string_list("inputs", inputs)
+        self._inputs: list[str] = [_to_id(x) for x in input_list]
+        if self._checks:
+            self._data_in.update(zip(self._inputs, input_list, strict=True))
+        output_list = _validate.string_list("outputs", outputs)
+        self._outputs: list[str] = [_to_id(x) for x in output_list]
+        if self._checks:
+            self._data_out.update(zip(self._outputs, output_list, strict=True))
         initial: dict[str, Any] = {semconv.COMPONENT: self.component, semconv.RUN_ID: self.id}
         for k, v in (params or {}).items():
             initial[semconv.PARAM_PREFIX + _validate.key("param", k)] = _validate.param_value(k, v)
@@ -114,10 +133,23 @@ class Run:
         attrs[semconv.CODE_FUNCTION] = self._code_function
         if self._code_file:
             attrs[semconv.CODE_FILE] = self._code_file
+        parent = _current.get()
+        if parent is not None:
+            attrs[semconv.PARENT_RUN_ID] = parent.id
+            attrs[semconv.PARENT_COMPONENT] = parent.component
         self._span = get_tracer().start_span(self.component, kind=self._kind, attributes=attrs)
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
         self._run_token = _current.set(self)
+        if self._checks:
+            try:
+                run_phase(self, self._checks, "before", self._check_context("before"))
+            except CheckFailed as failed:
+                self.__exit__(CheckFailed, failed, None)
+                raise
         return self
+
+    def _check_context(self, phase: str) -> CheckContext:
+        return CheckContext(self, phase, dict(self._data_in), dict(self._data_out))
 
     def __exit__(
         self,
@@ -128,6 +160,12 @@ class Run:
         span = self._span
         if span is None:
             return
+        if exc is None and self._checks:
+            try:
+                run_phase(self, self._checks, "after", self._check_context("after"))
+            except CheckFailed as failed:
+                self.__exit__(CheckFailed, failed, None)
+                raise
         if self._inputs:
             span.set_attribute(semconv.INPUTS, self._inputs)
         if self._outputs:
@@ -168,13 +206,33 @@ class Run:
         """
         aid = artifact_id(obj, uri=uri, version=version)
         self._inputs.append(aid)
+        if self._checks:
+            self._data_in[aid] = obj
         return aid
 
     def add_output(self, obj: object, uri: str | None = None, version: str | None = None) -> str:
         """Declare an artifact the run wrote (after writing it); returns its artifact ID."""
         aid = artifact_id(obj, uri=uri, version=version)
         self._outputs.append(aid)
+        if self._checks:
+            self._data_out[aid] = obj
         return aid
+
+    def log_records(
+        self, output: str, ids: Iterable[Any], sources: Iterable[Any] | None = None
+    ) -> int:
+        """Declare the IDs of the records the run wrote to ``output`` (an artifact ID).
+
+        ``sources`` (optional, parallel to ``ids``) names the input record each came from
+        (None/'' for none). IDs travel in bounded chunks (``otel_mltrace.records``); any
+        number is fine. Returns the number of IDs sent.
+
+        >>> out = run.add_output("predictions.csv")                       # doctest: +SKIP
+        >>> run.log_records(out, pred_ids, sources=feature_row_ids)      # doctest: +SKIP
+        """
+        from otel_mltrace.records import emit_records
+
+        return emit_records(self, output, ids, sources)
 
     def log_param(self, key: str, value: Any) -> None:
         """Record a scalar parameter (str, bool, int, float) as ``mltrace.param.<key>``."""
@@ -196,6 +254,7 @@ class Run:
         """
         summary = summarize(name, values, kind=kind)
         self.span.add_event(semconv.OUTPUT_EVENT, to_event_attributes(summary))
+        _hooks.notify_output(self.component, summary, self.span)  # otel_mltrace.metrics
         return summary
 
 
@@ -207,15 +266,17 @@ def run(
     tags: Sequence[str] | None = None,
     *,
     kind: SpanKind = SpanKind.INTERNAL,
+    checks: Sequence[Check | Callable[[CheckContext], Any]] | None = None,
 ) -> Run:
     """Start a component run: use as ``with otel_mltrace.run("train", inputs=[...]) as run:``.
 
     ``inputs``/``outputs`` take anything :func:`otel_mltrace.artifact_id` takes (paths,
     URIs, bytes, arrays, data frames). Exceptions inside the block are recorded on the
     span with status ERROR and re-raised. Runs nest: a run started inside another is its
-    child span.
+    child span. ``checks`` run before (on inputs) and after (on outputs) the block; see
+    :mod:`otel_mltrace.checks`.
     """
-    return Run(component, inputs, outputs, params, tags, kind=kind)
+    return Run(component, inputs, outputs, params, tags, kind=kind, checks=checks)
 
 
 def _bind(sig: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -239,6 +300,7 @@ def component(
     inputs: Sequence[str] = (),
     outputs: Sequence[str] = (),
     params: Sequence[str] = (),
+    checks: Sequence[Check | Callable[[CheckContext], Any]] = (),
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
@@ -248,13 +310,15 @@ def component(
     inputs: Sequence[str] = (),
     outputs: Sequence[str] = (),
     params: Sequence[str] = (),
+    checks: Sequence[Check | Callable[[CheckContext], Any]] = (),
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorator form of :func:`run`: every call of the function is one component run.
 
     ``inputs`` names arguments whose values are artifacts read (identified before the
     call); ``outputs`` names arguments whose artifacts are written (identified after the
     call) and may include ``"return"`` for the return value (a returned tuple gives one
-    output per element); ``params`` names arguments logged as params. Works on functions,
+    output per element); ``params`` names arguments logged as params; ``checks`` see
+    inputs/outputs by argument name (``"return"``). Works on functions,
     methods, and ``async def``. Inside, :func:`current_run` gives the run.
 
     >>> @component("train", inputs=["features"], outputs=["model_path"], params=["C"])
@@ -284,7 +348,10 @@ def component(
                 params={p: values[p] for p in params},
                 code_function=func_name,
                 code_file=file_name,
+                checks=checks,
             )
+            if checks:
+                r._data_in = {a: values[a] for a in inputs}
             return r, values
 
         def finish(r: Run, values: dict[str, Any], result: Any) -> None:
@@ -293,6 +360,8 @@ def component(
                     _declare_returns(r, result)
                 else:
                     r.add_output(values[o])
+            if checks:
+                r._data_out = {o: result if o == "return" else values[o] for o in outputs}
 
         if inspect.iscoroutinefunction(fn):
             async_fn = cast(Callable[..., Any], fn)

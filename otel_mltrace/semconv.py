@@ -82,6 +82,32 @@ RECORDS_IDS: Final = "mltrace.records.ids"
 """string[]: record IDs in this chunk."""
 RECORDS_SOURCES: Final = "mltrace.records.sources"
 """string[], optional: parallel to ``ids``, the input record ID each record came from."""
+RECORDS_RUN_ID: Final = "mltrace.records.run.id"
+"""string: on a *record chunk span* (a child span of the run, without ``mltrace.component``),
+the run the records belong to. Large batches travel on such spans so that no span or OTLP
+request grows past the limits (see ``otel_mltrace.records``)."""
+RECORDS_SPAN_NAME: Final = "mltrace.records"
+"""Name of record chunk spans."""
+
+# --- before/after checks ------------------------------------------------------------------
+CHECK_EVENT: Final = "mltrace.check"
+"""Span event on the run span, one per evaluated check (see ``otel_mltrace.checks``)."""
+CHECK_NAME: Final = "mltrace.check.name"
+CHECK_PHASE: Final = "mltrace.check.phase"
+"""``before`` (on inputs, ahead of the body) or ``after`` (on outputs)."""
+CHECK_STATUS: Final = "mltrace.check.status"
+"""``pass``, ``fail`` or ``error`` (the check itself raised)."""
+CHECK_MESSAGE: Final = "mltrace.check.message"
+CHECK_DURATION: Final = "mltrace.check.duration_s"
+"""float: seconds the check took."""
+CHECK_ON_FAIL: Final = "mltrace.check.on_fail"
+"""``raise`` (a failure fails the run) or ``flag`` (a failure flags the run's outputs)."""
+
+# --- nesting ------------------------------------------------------------------------------
+PARENT_RUN_ID: Final = "mltrace.parent.run.id"
+"""string: on a run started inside another run, the enclosing run's ID."""
+PARENT_COMPONENT: Final = "mltrace.parent.component"
+"""string: on a run started inside another run, the enclosing run's component."""
 
 # --- links added by the collector when forwarding -----------------------------------------
 LINK_ARTIFACT: Final = "mltrace.link.artifact"

@@ -10,9 +10,9 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import Body, FastAPI, HTTPException, Query
 from starlette.types import ASGIApp
 
 from mltrace_collector.ingest import ExportHandler
@@ -30,6 +30,8 @@ def _answer(fn: Callable[[], T]) -> T:
         return fn()
     except NotFound as exc:
         raise HTTPException(status_code=404, detail=str(exc.args[0] if exc.args else exc)) from None
+    except ValueError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
 
 
 def create_api(queries: LineageQueries, health: Callable[[], dict[str, Any]]) -> FastAPI:
@@ -90,6 +92,34 @@ def create_api(queries: LineageQueries, health: Callable[[], dict[str, Any]]) ->
     def stale(older_than_s: float = Query(86400.0, gt=0), now_ns: int | None = Query(None)) -> JSON:
         """Newest run of each component with staleness reasons."""
         return queries.stale(older_than_s, now_ns)
+
+    @app.get("/api/v1/flags", tags=["review"])
+    def flags() -> JSON:
+        """Flagged records, artifacts and runs."""
+        return queries.flags()
+
+    @app.post("/api/v1/flags", tags=["review"])
+    def flag(
+        ids: Annotated[list[str], Body(description="record, artifact or run IDs")],
+        reason: Annotated[str | None, Body(description="why (label, ticket …)")] = None,
+    ) -> JSON:
+        """Flag items; 404 naming the first unknown ID (then nothing is flagged)."""
+        return _answer(lambda: queries.flag(ids, reason))
+
+    @app.post("/api/v1/flags/remove", tags=["review"])
+    def unflag(
+        ids: Annotated[list[str] | None, Body(description="IDs to unflag")] = None,
+        all: Annotated[bool, Body(description="remove every flag")] = False,
+    ) -> JSON:
+        """Unflag items (or all); 404 naming an ID that is not flagged."""
+        if ids is None and not all:
+            raise HTTPException(status_code=400, detail="give ids, or all=true")
+        return {"removed": _answer(lambda: queries.unflag(None if all else ids))}
+
+    @app.get("/api/v1/review", tags=["review"])
+    def review(limit: int = Query(20, ge=1, le=1000)) -> JSON:
+        """Upstream runs, components and code revisions ranked by association with flags."""
+        return _answer(lambda: queries.review(limit))
 
     return app
 

@@ -88,3 +88,16 @@ class RemoteQueries:
 
     def stale(self, older_than_s: float, now_ns: int | None = None) -> list[dict[str, Any]]:
         return list(self._get("/stale", older_than_s=older_than_s, now_ns=now_ns))
+
+    def flag(self, ids: list[str], reason: str | None = None) -> list[dict[str, Any]]:
+        return list(self._request("POST", "/flags", {"ids": ids, "reason": reason}))
+
+    def unflag(self, ids: list[str] | None) -> int:
+        body = {"all": True} if ids is None else {"ids": ids}
+        return int(self._request("POST", "/flags/remove", body)["removed"])
+
+    def flags(self) -> list[dict[str, Any]]:
+        return list(self._get("/flags"))
+
+    def review(self, limit: int = 20) -> dict[str, Any]:
+        return dict(self._get("/review", limit=limit))

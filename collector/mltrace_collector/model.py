@@ -56,6 +56,21 @@ class RecordChunk:
     total: int
     ids: tuple[str, ...]
     sources: tuple[str, ...] | None = None
+    run_id: str | None = None
+    """Set on chunks from record chunk spans; ``None`` for chunks on the run span itself."""
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """One before/after check result of a run (from an ``mltrace.check`` event)."""
+
+    name: str
+    phase: str
+    status: str
+    """``pass``, ``fail`` or ``error``."""
+    message: str
+    duration_s: float
+    on_fail: str
 
 
 @dataclass(frozen=True)
@@ -86,6 +101,7 @@ class RunRecord:
     """Every span and resource attribute, verbatim (JSON-able)."""
     output_summaries: tuple[OutputRecord, ...] = ()
     record_chunks: tuple[RecordChunk, ...] = ()
+    checks: tuple[CheckRecord, ...] = ()
 
     @property
     def duration_s(self) -> float:
@@ -109,3 +125,5 @@ class DecodedBatch:
     rejections: list[Rejection] = field(default_factory=list)
     other_spans: int = 0
     """Spans that are not component runs: accepted, not indexed (still forwarded)."""
+    record_chunks: list[RecordChunk] = field(default_factory=list)
+    """Chunks from record chunk spans (``RecordChunk.run_id`` set); counted in ``other_spans``."""

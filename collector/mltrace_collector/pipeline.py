@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from mltrace_collector.ingest import ExportOutcome, Overloaded
-from mltrace_collector.model import DecodedBatch, RunRecord
+from mltrace_collector.model import DecodedBatch, RecordChunk, RunRecord
 from mltrace_collector.processor import decode_request, rejection_message
 from mltrace_collector.store.base import Store
 
@@ -38,6 +38,7 @@ MAX_GROUP_RUNS = 20_000
 class _Pending:
     runs: list[RunRecord]
     done: Future[None]
+    records: list[RecordChunk]
 
 
 class IngestPipeline:
@@ -60,10 +61,10 @@ class IngestPipeline:
     def export(self, request: ExportTraceServiceRequest) -> ExportOutcome:
         batch = decode_request(request)
         spans = len(batch.runs) + len(batch.rejections) + batch.other_spans
-        if batch.runs:
+        if batch.runs or batch.record_chunks:
             done: Future[None] = Future()
             try:
-                self._queue.put_nowait(_Pending(batch.runs, done))
+                self._queue.put_nowait(_Pending(batch.runs, done, batch.record_chunks))
             except queue.Full:
                 raise Overloaded(self._retry_after_s) from None
             done.result()  # raises what the store raised: the receiver then reports a failure
@@ -106,7 +107,7 @@ class IngestPipeline:
     def _commit(self, group: list[_Pending]) -> None:
         all_runs = [run for pending in group for run in pending.runs]
         try:
-            self.store.ingest(all_runs)
+            self.store.ingest(all_runs, [c for pending in group for c in pending.records])
         except Exception as exc:
             log.exception("store commit of %d runs failed", len(all_runs))
             for pending in group:

@@ -21,8 +21,12 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
+from mltrace_collector import review
+from mltrace_collector.checks import run_checks
 from mltrace_collector.model import split_artifact_id
+from mltrace_collector.records import is_record, trace_record
 from mltrace_collector.store.base import Row, Store
+from mltrace_collector.store.extras import record_sets_of
 
 MAX_DEPTH = 1000
 
@@ -110,11 +114,13 @@ class LineageQueries:
         uri, version = split_artifact_id(ident)
         if version is None and self.store.latest_producer_by_uri(uri, None) is not None:
             return "artifact"
+        if is_record(self, ident):
+            return "record"
         if len(ident) >= 6 and len(self.store.find_runs(ident, limit=2)) == 1:
             return "run"
         raise NotFound(
-            f"{ident!r} is neither a run ID nor an artifact ID in the index; artifact IDs look "
-            "like 'file:///path@sha256:…' (see `otel-mltrace inspect RUN` for a run's IDs)"
+            f"{ident!r} is neither a run ID, an artifact ID nor a record ID in the index; "
+            "artifact IDs look like 'file:///path@sha256:…' (see `otel-mltrace inspect RUN`)"
         )
 
     def producer_for(self, artifact_id: str, consumer_start_ns: int | None) -> Row | None:
@@ -134,8 +140,10 @@ class LineageQueries:
 
     # -- lineage --------------------------------------------------------------------------
     def trace(self, ident: str, depth: int = MAX_DEPTH) -> dict[str, Any]:
-        """Upstream closure of an artifact or run, down to raw artifacts (no producer)."""
+        """Upstream closure of an artifact, run or record, down to raw artifacts (no producer)."""
         kind = self._kind(ident)
+        if kind == "record":
+            return trace_record(self, ident, depth)
         root = self.resolve_run(ident)["run_id"] if kind == "run" else ident
         graph = _Graph(kind, root, "upstream")
         queue: deque[tuple[Row, int]] = deque()
@@ -174,6 +182,8 @@ class LineageQueries:
     def downstream(self, ident: str, depth: int = MAX_DEPTH) -> dict[str, Any]:
         """Everything derived from an artifact or run: consumers, their outputs, and so on."""
         kind = self._kind(ident)
+        if kind == "record":  # record-level consumers are not tracked: its output artifact's
+            kind, ident = "artifact", record_sets_of(self.store, ident)[0]["output_artifact_id"]
         root = self.resolve_run(ident)["run_id"] if kind == "run" else ident
         graph = _Graph(kind, root, "downstream")
         queue: deque[tuple[str, str | None, int]] = deque()  # (artifact, producer run, level)
@@ -216,6 +226,19 @@ class LineageQueries:
                 expand_run(consumer, level + 1)
         return graph.data
 
+    # -- flags and review (see mltrace_collector.review) -----------------------------------
+    def flag(self, ids: list[str], reason: str | None = None) -> list[dict[str, Any]]:
+        return review.flag(self, ids, reason)
+
+    def unflag(self, ids: list[str] | None) -> int:
+        return review.unflag(self, ids)
+
+    def flags(self) -> list[dict[str, Any]]:
+        return review.list_flags(self)
+
+    def review(self, limit: int = 20) -> dict[str, Any]:
+        return review.review(self, limit)
+
     # -- runs and components --------------------------------------------------------------
     def inspect(self, run_id: str) -> dict[str, Any]:
         """Everything the index knows about one run."""
@@ -245,6 +268,7 @@ class LineageQueries:
             "inputs": inputs,
             "outputs": [e["artifact_id"] for e in io if e["direction"] == "out"],
             "output_summaries": self.store.run_outputs(row["run_id"]),
+            "checks": run_checks(self.store, row["run_id"]),
             "attributes": row["attributes"],
         }
 

@@ -60,6 +60,8 @@ def lineage_tree(graph: dict[str, Any]) -> Tree:
     def label(node: str) -> str:
         if node in runs:
             return _run_label(runs[node])
+        if node in graph.get("records", {}):
+            return f"[bold]record[/bold] {node}"
         return _artifact_label(artifacts.get(node, {"id": node}))
 
     root_id = graph["root"]["id"]

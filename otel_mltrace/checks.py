@@ -1,0 +1,328 @@
+"""Before/after checks: expectations on a run's inputs (before the body) and outputs (after).
+
+A check is a callable taking a :class:`CheckContext` or a declarative expectation
+(:func:`expect_rows`, :func:`expect_null_ratio`, :func:`expect_range`,
+:func:`expect_schema`). Each result (name, phase, pass/fail/error, message, duration) is
+recorded on the run span as an ``mltrace.check`` event and indexed by the collector.
+
+* ``on_fail="raise"`` (default): a failed check fails the run with :class:`CheckFailed`
+  (before-checks stop the body from running).
+* ``on_fail="flag"``: the run goes on; the collector flags the run's outputs, which then
+  count as flagged items in ``otel-mltrace review``.
+* A check that itself raises (other than ``AssertionError``) is recorded with status
+  ``error`` and never fails the run. After-checks are skipped when the body raised.
+
+Example::
+
+    import otel_mltrace as mlt
+    from otel_mltrace.checks import expect_rows, expect_null_ratio, expect_range
+
+    with mlt.run("predict", inputs=[features], checks=[
+        expect_rows(min=1, phase="before"),
+        expect_null_ratio("score", max=0.01),
+        expect_range("score", min=0.0, max=1.0, on_fail="flag"),
+        lambda ctx: len(ctx.outputs) == 1,
+    ]) as run:
+        run.add_output(predictions)        # the object is what after-checks see
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from otel_mltrace import semconv
+
+if TYPE_CHECKING:
+    from otel_mltrace.run import Run
+
+PHASES = ("before", "after")
+ON_FAIL = ("raise", "flag")
+
+
+class CheckFailed(Exception):
+    """A check with ``on_fail="raise"`` failed; ``results`` holds the failed results."""
+
+    def __init__(self, component: str, results: Sequence[CheckResult]) -> None:
+        self.results = list(results)
+        detail = "; ".join(f"{r.name} ({r.phase}): {r.message}" for r in results)
+        super().__init__(f"run of {component!r} failed {len(results)} check(s): {detail}")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    phase: str
+    status: str
+    """``pass``, ``fail`` or ``error``."""
+    message: str
+    duration_s: float
+    on_fail: str
+
+
+@dataclass
+class CheckContext:
+    """What a check sees: the run, the phase, and the data objects by name.
+
+    Names are argument names for ``@component`` (``"return"`` for the return value) and
+    artifact IDs for ``run()`` / ``add_input`` / ``add_output``.
+    """
+
+    run: Run
+    phase: str
+    inputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """``inputs`` before the body, ``outputs`` after it."""
+        return self.inputs if self.phase == "before" else self.outputs
+
+
+class Check:
+    """A named check. ``fn(ctx)`` returns True/None (pass), False (fail), ``(ok, message)``,
+    or raises ``AssertionError`` (fail, its message); any other exception is an ``error``.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[CheckContext], Any],
+        *,
+        name: str | None = None,
+        phase: str = "after",
+        on_fail: str = "raise",
+    ) -> None:
+        if phase not in PHASES:
+            raise ValueError(f"check phase {phase!r} is not one of {PHASES}")
+        if on_fail not in ON_FAIL:
+            raise ValueError(f"check on_fail {on_fail!r} is not one of {ON_FAIL}")
+        self.fn = fn
+        self.name: str = name or str(getattr(fn, "__name__", "check"))
+        if self.name == "<lambda>":
+            code = getattr(fn, "__code__", None)
+            self.name = f"lambda@{code.co_firstlineno}" if code is not None else "lambda"
+        self.phase = phase
+        self.on_fail = on_fail
+
+    def evaluate(self, ctx: CheckContext) -> CheckResult:
+        t0 = time.perf_counter()
+        try:
+            value = self.fn(ctx)
+            if isinstance(value, tuple):
+                ok, message = bool(value[0]), str(value[1])
+            else:
+                ok, message = value is None or bool(value), ""
+            status = "pass" if ok else "fail"
+            message = message or ("ok" if ok else f"{self.name} returned {value!r}")
+        except AssertionError as exc:
+            status, message = "fail", str(exc) or "assertion failed"
+        except Exception as exc:  # a broken check is recorded, never crashes the pipeline
+            status, message = "error", f"{type(exc).__name__}: {exc}"
+        return CheckResult(
+            self.name, self.phase, status, message, time.perf_counter() - t0, self.on_fail
+        )
+
+
+def as_check(obj: Check | Callable[[CheckContext], Any]) -> Check:
+    if isinstance(obj, Check):
+        return obj
+    if callable(obj):
+        return Check(obj)
+    raise TypeError(f"checks must be callables or Check objects, got {type(obj).__name__}")
+
+
+# -- data access --------------------------------------------------------------------------
+def _select(ctx: CheckContext, target: str | int | None) -> list[tuple[str, Any]]:
+    items = list(ctx.data.items())
+    if target is None:
+        if not items:
+            raise ValueError(f"no {ctx.phase} data to check: declare inputs/outputs with objects")
+        return items
+    if isinstance(target, int):
+        if not -len(items) <= target < len(items):
+            raise ValueError(f"target index {target} out of range: {len(items)} items")
+        return [items[target]]
+    hits = [(k, v) for k, v in items if k == target or k.split("@")[0].endswith(target)]
+    if not hits:
+        raise ValueError(f"target {target!r} matches none of {[k for k, _ in items]}")
+    return hits
+
+
+def row_count(obj: Any) -> int:
+    """Rows of a data frame, array, mapping of columns, sequence, or CSV/JSONL file path."""
+    shape = getattr(obj, "shape", None)
+    if shape is not None and len(shape) > 0:
+        return int(shape[0])
+    if isinstance(obj, str | Path) and Path(obj).is_file():
+        with open(obj, "rb") as fh:
+            lines = sum(1 for line in fh if line.strip())
+        return max(0, lines - 1) if str(obj).endswith((".csv", ".tsv")) else lines
+    if isinstance(obj, Mapping):
+        return len(next(iter(obj.values()))) if obj else 0
+    if isinstance(obj, Sequence) and not isinstance(obj, str | bytes):
+        return len(obj)
+    raise TypeError(f"cannot count rows of a {type(obj).__name__}; pass the data object")
+
+
+def column(obj: Any, name: str | int | None) -> Any:
+    if name is None:
+        return obj
+    if hasattr(obj, "columns") or isinstance(obj, Mapping):
+        return obj[name]
+    if getattr(obj, "ndim", 1) == 2:
+        return obj[:, name]
+    raise TypeError(f"cannot take column {name!r} of a {type(obj).__name__}")
+
+
+def _is_null(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or v != v
+
+
+def _numbers(values: Any) -> list[float]:
+    return [float(v) for v in values if not _is_null(v)]
+
+
+def _describe(key: str) -> str:
+    return key.split("@")[0].rsplit("/", 1)[-1]
+
+
+def expect_rows(
+    target: str | int | None = None,
+    *,
+    min: int | None = None,
+    max: int | None = None,
+    phase: str = "after",
+    on_fail: str = "raise",
+) -> Check:
+    """Row count of each targeted object within ``[min, max]``."""
+
+    def rows(ctx: CheckContext) -> tuple[bool, str]:
+        problems, seen = [], []
+        for key, obj in _select(ctx, target):
+            n = row_count(obj)
+            seen.append(f"{_describe(key)}={n}")
+            if min is not None and n < min:
+                problems.append(f"{_describe(key)} has {n} rows < min {min}")
+            if max is not None and n > max:
+                problems.append(f"{_describe(key)} has {n} rows > max {max}")
+        return not problems, "; ".join(problems) or "rows " + ", ".join(seen)
+
+    return Check(rows, name=f"rows[{target}]" if target is not None else "rows",
+                 phase=phase, on_fail=on_fail)  # fmt: skip
+
+
+def expect_null_ratio(
+    col: str | int | None = None,
+    *,
+    max: float,
+    target: str | int | None = None,
+    phase: str = "after",
+    on_fail: str = "raise",
+) -> Check:
+    """Share of nulls (None/NaN) in ``col`` (or the whole 1-D object) at most ``max``."""
+
+    def nulls(ctx: CheckContext) -> tuple[bool, str]:
+        problems, seen = [], []
+        for key, obj in _select(ctx, target):
+            values = list(column(obj, col))
+            ratio = sum(map(_is_null, values)) / len(values) if values else 0.0
+            seen.append(f"{_describe(key)}={ratio:.4g}")
+            if ratio > max:
+                problems.append(f"{_describe(key)}[{col}] null ratio {ratio:.4g} > max {max}")
+        return not problems, "; ".join(problems) or "null ratio " + ", ".join(seen)
+
+    return Check(nulls, name=f"null_ratio[{col}]", phase=phase, on_fail=on_fail)
+
+
+def expect_range(
+    col: str | int | None = None,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    target: str | int | None = None,
+    phase: str = "after",
+    on_fail: str = "raise",
+) -> Check:
+    """Every non-null value of ``col`` within ``[min, max]``."""
+
+    def in_range(ctx: CheckContext) -> tuple[bool, str]:
+        problems, seen = [], []
+        for key, obj in _select(ctx, target):
+            values = _numbers(column(obj, col))
+            if not values:
+                seen.append(f"{_describe(key)}: no values")
+                continue
+            lo, hi = builtins.min(values), builtins.max(values)
+            seen.append(f"{_describe(key)} in [{lo:.6g}, {hi:.6g}]")
+            if min is not None and lo < min:
+                problems.append(f"{_describe(key)}[{col}] min {lo:.6g} < {min}")
+            if max is not None and hi > max:
+                problems.append(f"{_describe(key)}[{col}] max {hi:.6g} > {max}")
+        return not problems, "; ".join(problems) or ", ".join(seen)
+
+    return Check(in_range, name=f"range[{col}]", phase=phase, on_fail=on_fail)
+
+
+def expect_schema(
+    columns: Sequence[str] | Mapping[str, str],
+    *,
+    exact: bool = False,
+    target: str | int | None = None,
+    phase: str = "after",
+    on_fail: str = "raise",
+) -> Check:
+    """Columns present (``exact``: and no others); a mapping also checks dtype names
+    (``{"score": "float"}`` passes for ``float64``)."""
+
+    def schema(ctx: CheckContext) -> tuple[bool, str]:
+        problems = []
+        for key, obj in _select(ctx, target):
+            if hasattr(obj, "dtypes") and hasattr(obj, "columns"):
+                actual = {str(c): str(t) for c, t in zip(obj.columns, obj.dtypes, strict=True)}
+            elif isinstance(obj, Mapping):
+                actual = {str(c): type(v).__name__ for c, v in obj.items()}
+            else:
+                raise TypeError(f"cannot read the schema of a {type(obj).__name__}")
+            missing = [c for c in columns if c not in actual]
+            if missing:
+                problems.append(f"{_describe(key)} lacks columns {missing}")
+            if exact and (extra := sorted(set(actual) - set(columns))):
+                problems.append(f"{_describe(key)} has unexpected columns {extra}")
+            if isinstance(columns, Mapping):
+                for c, want in columns.items():
+                    if c in actual and want not in actual[c]:
+                        problems.append(f"{_describe(key)}[{c}] is {actual[c]}, expected {want}")
+        return not problems, "; ".join(problems) or "schema ok"
+
+    return Check(schema, name="schema", phase=phase, on_fail=on_fail)
+
+
+# -- evaluation on a run ------------------------------------------------------------------
+def run_phase(run: Run, checks: Sequence[Check], phase: str, ctx: CheckContext) -> None:
+    """Evaluate ``checks`` of ``phase``, record each on the run span, raise if one must."""
+    failed: list[CheckResult] = []
+    for check in checks:
+        if check.phase != phase:
+            continue
+        result = check.evaluate(ctx)
+        run.check_results.append(result)
+        run.span.add_event(
+            semconv.CHECK_EVENT,
+            {
+                semconv.CHECK_NAME: result.name,
+                semconv.CHECK_PHASE: result.phase,
+                semconv.CHECK_STATUS: result.status,
+                semconv.CHECK_MESSAGE: result.message[:4096],
+                semconv.CHECK_DURATION: result.duration_s,
+                semconv.CHECK_ON_FAIL: result.on_fail,
+            },
+        )
+        if result.status == "fail" and result.on_fail == "raise":
+            failed.append(result)
+    if failed:
+        raise CheckFailed(run.component, failed)

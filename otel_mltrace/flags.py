@@ -1,0 +1,82 @@
+"""SDK ``flag()`` / ``unflag()``: mark outputs as wrong, from inside Python.
+
+They act on a running collector when ``server`` (or ``MLTRACE_SERVER``) is set, else on
+the local index (``db`` / ``MLTRACE_DB`` / the embedded ``MLTRACE_INDEX``). Pending run
+spans of this process are flushed first, so an output written a moment ago is known.
+
+Example::
+
+    import otel_mltrace as mlt
+    mlt.flag(["pred-000042", "pred-000097"], reason="customer complaint #123")
+    mlt.unflag(all=True)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from otel_mltrace.config import resolve
+
+
+def _queries(db: str | None, server: str | None, token: str | None) -> tuple[Any, Any]:
+    from otel_mltrace.provider import current_configuration, flush
+
+    flush()
+    url = server or resolve("server")
+    if url:
+        from mltrace_collector.client import RemoteQueries
+
+        return RemoteQueries(url, token=token or resolve("auth_token")), None
+    from mltrace_collector.queries import LineageQueries
+    from mltrace_collector.store.base import open_store
+
+    target = db or os.environ.get("MLTRACE_DB") or None
+    if target is None:
+        config = current_configuration()
+        target = config.destination if config and config.mode == "embedded" else resolve("index")
+    store = open_store(str(target))
+    return LineageQueries(store), store
+
+
+def flag(
+    ids: str | Iterable[str],
+    reason: str | None = None,
+    *,
+    db: str | None = None,
+    server: str | None = None,
+    token: str | None = None,
+) -> list[dict[str, Any]]:
+    """Flag record IDs, artifact IDs or run IDs; returns what was flagged with its kind.
+
+    Raises ``mltrace_collector.queries.NotFound`` naming the first unknown ID (and then
+    flags nothing).
+    """
+    id_list = [ids] if isinstance(ids, str) else list(ids)
+    queries, store = _queries(db, server, token)
+    try:
+        return list(queries.flag(id_list, reason))
+    finally:
+        if store is not None:
+            store.close()
+
+
+def unflag(
+    ids: str | Iterable[str] | None = None,
+    *,
+    all: bool = False,
+    db: str | None = None,
+    server: str | None = None,
+    token: str | None = None,
+) -> int:
+    """Remove flags of ``ids`` (or every flag with ``all=True``); returns how many."""
+    if ids is None and not all:
+        raise ValueError("give IDs to unflag, or all=True to remove every flag")
+    id_list = None if all else ([ids] if isinstance(ids, str) else list(ids or []))
+    queries, store = _queries(db, server, token)
+    try:
+        return int(queries.unflag(id_list))
+    finally:
+        if store is not None:
+            store.close()
