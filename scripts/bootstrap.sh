@@ -40,3 +40,7 @@ if [ "${MLTRACE_SKIP_APT:-}" != "1" ]; then
     fi
   fi
 fi
+
+# OpenTelemetry Collector (gateway tier) for the scale-out tests: built with the OpenTelemetry
+# Collector Builder when missing; on failure the tests skip with the reason it records.
+bash scripts/build_otelcol.sh || true
