@@ -92,6 +92,17 @@ def forwarding_collector(tmp: Path, endpoint: str, **settings: Any) -> tuple[Col
     return a, fwd
 
 
+def wait_stat(fwd: Forwarder, key: str, value: int, timeout_s: float = 10.0) -> dict[str, Any]:
+    """The forwarder's stats once ``stats[key] == value`` (the downstream's observer runs
+    before its response reaches the forwarder, so counters trail the downstream a bit)."""
+    deadline = time.monotonic() + timeout_s
+    stats = fwd.stats()
+    while stats[key] != value and time.monotonic() < deadline:
+        time.sleep(0.02)
+        stats = fwd.stats()
+    return stats
+
+
 def _links(span: Span) -> list[tuple[bytes, bytes, dict[str, str]]]:
     return [
         (link.trace_id, link.span_id, {kv.key: kv.value.string_value for kv in link.attributes})
@@ -128,7 +139,8 @@ def test_every_span_forwarded_and_consumer_linked_to_producer(
         assert _links(got[train.span_id]) == [] and _links(got[helper.span_id]) == []
         # B indexed the forwarded runs too: same run IDs, same lineage.
         assert b.queries.producer_for(model, predict.start_time_unix_nano) is not None
-        assert fwd.stats()["sent"] == 3 and fwd.stats()["dropped"] == 0
+        stats = wait_stat(fwd, "sent", 3)
+        assert stats["sent"] == 3 and stats["dropped"] == 0
     finally:
         a.stop()
 
@@ -166,7 +178,7 @@ def test_hold_window_links_a_producer_that_arrives_late(
         downstream.wait_for({producer2.span_id})
         row = a.queries.producer_for(late, consumer2.start_time_unix_nano)
         assert row is not None and row["span_id"] == producer2.span_id.hex()
-        assert fwd.stats()["sent"] == 4
+        assert wait_stat(fwd, "sent", 4)["sent"] == 4
     finally:
         a.stop()
 
@@ -213,7 +225,7 @@ def test_retries_honor_the_downstream_retry_delay(tmp_path: Path, protocol: str)
         gaps = [later - earlier for earlier, later in zip(calls, calls[1:], strict=False)]
         # RetryInfo / Retry-After says 1 s; our own backoff would start at 0.25-0.5 s.
         assert all(gap >= 0.95 for gap in gaps), gaps
-        stats = fwd.stats()
+        stats = wait_stat(fwd, "sent", 1)
         assert stats["retries"] == 3 and stats["sent"] == 1 and stats["failed"] == 0
     finally:
         a.stop()
@@ -283,6 +295,6 @@ def test_spill_to_disk_survives_a_restart(tmp_path: Path, downstream: Downstream
         while list(spill.glob("segment-*.otlp")) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not list(spill.glob("segment-*.otlp"))  # acknowledged segments are deleted
-        assert fwd2.stats()["sent"] >= len(ids)
+        assert wait_stat(fwd2, "queue_spans", 0)["sent"] >= len(ids)
     finally:
         a2.stop()

@@ -44,6 +44,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from mltrace_collector.exporters.forward_links import (
+    ProducerCache,
     ProducerLookup,
     consumers_of,
     find_links,
@@ -111,7 +112,7 @@ class Forwarder:
                 f"MLTRACE_FORWARD_HOLD_SECONDS={settings.forward_hold_seconds} must be >= 0"
             )
         self.settings = settings
-        self._lookup = lookup
+        self._producers = ProducerCache(lookup)
         self._transport: Transport = open_transport(
             settings.forward_endpoint,
             settings.forward_protocol,
@@ -144,6 +145,7 @@ class Forwarder:
         spans = len(batch.runs) + len(batch.rejections) + batch.other_spans
         if spans == 0:
             return
+        self._producers.remember(batch.runs)
         now_ns = time.time_ns()
         item = Item(
             request=request,
@@ -181,7 +183,7 @@ class Forwarder:
         return self.queue.spans == 0 and not spill_left
 
     def _prepare(self, item: Item) -> None:
-        found = find_links(item.consumers, self._lookup)
+        found = find_links(item.consumers, self._producers.lookup)
         now = time.monotonic()
         if found.missing and now < item.hold_until and not self._stopping.is_set():
             item.next_check = now + RECHECK_S

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -23,7 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from mltrace_collector.model import RunRecord
+from mltrace_collector.model import RunRecord, split_artifact_id
 from mltrace_collector.store.base import Row
 from otel_mltrace import semconv
 
@@ -61,6 +62,61 @@ def consumers_of(runs: Iterable[RunRecord]) -> tuple[Consumer, ...]:
     return tuple(
         Consumer(run.trace_id, run.span_id, run.start_ns, run.inputs) for run in runs if run.inputs
     )
+
+
+class ProducerCache:
+    """Recently observed producers of versioned artifact IDs, in front of the index.
+
+    The forwarder sees every run before it forwards it, so the producer of a consumer's
+    versioned input usually passed by moments ago: remembering ``artifact ID -> (trace,
+    span, end)`` saves an index query per input. Unversioned URIs ("latest producer before
+    the consumer started") and misses always go to the index. Bounded, oldest evicted.
+
+    >>> cache = ProducerCache(ProducerCache.no_index, max_entries=2)
+    >>> run = RunRecord("r1", "train", "aa" * 16, "bb" * 8, None, None, 1, 5, "ok", None,
+    ...                 (), ("s3://m@sha256:01",))
+    >>> cache.remember([run])
+    >>> cache.lookup("s3://m@sha256:01", 10)["span_id"]
+    'bbbbbbbbbbbbbbbb'
+    """
+
+    def __init__(self, index: ProducerLookup, max_entries: int = 100_000) -> None:
+        self._index = index
+        self._max = max_entries
+        self._entries: dict[str, Row] = {}
+        self._lock = threading.Lock()  # receiver threads remember, the sender looks up
+
+    @staticmethod
+    def no_index(_artifact: str, _start_ns: int | None) -> Row | None:
+        return None
+
+    def remember(self, runs: Iterable[RunRecord]) -> None:
+        """Note the outputs of ``runs`` (called for each committed batch)."""
+        with self._lock:
+            self._remember(runs)
+
+    def _remember(self, runs: Iterable[RunRecord]) -> None:
+        for run in runs:
+            for artifact in run.outputs:
+                if split_artifact_id(artifact)[1] is None:
+                    continue
+                old = self._entries.pop(artifact, None)
+                if old is not None and old["end_ns"] > run.end_ns:
+                    self._entries[artifact] = old  # keep the newest producer
+                    continue
+                row = {"trace_id": run.trace_id, "span_id": run.span_id, "end_ns": run.end_ns}
+                self._entries[artifact] = row
+                if len(self._entries) > self._max:
+                    del self._entries[next(iter(self._entries))]
+
+    def lookup(self, artifact: str, start_ns: int | None) -> Row | None:
+        """``producer_for`` semantics: cached producer that ended before ``start_ns``,
+        else the index."""
+        with self._lock:
+            row = self._entries.get(artifact)
+        if row is not None and (start_ns is None or row["end_ns"] <= start_ns):
+            return row
+        return self._index(artifact, start_ns)
 
 
 def find_links(consumers: Iterable[Consumer], lookup: ProducerLookup) -> FoundLinks:
