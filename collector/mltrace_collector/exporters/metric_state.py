@@ -25,7 +25,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from mltrace_collector.exporters.edges import EdgeIndex
-from mltrace_collector.exporters.series import Hist, Latest, RunInfo, latest_gauges
+from mltrace_collector.exporters.series import (
+    Hist,
+    Latest,
+    RunInfo,
+    decode_summary,
+    latest_gauges,
+)
 from mltrace_collector.store.base import Row, Store
 from otel_mltrace.distributions import OutputSummary
 from otel_mltrace.drift import compare
@@ -99,6 +105,7 @@ class ComponentState:
     runs: dict[str, int] = field(default_factory=dict)
     duration: Hist = field(default_factory=lambda: Hist(list(DURATION_BOUNDS)))
     last_start_ns: int = -1
+    last_run_id: str = ""
     n_inputs: int = 0
     n_outputs: int = 0
     last_success_ns: int | None = None
@@ -172,7 +179,7 @@ class StoreAggregates:
         state.runs[run.status] = state.runs.get(run.status, 0) + 1
         state.duration.add_value(max(0, run.end_ns - run.start_ns) / 1e9)
         if run.start_ns > state.last_start_ns:
-            state.last_start_ns = run.start_ns
+            state.last_start_ns, state.last_run_id = run.start_ns, run.run_id
             state.n_inputs, state.n_outputs = run.n_inputs, run.n_outputs
         if run.status != "error":
             state.last_success_ns = max(state.last_success_ns or 0, run.end_ns)
@@ -199,7 +206,7 @@ class StoreAggregates:
 
     def _decode(self, row: Row) -> OutputSummary | None:
         try:
-            return OutputSummary.from_json(json.loads(row["summary"]))
+            return decode_summary(json.loads(row["summary"]))
         except Exception as exc:  # one bad row must never fail a scrape
             log.warning(
                 "metrics: skipping output %r of run %s: unreadable summary (%s)",

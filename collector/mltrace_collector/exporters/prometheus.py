@@ -205,7 +205,7 @@ class MetricsExporter:
         lab = ["component", "output"]
         hist = _histogram(md.OUTPUT_VALUE, "Numeric output values of all runs (cumulative).", lab)
         quant = GaugeMetricFamily(
-            md.OUTPUT_QUANTILE, "Quantiles of the latest run's output.", labels=[*lab, "quantile"]
+            md.OUTPUT_QUANTILE, "Quantiles of the latest run's output.", labels=[*lab, "q"]
         )
         nulls = GaugeMetricFamily(
             md.OUTPUT_NULL_RATIO, "Nulls / all values, latest run.", labels=lab
@@ -300,12 +300,12 @@ class MetricsExporter:
         return [runs, dur, last, ok, n_in, n_out, edges]
 
     def _staleness(self) -> list[Metric]:
-        merged: dict[str, tuple[bool, float | None]] = {}
-        for comp, (stale, age) in self.stale.get(self.aggregates.watermark_ns).items():
-            label = self.guard("component", comp)
-            old_stale, old_age = merged.get(label, (False, None))
-            ages = [a for a in (age, old_age) if a is not None]
-            merged[label] = (stale or old_stale, max(ages) if ages else None)
+        newest = {
+            comp: (state.last_run_id, state.last_start_ns)
+            for comp, state in self.aggregates.components.items()
+            if comp != md.OTHER  # overflowed components: a bounded cost, no staleness
+        }
+        merged = self.stale.get(newest, self.aggregates.watermark_ns)
         flag = GaugeMetricFamily(
             md.COMPONENT_STALE, "1 when the newest run is stale.", labels=["component"]
         )

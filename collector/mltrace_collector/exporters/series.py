@@ -15,9 +15,12 @@ Example::
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from otel_mltrace.distributions import OutputSummary
+from otel_mltrace import semconv as sc
+from otel_mltrace.distributions import OutputSummary, Sketch
 from otel_mltrace.metricdefs import MAX_CATEGORY_SERIES, OTHER, QUANTILES, LabelGuard
 
 
@@ -121,3 +124,48 @@ def latest_gauges(s: OutputSummary, guard: LabelGuard) -> Latest:
         quantiles=quantiles,
         shares=shares,
     )
+
+
+def _store(raw: Any) -> dict[int, int]:
+    return {int(k): int(v) for k, v in (raw or {}).items()}
+
+
+def decode_summary(data: Mapping[str, Any]) -> OutputSummary:
+    """Rebuild a summary from the index (``OutputSummary.to_json`` form).
+
+    The processor validated it on receipt (``from_event_attributes``), so only the shape
+    and the count/sketch consistency are checked again: ~10x cheaper than ``from_json``,
+    which matters when a cold scrape folds a whole index. ``ValueError`` when malformed.
+    """
+    try:
+        kind = data["kind"]
+        s = OutputSummary(
+            str(data["name"]),
+            kind,
+            int(data["count"]),
+            int(data.get("null_count") or 0),
+            int(data.get("invalid_count") or 0),
+        )
+        sk: Any = data.get("sketch")
+        if kind == sc.OUTPUT_KIND_NUMERIC:
+            for key in ("sum", "min", "max"):
+                if data.get(key) is not None:
+                    setattr(s, key, float(data[key]))
+            s.sketch = Sketch(
+                float(sk["gamma"]),
+                int(sk.get("zero_count") or 0),
+                _store(sk.get("positive")),
+                _store(sk.get("negative")),
+            )
+            if s.sketch.count != s.count:
+                raise ValueError(f"count {s.count} differs from the sketch total")
+        elif kind == sc.OUTPUT_KIND_CATEGORICAL:
+            s.categories = {str(k): int(v) for k, v in (data.get("categories") or {}).items()}
+            s.other_count = int(data.get("other_count") or 0)
+            distinct = data.get("distinct_count")
+            s.distinct_count = None if distinct is None else int(distinct)
+        else:
+            raise ValueError(f"unknown kind {kind!r}")
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"malformed summary: {type(exc).__name__}: {exc}") from None
+    return s

@@ -1,47 +1,96 @@
-"""Cached staleness of every component's newest run, for ``mltrace_component_stale``.
+"""Staleness of each component's newest run, for ``mltrace_component_stale``/``_input_age``.
 
-``LineageQueries.stale`` (the same answer as ``otel-mltrace stale``) costs a few queries
-per input of each component's newest run, so it is recomputed only when new runs were
-ingested or when the cached answer is older than its time-to-live: ``MIN_TTL_S``, or ten
-times the last computation for a large index (staleness by age has day-scale
-thresholds; a minute of lag does not matter). Input ages are advanced by the time elapsed
-since the computation.
+The rules are those of ``LineageQueries.stale`` (``otel-mltrace stale``): a run is stale
+when an input has a newer version than the one it read, or when an input was produced
+(first seen, for raw data) more than ``stale_after_s`` ago. The per-input lookups are
+split so that a scrape stays cheap: what depends on the index (newer versions, when each
+input was made) is computed once per run and refreshed when new runs were ingested, at
+most every ``max(MIN_INTERVAL_S, 20 x the last full pass)``; what depends on the clock
+(ages) is evaluated at every scrape. Only components under the label cap are checked
+(a bounded number of runs); overflowed ones export no staleness.
 
 Example::
 
     cache = StaleCache(LineageQueries(store), stale_after_s=86400)
-    for component, (stale, age_s) in cache.get(watermark_ns).items(): ...
+    cache.get({"train": ("0190c2a1-...", start_ns)}, watermark_ns)   # {"train": (False, 12.5)}
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from mltrace_collector.queries import LineageQueries
 
-MIN_TTL_S = 15.0
+MIN_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    newer_version: bool
+    newest_ns: int | None
+    oldest_ns: int | None
 
 
 class StaleCache:
     def __init__(self, queries: LineageQueries, stale_after_s: float) -> None:
         self.queries = queries
         self.stale_after_s = stale_after_s
-        self._at = 0.0
-        self._ttl = MIN_TTL_S
+        self._runs: dict[str, _Inputs] = {}
         self._watermark = -1
-        self._rows: dict[str, tuple[bool, float | None]] = {}
+        self._full_at = 0.0
+        self._interval = MIN_INTERVAL_S
 
-    def get(self, watermark_ns: int) -> dict[str, tuple[bool, float | None]]:
-        """``component -> (stale, age of the newest input in seconds or None)``."""
-        now = time.monotonic()
-        if watermark_ns != self._watermark or now - self._at > self._ttl:
-            rows = self.queries.stale(self.stale_after_s)
-            took = time.monotonic() - now
-            self._rows = {r["component"]: (bool(r["stale"]), r["newest_input_age_s"]) for r in rows}
-            self._at, self._watermark = now, watermark_ns
-            self._ttl = max(MIN_TTL_S, 10 * took)
-        elapsed = now - self._at
-        return {
-            comp: (stale, None if age is None else age + elapsed)
-            for comp, (stale, age) in self._rows.items()
-        }
+    def _inputs(self, run_id: str, start_ns: int) -> _Inputs:
+        store = self.queries.store
+        newer, newest, oldest = False, None, None
+        for io in store.run_io(run_id):
+            if io["direction"] != "in":
+                continue
+            aid = io["artifact_id"]
+            producer = self.queries.producer_for(aid, start_ns)
+            known = store.artifact(aid)
+            made = producer["end_ns"] if producer else (known or {}).get("first_seen_ns")
+            if made is not None:
+                newest = made if newest is None else max(newest, made)
+                oldest = made if oldest is None else min(oldest, made)
+            if io["versioned"] and known is not None:
+                latest = store.latest_version(io["uri"])
+                if (
+                    latest is not None
+                    and latest["artifact_id"] != aid
+                    and latest["first_seen_ns"] > known["first_seen_ns"]
+                ):
+                    newer = True
+        return _Inputs(newer, newest, oldest)
+
+    def get(
+        self, newest_runs: Mapping[str, tuple[str, int]], watermark_ns: int
+    ) -> dict[str, tuple[bool, float | None]]:
+        """``component -> (stale, age in seconds of the newest input, or None)`` for
+        ``newest_runs`` (``component -> (run_id, start_ns)`` of its newest run)."""
+        mono = time.monotonic()
+        if watermark_ns != self._watermark and mono - self._full_at >= self._interval:
+            self._runs.clear()  # new versions may have appeared: recompute every run
+            self._watermark, self._full_at = watermark_ns, mono
+            full = True
+        else:
+            full = False
+        wanted = {run_id for run_id, _ in newest_runs.values()}
+        self._runs = {k: v for k, v in self._runs.items() if k in wanted}
+        for run_id, start_ns in newest_runs.values():
+            if run_id not in self._runs:
+                self._runs[run_id] = self._inputs(run_id, start_ns)
+        if full:
+            self._interval = max(MIN_INTERVAL_S, 20 * (time.monotonic() - mono))
+        now = time.time_ns()
+        out: dict[str, tuple[bool, float | None]] = {}
+        for comp, (run_id, _) in newest_runs.items():
+            info = self._runs[run_id]
+            too_old = (
+                info.oldest_ns is not None and (now - info.oldest_ns) / 1e9 > self.stale_after_s
+            )
+            age = None if info.newest_ns is None else (now - info.newest_ns) / 1e9
+            out[comp] = (info.newer_version or too_old, age)
+        return out
