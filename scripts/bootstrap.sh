@@ -44,3 +44,7 @@ fi
 # OpenTelemetry Collector (gateway tier) for the scale-out tests: built with the OpenTelemetry
 # Collector Builder when missing; on failure the tests skip with the reason it records.
 bash scripts/build_otelcol.sh || true
+
+# Jaeger v2 for the forwarding tests (tests/test_jaeger.py), built with Go when missing;
+# on failure the tests skip with the reason it records.
+bash scripts/build_jaeger.sh || true

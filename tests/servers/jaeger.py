@@ -1,6 +1,6 @@
 """A real Jaeger v2 on loopback for tests: in-memory storage, OTLP in, api/v3 out.
 
-The binary comes from ``scripts/bootstrap.sh`` (``build_jaeger``), which builds it with
+The binary comes from ``scripts/build_jaeger.sh`` (run by bootstrap), which builds it with
 the machine's Go into ``${MLTRACE_CACHE:-~/.cache/otel-mltrace}/bin/jaeger-v1.76.0``;
 ``MLTRACE_JAEGER_BIN`` overrides. :func:`find_jaeger` raises ``JaegerUnavailable`` with
 the reason when there is none, so tests skip instead of failing.
@@ -91,13 +91,12 @@ def find_jaeger() -> Path:
     path = cache_dir() / "bin" / f"jaeger-{JAEGER_VERSION}"
     if path.exists():
         return path
-    log = cache_dir() / "jaeger-build.log"
-    tail = ""
-    if log.exists():
-        tail = " Last build log lines: " + " | ".join(log.read_text().splitlines()[-3:])
+    failed = path.with_name(path.name + ".failed")
+    tail = f" The last build failed: {failed.read_text().strip()}" if failed.exists() else ""
     raise JaegerUnavailable(
-        f"no Jaeger binary at {path}: run `bash scripts/bootstrap.sh` (builds Jaeger "
-        f"{JAEGER_VERSION} with Go from the module proxy) or set MLTRACE_JAEGER_BIN.{tail}"
+        f"no Jaeger binary at {path}: run `bash scripts/build_jaeger.sh` (builds "
+        f"Jaeger {JAEGER_VERSION} with Go from the module proxy; bootstrap runs it) "
+        f"or set MLTRACE_JAEGER_BIN.{tail}"
     )
 
 
