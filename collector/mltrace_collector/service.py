@@ -78,6 +78,12 @@ class Collector:
         from mltrace_collector.exporters.prometheus import install_metrics
 
         install_metrics(self)  # GET /metrics on the HTTP listener (docs/metrics.md)
+        from mltrace_collector.checks import install_check_metrics
+
+        install_check_metrics(self)  # mltrace_check_failures_total{component,check}
+        from mltrace_collector.exporters.openlineage import install_openlineage
+
+        install_openlineage(self)  # MLTRACE_OPENLINEAGE_URL / _TRANSPORT set: RunEvents out
         from mltrace_collector.exporters.forward import install_forwarding
 
         install_forwarding(self)  # MLTRACE_FORWARD_ENDPOINT set: forward spans downstream
