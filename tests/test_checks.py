@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +15,9 @@ from opentelemetry.trace import StatusCode
 
 import otel_mltrace as mlt
 from mltrace_collector.checks import check_failures
+from mltrace_collector.model import CheckRecord, RunRecord
 from mltrace_collector.queries import LineageQueries
+from mltrace_collector.service import Collector
 from mltrace_collector.store.base import open_store
 from otel_mltrace import semconv
 from otel_mltrace.checks import (
@@ -132,3 +135,17 @@ def test_flag_on_fail_flags_outputs_in_the_index_and_inspect_shows_checks(
         store.close()
     out = CliRunner().invoke(main, ["--db", index, "inspect", run.id])
     assert out.exit_code == 0 and "check after  null_ratio[None]: fail" in out.output
+
+
+def test_check_failures_metric_on_the_collector(collector: Collector) -> None:
+    def run(run_id: str, status: str) -> RunRecord:
+        check = CheckRecord("rows", "after", status, "0 rows < min 1", 0.001, "raise")
+        return RunRecord(
+            run_id=run_id, component="predict", trace_id="f" * 32, span_id=run_id.rjust(16, "0"),
+            parent_span_id=None, service="svc", start_ns=1, end_ns=2, status="error",
+            status_message=None, inputs=(), outputs=(), checks=(check,),
+        )  # fmt: skip
+
+    collector.store.ingest([run("1", "fail"), run("2", "error"), run("3", "pass")])
+    body = httpx.get(collector.http_endpoint + "/metrics").text
+    assert 'mltrace_check_failures_total{check="rows",component="predict"} 2.0' in body
