@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
@@ -141,6 +142,11 @@ def test_every_span_forwarded_and_consumer_linked_to_producer(
         assert b.queries.producer_for(model, predict.start_time_unix_nano) is not None
         stats = wait_stat(fwd, "sent", 3)
         assert stats["sent"] == 3 and stats["dropped"] == 0
+        metrics = httpx.get(f"{a.http_endpoint}/metrics", timeout=10).text
+        assert 'mltrace_forward_spans_total{outcome="sent"} 3.0' in metrics
+        assert 'mltrace_forward_spans_total{outcome="dropped"} 0.0' in metrics
+        assert "mltrace_forward_queue_spans 0.0" in metrics
+        assert httpx.get(f"{a.http_endpoint}/api/v1/forward", timeout=10).json()["sent"] == 3
     finally:
         a.stop()
 

@@ -13,9 +13,10 @@ slow or dead downstream never blocks or fails ingestion. One sender thread:
 3. when memory is full (``MLTRACE_FORWARD_QUEUE_SIZE`` spans), overflow goes to the spill
    directory if one is set (``forward_spill``), else is dropped and counted.
 
-Counters for ``/metrics`` (docs/metrics.md): :meth:`Forwarder.stats` and
-:class:`ForwardMetricsCollector` (a ``prometheus_client`` collector); find the forwarder
-of a collector with :func:`forwarder_of`. ``GET /api/v1/forward`` returns the stats.
+Counters for ``/metrics`` (docs/metrics.md): :class:`ForwardMetricsCollector` yields
+``mltrace_forward_spans_total{outcome}`` and ``mltrace_forward_queue_spans`` from
+:meth:`Forwarder.stats`; :func:`install_forwarding` registers it as a per-replica provider
+of the Prometheus exporter. ``GET /api/v1/forward`` returns the stats as JSON.
 
 Example::
 
@@ -392,6 +393,9 @@ def install_forwarding(
         return JSONResponse(forwarder.stats())
 
     collector.routes.append(Route("/api/v1/forward", forward_stats, methods=["GET"]))
+    from mltrace_collector.exporters.prometheus import add_provider
+
+    add_provider(collector, ForwardMetricsCollector(forwarder).collect, store_derived=False)
     _FORWARDERS[collector] = forwarder
     log.info("forwarding spans to %s (%s)", settings.forward_endpoint, settings.forward_protocol)
     return forwarder
