@@ -17,7 +17,7 @@ Same metric names as the collector (``docs/metrics.md``), built on prometheus_cl
 own metric classes with *bulk* bucket increments (one sketch per batch, never one
 ``observe()`` per value). One bucket layout per :class:`OutputMetrics` (``buckets=``, for
 all its outputs). Multi-process servers (gunicorn, uvicorn workers): set
-``PROMETHEUS_MULTIPROCESS_DIR`` *before* the workers start, as prometheus_client
+``PROMETHEUS_MULTIPROC_DIR`` *before* the workers start, as prometheus_client
 requires; histograms then sum across processes and the gauges use
 ``multiprocess_mode="mostrecent"`` (the latest batch of any worker); serve with
 :func:`start_http_server`, which aggregates the directory. Exemplars (the run's
@@ -66,7 +66,7 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
 
 
 def _multiprocess() -> bool:
-    return bool(os.environ.get("PROMETHEUS_MULTIPROCESS_DIR"))
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
 class OutputMetrics:
@@ -219,7 +219,7 @@ def start_http_server(
 ) -> Any:
     """Serve ``/metrics`` of this process on ``addr:port`` in a daemon thread.
 
-    With ``PROMETHEUS_MULTIPROCESS_DIR`` set, serves the aggregate of every process
+    With ``PROMETHEUS_MULTIPROC_DIR`` set, serves the aggregate of every process
     (prometheus_client's ``MultiProcessCollector``). Returns ``(server, thread)``.
     """
     from prometheus_client import multiprocess

@@ -20,9 +20,10 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 import otel_mltrace as mlt
-from mltrace_collector.exporters.prometheus import add_provider, metrics_exporter
+from mltrace_collector.exporters.prometheus import MetricsExporter, add_provider, metrics_exporter
 from mltrace_collector.model import OutputRecord, RunRecord
 from mltrace_collector.service import Collector, CollectorSettings
+from mltrace_collector.store import open_store
 from otel_mltrace.distributions import summarize
 
 Samples = list[tuple[str, dict[str, str], float, Any]]
@@ -272,3 +273,25 @@ def test_promtool_accepts_a_live_scrape(sdk_to: Collector) -> None:
         ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_one_leader_exports_store_series_on_postgres(postgres_url: str) -> None:
+    stores = [open_store(postgres_url), open_store(postgres_url)]
+    exporters = [MetricsExporter(s) for s in stores]
+    try:
+        stores[0].ingest([_record(0, "train", summarize("y", [1.0, 2.0]).to_json())])
+        first, second = (samples(e.render(None)[0].decode()) for e in exporters)
+        assert value(first, "mltrace_exporter_leader") == 1
+        assert value(second, "mltrace_exporter_leader") == 0
+        assert value(first, "mltrace_runs_total", component="train") == 1
+        assert not pick(second, "mltrace_runs_total")  # sum() across replicas: no double count
+        assert pick(second, "mltrace_ingest_spans_total")  # per-replica series: everywhere
+        bounds = buckets(first, output="y")
+        exporters[0].close()  # the leader goes away: its session lock is released
+        second = samples(exporters[1].render(None)[0].decode())
+        assert value(second, "mltrace_exporter_leader") == 1
+        assert buckets(second, output="y") == bounds  # bounds read back from the index
+    finally:
+        for e, s in zip(exporters, stores, strict=True):
+            e.close()
+            s.close()
