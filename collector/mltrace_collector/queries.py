@@ -188,7 +188,7 @@ class LineageQueries:
         graph = _Graph(kind, root, "downstream")
         queue: deque[tuple[str, str | None, int]] = deque()  # (artifact, producer run, level)
         seen_runs: set[str] = set()
-        seen_artifacts: set[str] = set()
+        seen_artifacts: set[tuple[str, str | None]] = set()
 
         def expand_run(row: Row, level: int) -> None:
             graph.run(row)
@@ -209,12 +209,17 @@ class LineageQueries:
             queue.append((ident, producer["run_id"] if producer else None, 0))
         while queue:
             aid, producer_id, level = queue.popleft()
-            if aid in seen_artifacts:
+            uri, version = split_artifact_id(aid)
+            # An unversioned URI is a different thing per writer: visit it once per producer.
+            key = (aid, producer_id if version is None else None)
+            if key in seen_artifacts:
                 continue
-            seen_artifacts.add(aid)
-            uri, _ = split_artifact_id(aid)
+            seen_artifacts.add(key)
+            # the root is an unversioned URI: every reader of it, whoever wrote what they read
+            any_reader = kind == "artifact" and level == 0 and version is None
             for consumer in self.store.consumers(aid, uri):
-                if consumer["read_as"] != aid:  # read the URI unversioned: from whom?
+                if split_artifact_id(consumer["read_as"])[1] is None and not any_reader:
+                    # read the URI unversioned: only a reader that got it from this producer
                     got = self.producer_for(consumer["read_as"], consumer["start_ns"])
                     if (got["run_id"] if got else None) != producer_id:
                         continue
