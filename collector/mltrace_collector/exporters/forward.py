@@ -33,13 +33,11 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -51,6 +49,7 @@ from mltrace_collector.exporters.forward_links import (
     find_links,
     with_links,
 )
+from mltrace_collector.exporters.forward_metrics import OUTCOMES, ForwardMetricsCollector
 from mltrace_collector.exporters.forward_queue import ForwardQueue, Item
 from mltrace_collector.exporters.forward_spill import SpillDir
 from mltrace_collector.exporters.forward_transport import Transport, open_transport
@@ -67,7 +66,6 @@ MAX_BATCH_SPANS = 2048
 MAX_BATCH_BYTES = 3 * 1024 * 1024  # under the 4 MiB default receive limit of gRPC servers
 RECHECK_S = 0.1
 MAX_SERVER_DELAY_S = 60.0
-OUTCOMES = ("sent", "failed", "dropped")
 
 
 @dataclass(frozen=True)
@@ -133,6 +131,7 @@ class Forwarder:
         self._counts = dict.fromkeys(OUTCOMES, 0) | {"spilled": 0, "retries": 0}
         self._last_error = ""
         self._held: list[Item] = []
+        self._batches_seen = 0
         self._ready: list[Item] = []
         self._segments: dict[Path, int] = {}  # spill segment -> items not yet done
         self._stopping = threading.Event()
@@ -147,6 +146,7 @@ class Forwarder:
         if spans == 0:
             return
         self._producers.remember(batch.runs)
+        self._batches_seen += 1  # racy increments are fine: any change triggers a recheck
         now_ns = time.time_ns()
         item = Item(
             request=request,
@@ -184,6 +184,7 @@ class Forwarder:
         return self.queue.spans == 0 and not spill_left
 
     def _prepare(self, item: Item) -> None:
+        item.checked_at_batch = self._batches_seen
         found = find_links(item.consumers, self._producers.lookup)
         now = time.monotonic()
         if found.missing and now < item.hold_until and not self._stopping.is_set():
@@ -199,10 +200,17 @@ class Forwarder:
             return
         now = time.monotonic()
         force = self._stopping.is_set()
-        due = [i for i in self._held if force or i.next_check <= now]
-        if due:
-            self._held = [i for i in self._held if not (force or i.next_check <= now)]
-            for item in due:
+        seen = self._batches_seen
+
+        def due(item: Item) -> bool:
+            if force or now >= item.hold_until:
+                return True  # send now, with the links found by then
+            return item.next_check <= now and item.checked_at_batch != seen
+
+        ready = [i for i in self._held if due(i)]
+        if ready:
+            self._held = [i for i in self._held if not due(i)]
+            for item in ready:
                 self._prepare(item)
 
     def _next_batch(self) -> list[Item]:
@@ -342,34 +350,6 @@ class Forwarder:
         self._transport.close()
 
 
-class ForwardMetricsCollector:
-    """``prometheus_client`` collector for the forwarding series of docs/metrics.md.
-
-    Example::
-
-        REGISTRY.register(ForwardMetricsCollector(forwarder))
-    """
-
-    def __init__(self, forwarder: Forwarder) -> None:
-        self._forwarder = forwarder
-
-    def collect(self) -> Iterator[Metric]:
-        stats = self._forwarder.stats()
-        spans = CounterMetricFamily(
-            "mltrace_forward_spans",
-            "Spans forwarded downstream by this replica, by outcome.",
-            labels=["outcome"],
-        )
-        for outcome in OUTCOMES:
-            spans.add_metric([outcome], stats[outcome])
-        yield spans
-        yield GaugeMetricFamily(
-            "mltrace_forward_queue_spans",
-            "Spans waiting to be forwarded on this replica (memory and spill).",
-            value=stats["queue_spans"],
-        )
-
-
 _FORWARDERS: weakref.WeakKeyDictionary[Any, Forwarder] = weakref.WeakKeyDictionary()
 
 
@@ -395,7 +375,7 @@ def install_forwarding(
     collector.routes.append(Route("/api/v1/forward", forward_stats, methods=["GET"]))
     from mltrace_collector.exporters.prometheus import add_provider
 
-    add_provider(collector, ForwardMetricsCollector(forwarder).collect, store_derived=False)
+    add_provider(collector, ForwardMetricsCollector(forwarder.stats).collect, store_derived=False)
     _FORWARDERS[collector] = forwarder
     log.info("forwarding spans to %s (%s)", settings.forward_endpoint, settings.forward_protocol)
     return forwarder

@@ -44,6 +44,8 @@ class Item:
     body: bytes | None = None
     """Serialized request with links, once prepared."""
     next_check: float = field(default=0.0)
+    checked_at_batch: int = -1
+    """Observed-batch counter at the last link lookup: producers only come with new batches."""
 
 
 class ForwardQueue:
