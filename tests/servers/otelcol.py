@@ -98,7 +98,7 @@ def gateway_config(
     protocols["grpc"]["endpoint"] = f"127.0.0.1:{grpc_port or free_port()}"
     protocols["http"]["endpoint"] = f"127.0.0.1:{http_port or free_port()}"
     cfg["extensions"]["health_check"]["endpoint"] = f"127.0.0.1:{health_port or free_port()}"
-    cfg["exporters"]["loadbalancing"]["resolver"] = {"static": {"hostnames": list(replicas)}}
+    cfg["exporters"]["load_balancing"]["resolver"] = {"static": {"hostnames": list(replicas)}}
     prom = cfg["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]
     prom["host"] = "127.0.0.1"
     prom["port"] = metrics_port or free_port()

@@ -1,0 +1,397 @@
+"""The large deployment, for real: OTel Collector gateway -> 2 replicas -> one PostgreSQL.
+
+Topology under test (every box a real process on loopback)::
+
+    OTLP/HTTP --> otelcol-mltrace (deploy/otelcol/gateway.yaml: batch + loadbalancing by
+                  traceID) --OTLP/gRPC--> `otel-mltrace serve` A ┐
+                                      --> `otel-mltrace serve` B ┴--> PostgreSQL db "shared"
+    OTLP/HTTP --> `otel-mltrace serve` S (single replica)     -----> PostgreSQL db "single"
+
+A synthetic pipeline (ingest/featurize per shard, train, predict per batch, evaluate:
+every run its own trace) is recorded once with the SDK and encoded to OTLP requests;
+the *identical bytes* go to the gateway and to S. Then:
+
+* both A and B received spans (the gateway really split the pipeline);
+* every lineage answer (trace, downstream, runs, components) from A and from B equals S's;
+* summing the store-derived Prometheus series over A and B equals S's value (only the
+  leader replica exports them, docs/metrics.md), and per-replica series add up.
+
+Skips (with the reason) only when the collector build or PostgreSQL is unavailable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client.parser import text_string_to_metric_families
+
+import otel_mltrace
+from tests.serve_process import ServeProcess
+from tests.servers.otelcol import OtelcolServer, OtelcolUnavailable, find_otelcol, gateway_config
+from tests.servers.postgres import PostgresServer
+
+SHARDS = 12
+BATCHES = 10
+SPANS_PER_REQUEST = 7
+WAIT_S = 90.0
+
+
+# -- the pipeline, recorded once --------------------------------------------------------
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _versioned(uri: str) -> str:
+    return f"{uri}@sha256:{_digest(uri)}"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    requests: list[bytes]
+    """Serialized ``ExportTraceServiceRequest`` bodies, in the order they are sent."""
+    spans: int
+    runs: int
+    traces: int
+    finals: list[str]
+    """Artifact IDs at the end of the pipeline (predictions, evaluation report)."""
+    raws: list[str]
+    """Raw artifact IDs (no producer) at the start."""
+
+
+def record_pipeline() -> Recorded:
+    """Run the synthetic pipeline through the SDK into memory and encode it as OTLP."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    otel_mltrace.configure(service_name="scale-out", tracer_provider=provider, add_exporter=False)
+    tracer = provider.get_tracer("tests.scale_out")
+    finals: list[str] = []
+    raws: list[str] = []
+    features: list[str] = []
+    try:
+        for i in range(SHARDS):
+            raw = _versioned(f"https://source.example/digits/shard-{i}.csv")
+            raws.append(raw)
+            clean = _versioned(f"s3://lake/clean/shard-{i}.parquet")
+            with otel_mltrace.run(
+                "ingest", inputs=[raw], outputs=[clean], params={"shard": i}
+            ) as r:
+                with tracer.start_as_current_span("read-csv"):  # an ordinary child span
+                    r.log_output("rows", [float(100 + i + k) for k in range(50)])
+            feats = _versioned(f"s3://lake/features/shard-{i}.npy")
+            features.append(feats)
+            with otel_mltrace.run("featurize", inputs=[clean], outputs=[feats]) as r:
+                r.log_output("pixel_mean", [i * 0.1 + k * 0.01 for k in range(64)])
+        for version in (1, 2):
+            model = _versioned(f"s3://lake/models/digits-v{version}.pkl")
+            with otel_mltrace.run(
+                "train",
+                inputs=features[: SHARDS - 2 + version],
+                outputs=[model, "s3://lake/models/digits-current"],
+                params={"C": float(version)},
+            ) as r:
+                r.log_metric("train_accuracy", 0.9 + version / 100)
+        for j in range(BATCHES):
+            batch_in = _versioned(f"s3://lake/requests/batch-{j}.csv")
+            raws.append(batch_in)
+            preds = _versioned(f"s3://lake/predictions/batch-{j}.csv")
+            finals.append(preds)
+            # unversioned model input: stitches to the latest train that ended before
+            with otel_mltrace.run(
+                "predict", inputs=["s3://lake/models/digits-current", batch_in], outputs=[preds]
+            ) as r:
+                r.log_output(
+                    "predicted_label", [str((j + k) % 10) for k in range(40)], "categorical"
+                )
+                r.log_output("score", [0.5 + ((j * 7 + k) % 50) / 100 for k in range(40)])
+        report = _versioned("s3://lake/reports/eval.json")
+        finals.append(report)
+        with otel_mltrace.run("evaluate", inputs=finals[:-1], outputs=[report]) as r:
+            r.log_metric("accuracy", 0.93)
+        provider.force_flush()
+    finally:
+        otel_mltrace.shutdown()
+    spans: list[ReadableSpan] = list(exporter.get_finished_spans())
+    requests = [
+        encode_spans(spans[k : k + SPANS_PER_REQUEST]).SerializeToString()
+        for k in range(0, len(spans), SPANS_PER_REQUEST)
+    ]
+    runs = sum(1 for s in spans if s.attributes and "mltrace.component" in s.attributes)
+    traces = len({s.context.trace_id for s in spans if s.context is not None})
+    return Recorded(requests, len(spans), runs, traces, finals, raws)
+
+
+def post_otlp(base_url: str, body: bytes) -> None:
+    req = urllib.request.Request(
+        base_url + "/v1/traces",
+        data=body,
+        headers={"Content-Type": "application/x-protobuf"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 200, f"{base_url}: OTLP export answered {resp.status}"
+
+
+def get_json(replica: ServeProcess, path: str) -> Any:
+    """GET ``path`` (e.g. ``/api/v1/runs?limit=5``) on a replica's HTTP listener."""
+    with urllib.request.urlopen(replica.http_url + path, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def health(replica: ServeProcess) -> dict[str, Any]:
+    data = get_json(replica, "/healthz")
+    assert isinstance(data, dict)
+    return data
+
+
+def wait_for(what: str, check: Callable[[], bool], describe: Callable[[], str]) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {WAIT_S:.0f}s waiting for {what}: {describe()}")
+        time.sleep(0.25)
+
+
+# -- normalization of API answers --------------------------------------------------------
+def canonical(value: Any) -> Any:
+    """Order-insensitive form of a JSON answer: lists sorted by their canonical JSON."""
+    if isinstance(value, dict):
+        return {k: canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        items = [canonical(v) for v in value]
+        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
+    return value
+
+
+def q(ident: str) -> str:
+    return urllib.parse.quote(ident, safe="")
+
+
+# -- metrics ----------------------------------------------------------------------------
+PER_REPLICA = ("mltrace_ingest_", "mltrace_forward_", "mltrace_exporter_leader")
+TIME_DEPENDENT = ("mltrace_component_input_age_seconds",)
+
+Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(replica: ServeProcess) -> Series:
+    with urllib.request.urlopen(replica.http_url + "/metrics", timeout=10) as resp:
+        text = resp.read().decode("utf-8")
+    out: Series = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if not sample.name.startswith("mltrace_") or sample.name.endswith("_created"):
+                continue
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            out[key] = float(sample.value)
+    return out
+
+
+def add(*series: Series) -> Series:
+    total: Series = {}
+    for s in series:
+        for key, value in s.items():
+            total[key] = total.get(key, 0.0) + value
+    return total
+
+
+def only(series: Series, keep: Callable[[str], bool]) -> Series:
+    return {k: v for k, v in series.items() if keep(k[0])}
+
+
+def store_derived(name: str) -> bool:
+    return not name.startswith(PER_REPLICA)
+
+
+def close(a: float, b: float, name: str) -> bool:
+    if math.isnan(a) and math.isnan(b):
+        return True
+    if name in TIME_DEPENDENT:
+        return abs(a - b) <= 60.0  # scraped moments apart; the age itself is hours/seconds
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def diff(expected: Series, got: Series) -> list[str]:
+    problems = []
+    for key in sorted(set(expected) | set(got)):
+        e, g = expected.get(key), got.get(key)
+        if e is None or g is None or not close(e, g, key[0]):
+            problems.append(f"{key[0]}{dict(key[1])}: single={e} summed={g}")
+    return problems
+
+
+# -- the deployment ----------------------------------------------------------------------
+@dataclass
+class Deployment:
+    a: ServeProcess
+    b: ServeProcess
+    single: ServeProcess
+    gateway: OtelcolServer
+    recorded: Recorded
+
+
+@pytest.fixture(scope="module")
+def otelcol_binary() -> Path:
+    try:
+        return find_otelcol()
+    except OtelcolUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    otelcol_binary: Path, postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    recorded = record_pipeline()
+    shared = postgres_server.create_database()
+    single_db = postgres_server.create_database()
+    with contextlib.ExitStack() as stack:
+        for url in (shared, single_db):
+            stack.callback(postgres_server.drop_database, url.rsplit("/", 1)[1])
+        # A and B start together: the schema migration lock is exercised too
+        with ThreadPoolExecutor(3) as pool:
+            logs = tmp_path_factory.mktemp("scale-out")
+            futures = [
+                pool.submit(ServeProcess.start, db, logs / f"{name}.log")
+                for name, db in (("a", shared), ("b", shared), ("single", single_db))
+            ]
+            replicas = []
+            for f in futures:
+                with contextlib.suppress(Exception):
+                    replicas.append(stack.enter_context(f.result()))
+            for f in futures:
+                f.result()  # re-raise the first start failure (all started ones get stopped)
+        a, b, single = replicas
+        cfg = gateway_config([f"127.0.0.1:{r.grpc_port}" for r in (a, b)])
+        gateway = stack.enter_context(OtelcolServer.start(cfg, binary=otelcol_binary))
+        for body in recorded.requests:
+            post_otlp(gateway.http_endpoint, body)
+            post_otlp(single.http_url, body)
+
+        def counts() -> tuple[int, int, int, int, int]:
+            ha, hb, hs = health(a), health(b), health(single)
+            return (ha["spans_received"], hb["spans_received"], hs["spans_received"],
+                    ha["runs"], hs["runs"])  # fmt: skip
+
+        def arrived() -> bool:
+            ra, rb, rs, runs_shared, runs_single = counts()
+            return (ra + rb >= recorded.spans and rs >= recorded.spans
+                    and runs_shared == runs_single == recorded.runs)  # fmt: skip
+
+        wait_for(
+            f"{recorded.spans} spans / {recorded.runs} runs on both setups",
+            arrived,
+            lambda: (
+                f"(A, B, single spans; shared, single runs) = {counts()}\n"
+                f"gateway log:\n{gateway.log_tail()}"
+            ),
+        )
+        yield Deployment(a, b, single, gateway, recorded)
+
+
+# -- the tests --------------------------------------------------------------------------
+def test_gateway_splits_one_pipeline_over_both_replicas(deployment: Deployment) -> None:
+    rec = deployment.recorded
+    assert rec.traces >= 30, "the pipeline must have many traces for the balancer to split"
+    ha, hb = health(deployment.a), health(deployment.b)
+    print(f"spans: A={ha['spans_received']} B={hb['spans_received']} of {rec.spans}")
+    assert ha["spans_received"] > 0 and hb["spans_received"] > 0, (ha, hb)
+    assert ha["spans_received"] + hb["spans_received"] == rec.spans, "lost or duplicated spans"
+    assert ha["store"] == hb["store"] == "postgres"
+    assert ha["runs"] == hb["runs"] == rec.runs  # both read the one shared index
+
+
+def test_lineage_equals_single_replica(deployment: Deployment) -> None:
+    rec = deployment.recorded
+    paths = [f"/api/v1/trace?id={q(x)}" for x in rec.finals]
+    paths += [f"/api/v1/downstream?id={q(x)}" for x in rec.raws[:3] + rec.raws[-2:]]
+    paths += ["/api/v1/runs?limit=1000", "/api/v1/components"]
+    report = get_json(deployment.single, f"/api/v1/trace?id={q(rec.finals[-1])}")
+    # the evaluation report's upstream holds every run but train v1: predict reads the
+    # unversioned current model, which stitches to the latest train (v2, all 12 shards)
+    assert len(report["runs"]) == rec.runs - 1, sorted(
+        r["component"] for r in report["runs"].values()
+    )
+    for path in paths:
+        expected = canonical(get_json(deployment.single, path))
+        assert expected, f"{path}: empty answer from the single replica"
+        for name, replica in (("A", deployment.a), ("B", deployment.b)):
+            got = canonical(get_json(replica, path))
+            assert got == expected, f"{path}: replica {name} differs from the single replica"
+    # the graph is really cross-trace: a prediction's upstream holds runs of other traces
+    trace = get_json(deployment.a, f"/api/v1/trace?id={q(rec.finals[0])}")
+    text = json.dumps(trace)
+    for component in ("ingest", "featurize", "train", "predict"):
+        assert f'"{component}"' in text, f"{component} missing from a prediction's lineage"
+
+
+def test_metrics_summed_over_replicas_equal_single_replica(deployment: Deployment) -> None:
+    a, b, single = deployment.a, deployment.b, deployment.single
+    # scrape twice: leadership is taken at the first scrape, and the series must be stable
+    for _ in range(2):
+        sa, sb, ss = scrape(a), scrape(b), scrape(single)
+    leaders = [s.get(("mltrace_exporter_leader", ()), -1.0) for s in (sa, sb)]
+    assert sorted(leaders) == [0.0, 1.0], f"exactly one leader expected, got A,B={leaders}"
+    assert ss.get(("mltrace_exporter_leader", ())) == 1.0
+    follower = sb if leaders[0] == 1.0 else sa
+    exported = only(follower, store_derived)
+    # the cardinality-cap counter is per replica in practice (a follower drops nothing, as it
+    # exports no labelled store series): allowed on the follower, but only at zero
+    dropped = only(exported, lambda n: n == "mltrace_label_values_dropped_total")
+    assert all(v == 0.0 for v in dropped.values()), dropped
+    assert not exported.keys() - dropped.keys(), "the follower must not export store series"
+
+    single_store = only(ss, store_derived)
+    names = {k[0] for k in single_store}
+    for expected_name in (
+        "mltrace_runs_total",
+        "mltrace_output_value_bucket",
+        "mltrace_output_drift",
+        "mltrace_component_stale",
+        "mltrace_lineage_edge",
+    ):
+        assert expected_name in names, f"{expected_name} missing from the single replica"
+    problems = diff(single_store, only(add(sa, sb), store_derived))
+    assert not problems, "summed store series differ:\n" + "\n".join(problems[:20])
+
+    # per-replica series add up: spans ingested as runs / passthrough over A + B = single
+    def ingest(s: Series) -> Series:
+        return only(s, lambda n: n.startswith("mltrace_ingest_spans"))
+
+    problems = diff(ingest(ss), add(ingest(sa), ingest(sb)))
+    assert not problems, "per-replica ingest counters do not add up:\n" + "\n".join(problems)
+
+
+def test_follower_takes_over_metrics_when_the_leader_stops(deployment: Deployment) -> None:
+    """Runs last (it stops a replica): the advisory lock dies with the leader's session,
+    the follower takes it at its next scrape and exports the same store series."""
+    a, b, single = deployment.a, deployment.b, deployment.single
+    sa = scrape(a)
+    leader, follower = (a, b) if sa.get(("mltrace_exporter_leader", ())) == 1.0 else (b, a)
+    assert leader.terminate(30) == 0, "the leader replica must shut down cleanly"
+    took_over: list[Series] = []
+
+    def follower_leads() -> bool:
+        took_over[:] = [scrape(follower)]
+        return took_over[0].get(("mltrace_exporter_leader", ())) == 1.0
+
+    wait_for("the follower to become leader", follower_leads, lambda: "still follower")
+    expected = only(scrape(single), store_derived)
+    problems = diff(expected, only(took_over[0], store_derived))
+    assert not problems, "new leader's store series differ:\n" + "\n".join(problems[:20])
