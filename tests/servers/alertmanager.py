@@ -1,0 +1,258 @@
+"""A throwaway Alertmanager on the loopback interface, and the webhook receiver it calls.
+
+``WebhookReceiver`` is a small ``http.server`` on ``127.0.0.1`` (free port, own thread) that
+records every POSTed JSON body (Alertmanager's webhook payload) — the test's stand-in for
+Slack or PagerDuty, a real HTTP endpoint, not a mock. ``AlertmanagerServer.start(url)``
+runs the real ``prometheus-alertmanager`` (Debian package ``prometheus-alertmanager``) with
+clustering off (``--cluster.listen-address=``), storage in a temporary folder and a config
+that routes every alert to that URL with short ``group_wait``/``group_interval``. Both have
+an idempotent ``stop()``; the server is also stopped at exit.
+
+Example::
+
+    with WebhookReceiver() as hook, AlertmanagerServer.start(hook.url) as am:
+        ...                                    # point Prometheus at am.address
+        hook.wait_for(lambda alert: alert["labels"]["alertname"] == "X", timeout=30)
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from .ports import free_port
+from .prometheus import wait_until
+
+BINARIES = ("prometheus-alertmanager", "alertmanager")
+
+
+class AlertmanagerUnavailable(RuntimeError):
+    """Alertmanager cannot be found or started here; ``str()`` says why."""
+
+
+class WebhookReceiver:
+    """Records Alertmanager webhook POSTs; ``payloads`` holds the decoded bodies in order."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.payloads: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                try:
+                    payload = json.loads(body)
+                except ValueError:
+                    self.send_response(400)
+                    self.end_headers()
+                    return
+                with receiver._lock:
+                    receiver.payloads.append(payload)
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return  # keep test output quiet
+
+        self._server = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self._server.server_address[1]}/alerts"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="webhook-receiver", daemon=True
+        )
+        self._thread.start()
+        self._stopped = False
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Every alert of every payload received so far (each with ``status``, ``labels``)."""
+        with self._lock:
+            return [alert for p in self.payloads for alert in p.get("alerts", [])]
+
+    def wait_for(
+        self, match: Callable[[dict[str, Any]], bool], timeout: float = 30.0
+    ) -> list[dict[str, Any]]:
+        """Poll until a delivered alert satisfies ``match``; the matching alerts."""
+        return wait_until(
+            lambda: [a for a in self.alerts() if match(a)] or None,
+            timeout,
+            "Alertmanager to deliver a matching alert to the webhook",
+        )
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+    def __enter__(self) -> WebhookReceiver:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _config(webhook_url: str) -> str:
+    # JSON is YAML.
+    return json.dumps(
+        {
+            "route": {
+                "receiver": "test-webhook",
+                "group_by": ["alertname", "component", "output"],
+                "group_wait": "1s",
+                "group_interval": "1s",
+                "repeat_interval": "1h",
+            },
+            "receivers": [
+                {
+                    "name": "test-webhook",
+                    "webhook_configs": [{"url": webhook_url, "send_resolved": True}],
+                }
+            ],
+        },
+        indent=2,
+    )
+
+
+def find_binary() -> str | None:
+    for name in BINARIES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+class AlertmanagerServer:
+    """One running Alertmanager; ``url`` (API base) and ``address`` (``host:port``)."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.log = base / "alertmanager.log"
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.http = httpx.Client(timeout=10.0)
+        self._stopped = False
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    @classmethod
+    def start(cls, webhook_url: str, *, timeout: float = 30.0) -> AlertmanagerServer:
+        """Start Alertmanager routing every alert to ``webhook_url``."""
+        binary = find_binary()
+        if binary is None:
+            raise AlertmanagerUnavailable(
+                "no `prometheus-alertmanager` (or `alertmanager`) on PATH (Debian: apt-get "
+                "install prometheus-alertmanager; scripts/bootstrap.sh installs it)"
+            )
+        server = cls(Path(tempfile.mkdtemp(prefix="mltrace-am-")))
+        atexit.register(server.stop)
+        try:
+            config = server.base / "alertmanager.yml"
+            config.write_text(_config(webhook_url))
+            server._launch(binary, config, timeout)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def _launch(self, binary: str, config: Path, timeout: float) -> None:
+        for attempt in range(3):
+            self.port = free_port()
+            with self.log.open("ab") as log:
+                self.proc = subprocess.Popen(
+                    [
+                        binary,
+                        f"--config.file={config}",
+                        f"--storage.path={self.base / 'data'}",
+                        f"--web.listen-address={self.address}",
+                        "--cluster.listen-address=",
+                        "--log.level=warn",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                with contextlib.suppress(httpx.HTTPError):
+                    if self.http.get(f"{self.url}/-/ready").status_code == 200:
+                        return
+                time.sleep(0.1)
+            tail = self.log_tail()
+            self._terminate()
+            if "address already in use" not in tail or attempt == 2:
+                raise AlertmanagerUnavailable(f"alertmanager did not become ready:\n{tail}")
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Alerts Alertmanager holds (``/api/v2/alerts``)."""
+        response = self.http.get(f"{self.url}/api/v2/alerts")
+        response.raise_for_status()
+        alerts: list[dict[str, Any]] = response.json()
+        return alerts
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def _terminate(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+    def stop(self) -> None:
+        """Stop the server and delete its folder (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._terminate()
+        self.http.close()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def __enter__(self) -> AlertmanagerServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
