@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import otel_mltrace
 from mltrace_collector.service import Collector, CollectorSettings
 
-pytest_plugins = ["tests.servers.fixtures"]
+pytest_plugins = ["tests.servers.fixtures", "tests.servers.fixtures_prometheus"]
 
 
 @pytest.fixture
