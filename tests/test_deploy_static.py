@@ -200,6 +200,38 @@ def test_compose_replicas_share_postgres_and_forward_to_jaeger() -> None:
         assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
+def container_path(svc: Doc, path: str) -> Path | None:
+    """The repo path a compose bind mount puts at ``path`` inside the container."""
+    best: tuple[int, Path] | None = None
+    for volume in svc.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith(".") and (path == target or path.startswith(target + "/")):
+            if best is None or len(target) > best[0]:
+                best = (len(target), COMPOSE.parent / source / path[len(target) :].lstrip("/"))
+    return best[1] if best else None
+
+
+def test_grafana_provisioning_is_mounted_where_it_points() -> None:
+    services = compose()["services"]
+    grafana = services["grafana"]
+    provisioning = container_path(grafana, "/etc/grafana/provisioning")
+    assert provisioning is not None and provisioning.is_dir(), "mount the provisioning folder"
+    providers = [
+        p for f in sorted((provisioning / "dashboards").glob("*.y*ml"))
+        for p in load_yaml(f).get("providers", [])
+    ]  # fmt: skip
+    assert providers, "no Grafana dashboard provider"
+    for provider in providers:
+        folder = container_path(grafana, provider["options"]["path"])
+        assert folder is not None, f"nothing mounted at {provider['options']['path']}"
+        assert list(folder.glob("*.json")), f"{folder}: no dashboards"
+    for f in sorted((provisioning / "datasources").glob("*.y*ml")):
+        for source in load_yaml(f).get("datasources", []):
+            if source["type"] in ("prometheus", "jaeger"):
+                host = source["url"].split("://", 1)[1].split(":")[0]
+                assert host in services, f"datasource {source['name']}: no service {host}"
+
+
 def test_prometheus_config_scrapes_every_replica_and_rules_exist() -> None:
     prom = load_yaml(PROMETHEUS)
     doc = compose()
