@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import time
 import urllib.parse
 import urllib.request
@@ -45,6 +46,7 @@ import otel_mltrace
 from tests.serve_process import ServeProcess
 from tests.servers.otelcol import OtelcolServer, OtelcolUnavailable, find_otelcol, gateway_config
 from tests.servers.postgres import PostgresServer
+from tests.servers.prometheus import PrometheusServer, PrometheusUnavailable
 
 SHARDS = 12
 BATCHES = 10
@@ -376,6 +378,54 @@ def test_metrics_summed_over_replicas_equal_single_replica(deployment: Deploymen
 
     problems = diff(ingest(ss), add(ingest(sa), ingest(sb)))
     assert not problems, "per-replica ingest counters do not add up:\n" + "\n".join(problems)
+
+
+SUM_QUERIES = (
+    "sum by (component, status) (mltrace_runs_total)",
+    "sum by (component, output, le) (mltrace_output_value_bucket)",
+    "sum by (component, output) (mltrace_output_value_sum)",
+    "sum by (component, output, method) (mltrace_output_drift)",
+    "sum by (component, output, quantile) (mltrace_output_quantile)",
+    "sum by (component) (mltrace_component_stale)",
+    "sum by (component) (mltrace_component_last_run_timestamp_seconds)",
+    "sum by (source, target) (mltrace_lineage_edge)",
+    "sum by (outcome) (mltrace_ingest_spans_total)",
+    "sum(mltrace_exporter_leader)",
+    # the shipped recording rules
+    "mltrace:output_drift:max",
+    "mltrace:output_values:max",
+    "mltrace:component_stale:max",
+)
+
+
+def test_promql_sums_over_replicas_equal_single_replica(deployment: Deployment) -> None:
+    """A real Prometheus per setup (the shipped rules loaded): PromQL ``sum()`` over both
+    replicas answers what it answers over the single replica."""
+    with contextlib.ExitStack() as stack:
+        try:
+            proms = [
+                stack.enter_context(
+                    PrometheusServer.start([r.http_url.split("://")[1] for r in rs])
+                )
+                for rs in ((deployment.a, deployment.b), (deployment.single,))
+            ]
+        except PrometheusUnavailable as exc:
+            if os.environ.get("MLTRACE_REQUIRE_PROMETHEUS", "") not in ("", "0"):
+                pytest.fail(f"Prometheus required but unavailable: {exc}")
+            pytest.skip(f"Prometheus unavailable: {exc}")
+        shared, single = proms
+        shared.wait_for_query("count(up == 1) == 2", timeout=WAIT_S)
+        for prom in proms:
+            prom.wait_for_query("mltrace_runs_total", timeout=WAIT_S)
+            prom.wait_for_rule_evaluations(rounds=2, timeout=WAIT_S)
+        for expr in SUM_QUERIES:
+            expected, got = single.query_values(expr), shared.query_values(expr)
+            assert expected, f"{expr}: no data from the single replica"
+            assert got.keys() == expected.keys(), f"{expr}: other series {got} vs {expected}"
+            for labels, value in expected.items():
+                assert math.isclose(got[labels], value, rel_tol=1e-9, abs_tol=1e-9), (
+                    f"{expr}{dict(labels)}: summed over replicas {got[labels]}, single {value}"
+                )
 
 
 def test_follower_takes_over_metrics_when_the_leader_stops(deployment: Deployment) -> None:
