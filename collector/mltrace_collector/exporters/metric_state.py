@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from bisect import insort
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from mltrace_collector.exporters.edges import EdgeIndex
@@ -270,21 +270,21 @@ class StoreAggregates:
         return bounds
 
     # -- drift --------------------------------------------------------------------------
-    def _reference_for(self, state: OutputState) -> tuple[tuple[str, ...], OutputSummary | None]:
+    def _reference_for(
+        self, state: OutputState
+    ) -> tuple[tuple[str, ...], Callable[[], OutputSummary | None]]:
+        """IDs of the reference runs, and how to build their merged summary."""
         ref = self.reference
         latest = state.recent[-1][1]
         if ref.mode == "run":
             pinned = self._pinned_outputs()
             if state.component != self._pinned_component or state.output not in pinned:
-                return (), None
-            return (ref.run_id,), pinned[state.output]
-        pool = state.earliest if ref.mode == "first" else state.recent
-        chosen = (
-            [r for r in pool if r[1] != latest][-ref.n :]
-            if ref.mode == "window"
-            else [r for r in pool if r[1] != latest][: ref.n]
-        )
-        return tuple(r[1] for r in chosen), _merged(r[2] for r in chosen)
+                return (), lambda: None
+            return (ref.run_id,), lambda: pinned[state.output]
+        others = [r for r in (state.earliest if ref.mode == "first" else state.recent)]
+        others = [r for r in others if r[1] != latest]
+        chosen = others[-ref.n :] if ref.mode == "window" else others[: ref.n]
+        return tuple(r[1] for r in chosen), lambda: _merged(r[2] for r in chosen)
 
     def _pinned_outputs(self) -> dict[str, OutputSummary]:
         if self._pinned is None:
@@ -303,11 +303,12 @@ class StoreAggregates:
         """``{"psi", "js", "ks"}`` of the latest run vs the reference; {} without one."""
         if not state.recent or OTHER in (state.component, state.output):
             return {}
-        ids, ref = self._reference_for(state)
+        ids, chosen = self._reference_for(state)
         key = (state.latest_run, *ids)
         if key != state.drift_key:
             state.drift_key = key
             state.drift = {}
+            ref = chosen()  # merged only when the reference or the latest run changed
             if ref is not None:
                 try:
                     state.drift = compare(ref, state.recent[-1][2])

@@ -25,31 +25,33 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.samples import Exemplar, Sample
-from prometheus_client.utils import floatToGoString
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mltrace_collector.exporters.families import (
+    Families,
+    add_hist,
+    go_float,
+    histogram,
+    parse_thresholds,
+)
 from mltrace_collector.exporters.leader import Leadership
 from mltrace_collector.exporters.metric_state import StoreAggregates, parse_reference
-from mltrace_collector.exporters.series import Hist
 from mltrace_collector.exporters.staleness import StaleCache
 from mltrace_collector.queries import LineageQueries
 from mltrace_collector.store.base import Store
 from otel_mltrace import metricdefs as md
 from otel_mltrace.config import resolve
-from otel_mltrace.drift import JS_THRESHOLD, PSI_THRESHOLD
 
 if TYPE_CHECKING:
     from mltrace_collector.service import Collector
@@ -57,61 +59,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("mltrace_collector.metrics")
 
 Provider = Callable[[], Iterable[Metric]]
-KS_THRESHOLD = 0.1
-"""Default KS alert threshold: a 10-point gap between the CDFs (an effect size; at
-n = m = 1000 the 5 % significance critical value is already 0.061, see
-``otel_mltrace.drift.ks_critical_value``, so significance alone would flag tiny shifts)."""
-_go_float = cast(Callable[[float], str], floatToGoString)  # "0.5", "1e+06", "+Inf" as Go prints
-DEFAULT_THRESHOLDS = {"psi": PSI_THRESHOLD, "js": JS_THRESHOLD, "ks": KS_THRESHOLD}
-
-
-def parse_thresholds(text: str | None) -> dict[str, float]:
-    """``MLTRACE_DRIFT_THRESHOLDS`` (``psi=0.25,js=0.1,ks=0.1``) over the defaults.
-
-    >>> parse_thresholds("ks=0.2")
-    {'psi': 0.25, 'js': 0.1, 'ks': 0.2}
-    """
-    out = dict(DEFAULT_THRESHOLDS)
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        name, _, value = part.partition("=")
-        name = name.strip()
-        try:
-            number = float(value)
-        except ValueError:
-            number = float("nan")
-        if name not in out or not number > 0:
-            raise ValueError(
-                f"MLTRACE_DRIFT_THRESHOLDS entry {part.strip()!r} is invalid: use method=value "
-                f"with method in {sorted(out)} and value > 0, e.g. 'psi=0.25,js=0.1'"
-            )
-        out[name] = number
-    return out
-
-
-def _histogram(name: str, doc: str, labels: list[str], unit: str = "") -> HistogramMetricFamily:
-    return HistogramMetricFamily(name, doc, labels=labels, unit=unit)
-
-
-def _add_hist(fam: HistogramMetricFamily, labels: list[str], hist: Hist, exemplars: bool) -> None:
-    cum = hist.cumulative()
-    buckets: list[Any] = []
-    for i, le in enumerate([*map(_go_float, hist.bounds), "+Inf"]):
-        ex = hist.exemplars[i] if exemplars else None
-        if ex is not None:
-            _, trace_id, span_id, value, ts = ex
-            buckets.append(
-                (le, cum[i], Exemplar({"trace_id": trace_id, "span_id": span_id}, value, ts))
-            )
-        else:
-            buckets.append((le, cum[i]))
-    with_sum = md.nonneg_sum(hist.bounds)
-    fam.add_metric(labels, buckets, hist.total if with_sum else None)
-    if not with_sum:  # prometheus_client then drops _count too: keep it (only _sum is unsafe)
-        fam.samples.append(
-            Sample(fam.name + "_count", dict(zip(fam._labelnames, labels, strict=True)), cum[-1])
-        )
 
 
 class MetricsExporter:
@@ -143,6 +90,8 @@ class MetricsExporter:
         self.leadership = Leadership(store)
         self._providers: list[tuple[Provider, bool]] = []
         self._lock = threading.Lock()
+        self._version = 0
+        self._cache: tuple[tuple[str, int, bool], bytes] | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -154,32 +103,64 @@ class MetricsExporter:
         return []  # names are dynamic; nothing to check at registration
 
     def collect(self) -> Iterator[Metric]:
-        families: list[Metric] = []
+        """Every family, freshly built (for a registry of your own; ``/metrics`` uses
+        :meth:`render`, which caches the store-derived part between ingests)."""
         with self._lock:
-            leader = self.leadership.is_leader()
-            if leader:
-                try:
-                    self.aggregates.refresh()
-                except Exception:  # store down or a bug: export what is already folded
-                    log.exception("metrics: folding new runs failed")
-            builders: list[Callable[[], Iterable[Metric]]] = [lambda: self._replica(leader)]
-            if leader:
-                builders += [self._outputs, self._drift, self._runs, self._staleness]
-            for provider, store_derived in self._providers:
-                if leader or not store_derived:
-                    builders.append(provider)
-            builders.append(self._dropped)
-            for build in builders:
-                try:
-                    families.extend(build())
-                except Exception:
-                    log.exception("metrics: building %r failed; skipped in this scrape", build)
+            leader = self._refresh()
+            families = self._build(self._static_builders(leader) + self._live_builders(leader))
         yield from families
 
+    def _refresh(self) -> bool:
+        leader = self.leadership.is_leader()
+        if leader:
+            try:
+                if self.aggregates.refresh():
+                    self._version += 1
+            except Exception:  # store down or a bug: export what is already folded
+                log.exception("metrics: folding new runs failed")
+        return leader
+
+    def _static_builders(self, leader: bool) -> list[Callable[[], Iterable[Metric]]]:
+        """Families that change only when runs are folded in (cached by :meth:`render`)."""
+        return [self._outputs, self._drift, self._runs] if leader else []
+
+    def _live_builders(self, leader: bool) -> list[Callable[[], Iterable[Metric]]]:
+        builders: list[Callable[[], Iterable[Metric]]] = [lambda: self._replica(leader)]
+        if leader:
+            builders.append(self._staleness)  # ages move with the clock
+        for provider, store_derived in self._providers:
+            if leader or not store_derived:
+                builders.append(provider)
+        builders.append(self._dropped)
+        return builders
+
+    def _build(self, builders: list[Callable[[], Iterable[Metric]]]) -> list[Metric]:
+        families: list[Metric] = []
+        for build in builders:
+            try:
+                families.extend(build())
+            except Exception:
+                log.exception("metrics: building %r failed; skipped in this scrape", build)
+        return families
+
     def render(self, accept: str | None) -> tuple[bytes, str]:
-        """The exposition for an ``Accept`` header: ``(body, content type)``."""
+        """The exposition for an ``Accept`` header: ``(body, content type)``.
+
+        The store-derived part is encoded once per ingest (version) and format; a scrape
+        with nothing new only encodes the per-replica and clock-dependent families.
+        """
         encoder, content_type = choose_encoder(accept or "")
-        return encoder(self.registry), content_type
+        with self._lock:
+            leader = self._refresh()
+            key = (content_type, self._version, leader)
+            if self._cache is None or self._cache[0] != key:
+                static = Families(self._build(self._static_builders(leader)))
+                self._cache = (key, encoder(static))
+            live = encoder(Families(self._build(self._live_builders(leader))))
+        head = self._cache[1]
+        if head.endswith(b"# EOF\n"):  # OpenMetrics: one EOF, at the very end
+            head = head[: -len(b"# EOF\n")]
+        return head + live, content_type
 
     def close(self) -> None:
         self.leadership.close()
@@ -203,7 +184,7 @@ class MetricsExporter:
 
     def _outputs(self) -> list[Metric]:
         lab = ["component", "output"]
-        hist = _histogram(md.OUTPUT_VALUE, "Numeric output values of all runs (cumulative).", lab)
+        hist = histogram(md.OUTPUT_VALUE, "Numeric output values of all runs (cumulative).", lab)
         quant = GaugeMetricFamily(
             md.OUTPUT_QUANTILE, "Quantiles of the latest run's output.", labels=[*lab, "q"]
         )
@@ -227,7 +208,7 @@ class MetricsExporter:
         )
         for (comp, out), state in self.aggregates.outputs.items():
             if state.hist is not None:
-                _add_hist(hist, [comp, out], state.hist, exemplars=True)
+                add_hist(hist, [comp, out], state.hist, exemplars=True)
             latest = state.latest
             if latest is None:
                 continue
@@ -237,7 +218,7 @@ class MetricsExporter:
             if latest.invalid_ratio is not None:
                 invalid.add_metric([comp, out], latest.invalid_ratio)
             for q, v in latest.quantiles.items():
-                quant.add_metric([comp, out, _go_float(q)], v)
+                quant.add_metric([comp, out, go_float(q)], v)
             for cat, share in latest.shares.items():
                 shares.add_metric([comp, out, cat], share)
         return [hist, quant, nulls, invalid, values, shares]
@@ -269,7 +250,7 @@ class MetricsExporter:
         runs = CounterMetricFamily(
             md.RUNS, "Runs indexed, by status.", labels=["component", "status"]
         )
-        dur = _histogram(md.RUN_DURATION, "Run durations.", lab, unit="seconds")
+        dur = histogram(md.RUN_DURATION, "Run durations.", lab, unit="seconds")
         last = GaugeMetricFamily(
             md.LAST_RUN, "Start of the newest run.", labels=lab, unit="seconds"
         )
@@ -284,7 +265,7 @@ class MetricsExporter:
         for comp, state in self.aggregates.components.items():
             for status, n in sorted(state.runs.items()):
                 runs.add_metric([comp, status], n)
-            _add_hist(dur, [comp], state.duration, exemplars=False)
+            add_hist(dur, [comp], state.duration, exemplars=False)
             last.add_metric([comp], state.last_start_ns / 1e9)
             if state.last_success_ns is not None:
                 ok.add_metric([comp], state.last_success_ns / 1e9)

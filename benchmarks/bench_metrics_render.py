@@ -1,0 +1,112 @@
+"""Benchmark: ``/metrics`` render time of the collector for 1,000 (component, output) pairs.
+
+Builds an index of ``--components`` x ``--outputs`` numeric outputs, ``--runs`` runs each
+(so drift has a reference), each output summarizing ``--values`` normal values; starts a
+real collector on loopback (SQLite) and times ``GET /metrics`` over HTTP:
+
+- cold: the first scrape after start, which folds the whole index;
+- warm: later scrapes with nothing new (best of ``--repeat``);
+- warm + 1 run: a scrape after one new run of one component was ingested.
+
+Target: warm render < 200 ms.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_metrics_render.py [--components 100] [--outputs 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+from mltrace_collector.model import OutputRecord, RunRecord
+from mltrace_collector.service import Collector, CollectorSettings
+from otel_mltrace.distributions import summarize
+
+
+def make_run(component: str, i: int, outputs: dict[str, dict[str, object]]) -> RunRecord:
+    start = time.time_ns() - 3_600_000_000_000 + i * 1_000_000_000
+    return RunRecord(
+        run_id=f"{component}-{i}",
+        component=component,
+        trace_id=f"{abs(hash((component, i))):032x}"[:32],
+        span_id=f"{i + 1:016x}",
+        parent_span_id=None,
+        service="bench",
+        start_ns=start,
+        end_ns=start + 2_000_000_000,
+        status="ok",
+        status_message=None,
+        inputs=(f"s3://bench/{component}/in",),
+        outputs=(f"s3://bench/{component}/out",),
+        output_summaries=tuple(
+            OutputRecord(name, "numeric", 0, 0, 0, None, None, None, summary)
+            for name, summary in outputs.items()
+        ),
+    )
+
+
+def timed_get(url: str) -> tuple[float, str]:
+    start = time.perf_counter()
+    resp = httpx.get(url, timeout=600)
+    took = time.perf_counter() - start
+    resp.raise_for_status()
+    return took, resp.text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--components", type=int, default=100)
+    parser.add_argument("--outputs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--values", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    rng = np.random.default_rng(3)
+    summaries = [
+        summarize("x", rng.normal(rng.uniform(-5, 5), rng.uniform(0.5, 3), args.values)).to_json()
+        for _ in range(20)
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = CollectorSettings.resolve(
+            db=str(Path(tmp) / "bench.db"), grpc_address="127.0.0.1:0", http_address="127.0.0.1:0"
+        )
+        collector = Collector(settings)
+        runs = []
+        for c in range(args.components):
+            for i in range(args.runs):
+                outs = {
+                    f"out{o}": {**summaries[(c + o + i) % 20], "name": f"out{o}"}
+                    for o in range(args.outputs)
+                }
+                runs.append(make_run(f"comp{c:04d}", i, outs))
+        collector.store.ingest(runs)
+        collector.start()
+        url = collector.http_endpoint + "/metrics"
+        try:
+            cold, text = timed_get(url)
+            warm = min(timed_get(url)[0] for _ in range(args.repeat))
+            collector.store.ingest([make_run("comp0000", args.runs, {"out0": summaries[0]})])
+            one_more, text = timed_get(url)
+        finally:
+            collector.stop()
+    series = sum(len(f.samples) for f in text_string_to_metric_families(text))
+    pairs = args.components * args.outputs
+    print(f"python {platform.python_version()} on {platform.machine()}")
+    print(f"{pairs:,} (component, output) pairs, {len(runs):,} runs, {args.values:,} values each")
+    print(f"exposition: {len(text):,} bytes, {series:,} samples")
+    print(f"cold (first scrape, folds the index): {cold * 1000:8.1f} ms")
+    print(f"warm (nothing new), best of {args.repeat}:    {warm * 1000:8.1f} ms  (target < 200 ms)")
+    print(f"warm + 1 new run:                     {one_more * 1000:8.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
