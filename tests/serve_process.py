@@ -1,0 +1,136 @@
+"""``otel-mltrace serve`` as a real child process on free loopback ports, for tests and benchmarks.
+
+``ServeProcess.start(db)`` launches ``python -m otel_mltrace.cli serve`` with its own OTLP/gRPC
+and OTLP/HTTP ports, waits (bounded) until ``/healthz`` answers, and hands back the endpoints.
+``terminate()`` sends SIGTERM and returns the exit status; ``kill()`` is the last resort used
+by finalizers. A port taken between ``free_port()`` and the bind is retried.
+
+Example::
+
+    with ServeProcess.start("/tmp/x.db") as serve:
+        httpx.get(serve.http_url + "/healthz")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+try:
+    from tests.servers.ports import free_port
+except ModuleNotFoundError:  # pragma: no cover - tests/ itself on sys.path
+    from servers.ports import free_port  # type: ignore[import-not-found,no-redef]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STARTUP_TIMEOUT_S = 60.0
+
+
+class ServeProcess:
+    """One running ``otel-mltrace serve`` child process."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], grpc_port: int, http_port: int, log: Path
+    ) -> None:
+        self.proc = proc
+        self.grpc_port = grpc_port
+        self.http_port = http_port
+        self.log = log
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.grpc_port}"
+
+    @classmethod
+    def start(
+        cls,
+        db: str,
+        log: Path,
+        *,
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        attempts: int = 3,
+    ) -> ServeProcess:
+        """Start the collector on ``db`` (SQLite path or URL); its output goes to ``log``."""
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith("MLTRACE_")}
+        child_env.update(env or {})
+        child_env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + child_env.get("PYTHONPATH", "")
+        last = ""
+        for _ in range(attempts):
+            grpc_port, http_port = free_port(), free_port()
+            cmd = [
+                sys.executable, "-m", "otel_mltrace.cli", "serve", "--db", db,
+                "--grpc-address", f"127.0.0.1:{grpc_port}",
+                "--http-address", f"127.0.0.1:{http_port}",
+                *extra_args,
+            ]  # fmt: skip
+            with log.open("ab") as out:
+                proc = subprocess.Popen(
+                    cmd, stdout=out, stderr=subprocess.STDOUT, env=child_env, cwd=REPO_ROOT
+                )
+            serve = cls(proc, grpc_port, http_port, log)
+            if serve._wait_healthy():
+                return serve
+            serve.kill()
+            last = log.read_text("utf-8", "replace")[-3000:]
+            if "address already in use" not in last.lower():
+                break
+        raise RuntimeError(f"otel-mltrace serve did not become healthy; log tail:\n{last}")
+
+    def _wait_healthy(self) -> bool:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.http_url + "/healthz", timeout=2).status_code == 200:
+                    return True
+            time.sleep(0.1)
+        return False
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(self.http_url + "/healthz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        """SIGTERM, then wait for the exit status (SIGKILL if it does not come in time)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        """Stop this process for sure (finalizers). Idempotent."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+
+    def __enter__(self) -> ServeProcess:
+        return self
+
+    def __exit__(
+        self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.terminate(30)
+        finally:
+            self.kill()
