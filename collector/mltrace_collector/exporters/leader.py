@@ -74,6 +74,13 @@ class Leadership:
                 log.debug("closing the leader connection failed", exc_info=True)
 
     def close(self) -> None:
-        """Give up leadership (closing the session releases the lock). Idempotent."""
+        """Give up leadership at once (another replica takes over at its next scrape;
+        unlocking explicitly, as the server may see the session end a moment later).
+        Idempotent."""
+        if self._leader and self._conn is not None:
+            try:
+                self._conn.execute("SELECT pg_advisory_unlock(%s)", (METRICS_LOCK_KEY,))
+            except Exception:  # the session is gone anyway, and its lock with it
+                log.debug("releasing the leader lock failed", exc_info=True)
         self._drop()
         self._leader = self.url is None
