@@ -217,6 +217,7 @@ def test_bad_input_never_breaks_a_scrape(collector: Collector) -> None:
     assert 1 < len(shares) <= 11 and sum(v for _, v, _ in shares) == pytest.approx(1.0)
     assert not pick(found, "mltrace_output_values", output="broken")  # logged and skipped
     assert value(found, "mltrace_runs_total", component="odd", status="ok") == 5
+    assert value(found, "mltrace_runs_total", component="odd", status="error") == 0  # exported at 0
 
 
 def test_cardinality_cap_bounds_series(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -283,7 +284,7 @@ def test_one_leader_exports_store_series_on_postgres(postgres_url: str) -> None:
         first, second = (samples(e.render(None)[0].decode()) for e in exporters)
         assert value(first, "mltrace_exporter_leader") == 1
         assert value(second, "mltrace_exporter_leader") == 0
-        assert value(first, "mltrace_runs_total", component="train") == 1
+        assert value(first, "mltrace_runs_total", component="train", status="ok") == 1
         assert not pick(second, "mltrace_runs_total")  # sum() across replicas: no double count
         assert pick(second, "mltrace_ingest_spans_total")  # per-replica series: everywhere
         bounds = buckets(first, output="y")

@@ -385,7 +385,7 @@ SUM_QUERIES = (
     "sum by (component, output, le) (mltrace_output_value_bucket)",
     "sum by (component, output) (mltrace_output_value_sum)",
     "sum by (component, output, method) (mltrace_output_drift)",
-    "sum by (component, output, quantile) (mltrace_output_quantile)",
+    "sum by (component, output, q) (mltrace_output_quantile)",
     "sum by (component) (mltrace_component_stale)",
     "sum by (component) (mltrace_component_last_run_timestamp_seconds)",
     "sum by (source, target) (mltrace_lineage_edge)",

@@ -263,7 +263,8 @@ class MetricsExporter:
         n_in = GaugeMetricFamily(md.COMPONENT_INPUTS, "Inputs of the newest run.", labels=lab)
         n_out = GaugeMetricFamily(md.COMPONENT_OUTPUTS, "Outputs of the newest run.", labels=lab)
         for comp, state in self.aggregates.components.items():
-            for status, n in sorted(state.runs.items()):
+            # ok and error always exist (at 0) so increase() sees a component's first failure
+            for status, n in sorted({"ok": 0, "error": 0, **state.runs}.items()):
                 runs.add_metric([comp, status], n)
             add_hist(dur, [comp], state.duration, exemplars=False)
             last.add_metric([comp], state.last_start_ns / 1e9)
