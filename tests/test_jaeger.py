@@ -94,7 +94,9 @@ def test_digits_pipeline_runs_are_in_jaeger_and_predict_links_to_train(
         assert result.returncode == 0, result.stderr[-3000:]
         runs = {
             row["component"]: row
-            for row in collector.store.query("SELECT component, trace_id, span_id FROM runs")
+            for row in collector.store.query(
+                "SELECT component, service, trace_id, span_id FROM runs"
+            )
         }
         assert {"ingest", "split", "featurize", "train", "evaluate", "predict"} <= set(runs)
         jaeger_spans = {
@@ -115,27 +117,28 @@ def test_digits_pipeline_runs_are_in_jaeger_and_predict_links_to_train(
         assert to_train[0][semconv.LINK_ARTIFACT].startswith("file://")
         assert "model.pkl" in to_train[0][semconv.LINK_ARTIFACT]
 
-        services = jaeger.get("/api/v3/services")["services"]
-        assert "digits" in services
-        operations = {
-            op["name"] for op in jaeger.get("/api/v3/operations", service="digits")["operations"]
-        }
-        assert {"train", "predict"} <= operations or len(operations) >= 6, operations
-        found = jaeger.get(
-            "/api/v3/traces",
-            **{
-                "query.service_name": "digits",
-                "query.start_time_min": "2000-01-01T00:00:00Z",
-                "query.start_time_max": "2100-01-01T00:00:00Z",
-                "query.num_traces": "100",
-            },
-        )
-        found_ids = {
-            span["traceId"].lower()
-            for rs in found["result"]["resourceSpans"]
-            for ss in rs["scopeSpans"]
-            for span in ss["spans"]
-        }
+        services = set(jaeger.get("/api/v3/services")["services"])
+        assert {r["service"] for r in runs.values()} <= services  # e.g. digits-train
+        for component, row in runs.items():
+            operations = jaeger.get("/api/v3/operations", service=row["service"])["operations"]
+            assert jaeger_spans[component]["name"] in {op["name"] for op in operations}
+        found_ids: set[str] = set()
+        for service in {r["service"] for r in runs.values()}:
+            found = jaeger.get(
+                "/api/v3/traces",
+                **{
+                    "query.service_name": service,
+                    "query.start_time_min": "2000-01-01T00:00:00Z",
+                    "query.start_time_max": "2100-01-01T00:00:00Z",
+                    "query.num_traces": "100",
+                },
+            )
+            found_ids |= {
+                span["traceId"].lower()
+                for rs in found["result"]["resourceSpans"]
+                for ss in rs["scopeSpans"]
+                for span in ss["spans"]
+            }
         assert {r["trace_id"] for r in runs.values()} <= found_ids
         assert fwd.stats()["dropped"] == 0 and fwd.stats()["failed"] == 0
     finally:
