@@ -106,7 +106,7 @@ def psi(ref: OutputSummary, cur: OutputSummary, bins: int = 10) -> float | None:
     if ref.kind == sc.OUTPUT_KIND_CATEGORICAL:
         return _psi_terms(*_category_shares(ref, cur))
     assert ref.sketch is not None and cur.sketch is not None
-    edges = sorted({ref.sketch.quantile(k / bins) or 0.0 for k in range(1, bins)})
+    edges = sorted({q or 0.0 for q in ref.sketch.quantiles([k / bins for k in range(1, bins)])})
     p = _bin_shares(ref.sketch, edges)
     q = _bin_shares(cur.sketch, edges)
     return _psi_terms(p, q)

@@ -94,18 +94,29 @@ class Sketch:
 
     def quantile(self, q: float) -> float | None:
         """Estimated ``q``-quantile (relative error <= ALPHA); ``None`` when empty."""
-        if not 0.0 <= q <= 1.0:
-            raise ValueError(f"quantile q must be in [0, 1], got {q!r}")
+        return self.quantiles([q])[0]
+
+    def quantiles(self, qs: Sequence[float]) -> list[float | None]:
+        """Several quantiles in one pass over the buckets (``None`` each when empty).
+
+        >>> summarize("x", [1.0, 2.0, 3.0, 4.0]).sketch.quantiles([0.0, 1.0])
+        [1.0, 4.0]
+        """
+        for q in qs:
+            if not 0.0 <= q <= 1.0:
+                raise ValueError(f"quantile q must be in [0, 1], got {q!r}")
         n = self.count
         if n == 0:
-            return None
-        rank, cum = q * (n - 1), 0
+            return [None] * len(qs)
         items = self.ordered()
-        for value, c in items:
-            cum += c
-            if cum > rank:
-                return value
-        return items[-1][0]
+        values = [v for v, _ in items]
+        cum: list[int] = []
+        running = 0
+        for _, c in items:
+            running += c
+            cum.append(running)
+        # first bucket whose cumulative count exceeds the rank q*(n-1)
+        return [values[min(bisect_right(cum, q * (n - 1)), len(values) - 1)] for q in qs]
 
     def cdf(self, x: float) -> float:
         """Estimated fraction of values ``<= x`` (buckets placed at their representative)."""
