@@ -69,6 +69,11 @@ def attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
 
 
 def _json_safe(value: Any) -> Any:
+    kind = type(value)  # fast paths first: this runs over every attribute of every span
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is list and all(type(v) is str for v in value):
+        return value
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, list):
@@ -202,8 +207,19 @@ def record_span_chunks(span: Span) -> list[RecordChunk]:
     ]
 
 
-def decode_span(span: Span, resource: Mapping[str, Any]) -> RunRecord | None:
-    """One OTLP span -> a ``RunRecord``, ``None`` if it is not a run; ``SpanRejected`` if bad."""
+def _resource_attributes(resource: Mapping[str, Any]) -> dict[str, Any]:
+    """Resource attributes as stored with each run: ``resource.``-prefixed, JSON-safe."""
+    return {f"resource.{k}": _json_safe(v) for k, v in resource.items()}
+
+
+def decode_span(
+    span: Span, resource: Mapping[str, Any], stored_resource: Mapping[str, Any] | None = None
+) -> RunRecord | None:
+    """One OTLP span -> a ``RunRecord``, ``None`` if it is not a run; ``SpanRejected`` if bad.
+
+    ``stored_resource``: ``_resource_attributes(resource)``, computed once per resource by
+    ``decode_request`` instead of once per span.
+    """
     attrs = attributes(span.attributes)
     if semconv.COMPONENT not in attrs:
         return None
@@ -245,7 +261,10 @@ def decode_span(span: Span, resource: Mapping[str, Any]) -> RunRecord | None:
         code_repository=code(semconv.VCS_REPOSITORY),
         code_function=code(semconv.CODE_FUNCTION),
         code_file=code(semconv.CODE_FILE),
-        attributes=_json_safe({**{f"resource.{k}": v for k, v in resource.items()}, **attrs}),
+        attributes={
+            **(_resource_attributes(resource) if stored_resource is None else stored_resource),
+            **_json_safe(attrs),
+        },
         output_summaries=outputs,
         record_chunks=chunks,
         checks=_checks(span),
@@ -257,10 +276,11 @@ def decode_request(request: ExportTraceServiceRequest) -> DecodedBatch:
     batch = DecodedBatch()
     for resource_spans in request.resource_spans:
         resource = attributes(resource_spans.resource.attributes)
+        stored_resource = _resource_attributes(resource)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 try:
-                    record = decode_span(span, resource)
+                    record = decode_span(span, resource, stored_resource)
                     if record is None:
                         batch.record_chunks.extend(record_span_chunks(span))
                 except SpanRejected as exc:

@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -92,6 +93,14 @@ def _run_row(row: Row) -> Row:
     return row
 
 
+# One encoder each, not one per call as ``json.dumps(..., sort_keys=True)`` builds: ingest
+# encodes four JSON columns per run. Same output as json.dumps; decoded data is acyclic.
+_dumps_sorted = json.JSONEncoder(sort_keys=True, check_circular=False).encode
+_dumps = json.JSONEncoder(check_circular=False).encode
+# Artifact IDs repeat across the runs of a batch (shared inputs): split each once.
+_split_artifact_id = functools.lru_cache(maxsize=1 << 16)(split_artifact_id)
+
+
 def _run_values(run: RunRecord, now_ns: int) -> tuple[Any, ...]:
     return (
         run.run_id,
@@ -108,10 +117,10 @@ def _run_values(run: RunRecord, now_ns: int) -> tuple[Any, ...]:
         run.code_repository,
         run.code_function,
         run.code_file,
-        json.dumps(run.params, sort_keys=True),
-        json.dumps(run.metrics, sort_keys=True),
-        json.dumps(list(run.tags)),
-        json.dumps(run.attributes, sort_keys=True),
+        _dumps_sorted(run.params),
+        _dumps_sorted(run.metrics),
+        _dumps(list(run.tags)),
+        _dumps_sorted(run.attributes),
         len(run.inputs),
         len(run.outputs),
         now_ns,
@@ -195,7 +204,7 @@ class Store(ABC):
                 ("out", run.outputs, run.end_ns),
             ):
                 for aid in ids:
-                    uri, version = split_artifact_id(aid)
+                    uri, version = _split_artifact_id(aid)
                     io_rows.append((run.run_id, direction, aid, uri, int(version is not None)))
                     known = artifacts.get(aid)
                     if known is None or seen < known[2]:
@@ -204,7 +213,7 @@ class Store(ABC):
                 output_rows.append(
                     (run.run_id, out.name, out.kind, out.count, out.null_count,
                      out.invalid_count, out.sum, out.min, out.max,
-                     json.dumps(out.summary, sort_keys=True))
+                     _dumps_sorted(out.summary))
                 )  # fmt: skip
         artifact_rows = [
             (aid, *artifacts[aid]) for aid in sorted(artifacts)
