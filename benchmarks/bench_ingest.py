@@ -1,0 +1,238 @@
+"""Sustained ingest rate of `otel-mltrace serve`: pre-encoded OTLP batches of component-run
+spans, sent by load generators in separate processes, over OTLP/HTTP and OTLP/gRPC, into
+SQLite and into a throwaway PostgreSQL. Target (issue 3): >= 20,000 spans/s into SQLite on
+a 2-core machine (the OTel Collector's published OTLP pass-through figure is ~12,000
+spans/s per core).
+
+    python benchmarks/bench_ingest.py                     # both backends, both protocols
+    python benchmarks/bench_ingest.py --backend sqlite --protocol http --spans 200000
+    python benchmarks/bench_ingest.py --batch 500 --senders 2 --clients 4 --rounds 3
+
+The collector is a real ``otel-mltrace serve`` child process; every acknowledged span is
+durably committed (SQLite ``synchronous=FULL`` / PostgreSQL ``synchronous_commit=on``), and
+the run count in the index is checked after each round. Encoding happens before the clock
+starts; the clock runs from the first request to the last acknowledgement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "collector")]
+
+import httpx  # noqa: E402
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa: E402
+
+from otel_mltrace import semconv  # noqa: E402
+from tests.otlp_builders import GrpcSender, request, run_span  # noqa: E402
+from tests.serve_process import ServeProcess  # noqa: E402
+
+TARGET_SQLITE = 20_000
+COMPONENTS = ["ingest", "clean", "featurize", "train", "evaluate", "predict", "score", "export"]
+
+
+def encode_batches(tag: str, batches: int, spans: int) -> list[bytes]:
+    """Realistic run spans: 2 versioned inputs, 1 output, 2 params, 1 metric, code attrs."""
+    out = []
+    start = time.time_ns() - 3600 * 10**9
+    for b in range(batches):
+        runs = []
+        for i in range(spans):
+            n = b * spans + i
+            span = run_span(
+                COMPONENTS[n % len(COMPONENTS)],
+                run_id=f"{tag}-{n:09d}",
+                inputs=[
+                    f"s3://lake/{tag}/in/{n % 977}.parquet@sha256:{n % 977:064x}",
+                    "bq://proj.ds.features@v:3",
+                ],
+                outputs=[f"s3://lake/{tag}/out/{n}.parquet@sha256:{n:064x}"],
+                start_ns=start + n * 1000,
+            )
+            span.attributes.extend(
+                [
+                    KeyValue(key="mltrace.param.lr", value=AnyValue(double_value=0.01)),
+                    KeyValue(key="mltrace.param.seed", value=AnyValue(int_value=n % 7)),
+                    KeyValue(key="mltrace.metric.rows", value=AnyValue(int_value=1000 + n)),
+                    KeyValue(key=semconv.CODE_FUNCTION, value=AnyValue(string_value="step")),
+                    KeyValue(key=semconv.CODE_FILE, value=AnyValue(string_value="/app/p.py")),
+                ]
+            )
+            runs.append(span)
+        out.append(request(runs, service="bench-ingest").SerializeToString())
+    return out
+
+
+def _sender(
+    protocol: str, url: str, bodies: list[bytes], clients: int, conn: Connection, go: Any
+) -> None:
+    """Load generator process: ``clients`` threads, each with its own connection."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    retries = 0
+    if protocol == "http":
+        pool = [httpx.Client(timeout=120) for _ in range(clients)]
+
+        def send(i: int) -> int:
+            client = pool[i % clients]
+            while True:
+                resp = client.post(
+                    url + "/v1/traces",
+                    content=bodies[i],
+                    headers={"Content-Type": "application/x-protobuf"},
+                )
+                if resp.status_code == 200:
+                    return 0
+                if resp.status_code in (429, 503):
+                    time.sleep(float(resp.headers.get("Retry-After", "1")) / 10)
+                    continue
+                raise RuntimeError(f"HTTP {resp.status_code}: {resp.text[:200]}")
+
+    else:
+        import grpc
+
+        senders = [GrpcSender(url) for _ in range(clients)]
+
+        def send(i: int) -> int:
+            while True:
+                try:
+                    senders[i % clients].send(bodies[i], timeout_s=120)
+                    return 0
+                except grpc.RpcError as err:
+                    if err.code() != grpc.StatusCode.UNAVAILABLE:
+                        raise
+                    time.sleep(0.1)
+
+    warm = request([]).SerializeToString()
+    for c in range(clients):  # connect before the clock starts
+        if protocol == "http":
+            pool[c].post(url + "/v1/traces", content=warm,
+                         headers={"Content-Type": "application/x-protobuf"})  # fmt: skip
+        else:
+            senders[c].send(warm)
+    conn.send("ready")
+    go.wait()
+    with ThreadPoolExecutor(clients) as ex:
+        # each client thread walks its own slice in order
+        def lane(c: int) -> int:
+            return sum(send(i) for i in range(c, len(bodies), clients))
+
+        retries = sum(ex.map(lane, range(clients)))
+    conn.send(("done", time.time(), retries))
+
+
+def one_round(
+    serve: ServeProcess, protocol: str, tag: str, args: argparse.Namespace
+) -> tuple[float, int]:
+    per_sender = args.spans // args.senders // args.batch
+    ctx = multiprocessing.get_context("spawn")
+    go = ctx.Event()
+    url = serve.http_url if protocol == "http" else serve.grpc_url
+    procs, pipes = [], []
+    for s in range(args.senders):
+        bodies = encode_batches(f"{tag}s{s}", per_sender, args.batch)
+        parent, child = ctx.Pipe()
+        p = ctx.Process(target=_sender, args=(protocol, url, bodies, args.clients, child, go))
+        p.start()
+        procs.append(p)
+        pipes.append(parent)
+    for parent in pipes:
+        if not parent.poll(120):
+            raise RuntimeError("load generator did not get ready")
+        assert parent.recv() == "ready"
+    start = time.time()
+    go.set()
+    ends = []
+    for parent in pipes:
+        if not parent.poll(1800):
+            raise RuntimeError("load generator did not finish")
+        _, end, _ = parent.recv()
+        ends.append(end)
+    for p in procs:
+        p.join(60)
+    elapsed = max(ends) - start
+    return elapsed, per_sender * args.batch * args.senders
+
+
+def bench_backend(backend: str, db: str, workdir: Path, args: argparse.Namespace) -> list[str]:
+    lines = []
+    extra = ["--log-level", "WARNING", "--max-inflight", str(args.max_inflight)]
+    serve = ServeProcess.start(db, workdir / f"serve-{backend}.log", extra_args=extra)
+    try:
+        stored_before = httpx.get(serve.http_url + "/healthz").json()["runs"]
+        for protocol in args.protocol:
+            rates = []
+            for r in range(args.rounds):
+                elapsed, spans = one_round(serve, protocol, f"{backend}-{protocol}-r{r}", args)
+                stored = httpx.get(serve.http_url + "/healthz", timeout=60).json()["runs"]
+                assert stored - stored_before == spans, (stored, stored_before, spans)
+                stored_before = stored
+                rates.append(spans / elapsed)
+                rate = f"{spans / elapsed:9,.0f}"
+                print(f"  {backend:8} {protocol:4} round {r + 1}: {spans} spans in "
+                      f"{elapsed:6.2f} s = {rate} spans/s", flush=True)  # fmt: skip
+            med = statistics.median(rates)
+            verdict = ""
+            if backend == "sqlite":
+                verdict = "  MEETS target" if med >= TARGET_SQLITE else "  BELOW target"
+                verdict += f" ({TARGET_SQLITE:,} spans/s)"
+            lines.append(
+                f"{backend:8} {protocol:4}  median {med:9,.0f} spans/s  "
+                f"(best {max(rates):,.0f}; {args.rounds} rounds of {args.spans:,} spans, "
+                f"batch {args.batch}, {args.senders} sender procs x {args.clients} clients)"
+                + verdict
+            )
+        assert serve.terminate() == 0
+    finally:
+        serve.kill()
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], action="append")
+    parser.add_argument("--protocol", choices=["http", "grpc"], action="append")
+    parser.add_argument("--spans", type=int, default=100_000, help="spans per round")
+    parser.add_argument("--batch", type=int, default=512, help="spans per OTLP request")
+    parser.add_argument("--senders", type=int, default=1, help="load generator processes")
+    parser.add_argument("--clients", type=int, default=4, help="connections per sender")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--max-inflight", type=int, default=64)
+    args = parser.parse_args()
+    args.backend = args.backend or ["sqlite", "postgres"]
+    args.protocol = args.protocol or ["http", "grpc"]
+    print(f"bench_ingest: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}", flush=True)
+    workdir = Path(tempfile.mkdtemp(prefix="mltrace-bench-ingest-"))
+    summary: list[str] = []
+    try:
+        for backend in args.backend:
+            if backend == "sqlite":
+                summary += bench_backend(backend, str(workdir / "bench.db"), workdir, args)
+                continue
+            from tests.servers.postgres import PostgresServer, PostgresUnavailable
+
+            try:
+                pg = PostgresServer.start()
+            except PostgresUnavailable as exc:
+                summary.append(f"postgres skipped: {exc}")
+                continue
+            with pg:
+                summary += bench_backend(backend, pg.create_database("bench"), workdir, args)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print("\n".join(["", "summary:", *summary]))
+
+
+if __name__ == "__main__":
+    main()
