@@ -97,6 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         predictions = str(paths.root / "predictions" / "predictions.csv")
         _heading("where did the newest predictions come from?  otel-mltrace trace")
         subprocess.run([*_cli(), "--server", server, "trace", predictions], env=env, check=True)
+        first_prediction = _first_prediction_id(paths)
+        _heading(f"and one prediction, by its ID:  otel-mltrace trace {first_prediction}")
+        subprocess.run(
+            [*_cli(), "--server", server, "trace", first_prediction], env=env, check=True
+        )
         _heading("evaluate runs and their metrics  otel-mltrace history evaluate")
         _print_history(server, env)
         _heading(f"Prometheus series on {server}/metrics (selection)")
@@ -113,6 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             collector.kill()
         log.close()
+
+
+def _first_prediction_id(paths: Paths) -> str:
+    with (paths.root / "predictions" / "predictions.csv").open() as f:
+        next(f)  # header
+        return next(f).split(",", 1)[0]
 
 
 def _print_history(server: str, env: dict[str, str]) -> None:

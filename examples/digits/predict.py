@@ -52,7 +52,12 @@ def predict(paths: Paths) -> None:
                 for s, label, c in zip(rows.sample_id, labels, confidence, strict=True)
             ),
         )
-        run.add_output(paths.predictions)
+        predictions_id = run.add_output(paths.predictions)
+        run.log_records(
+            predictions_id,
+            [f"pred-{int(s)}" for s in rows.sample_id],
+            sources=[f"sample-{int(s)}" for s in rows.sample_id],
+        )
 
         run.log_metric("n_predictions", len(rows))
         run.log_output("predicted_label", labels.astype(str), kind="categorical")

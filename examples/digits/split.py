@@ -37,7 +37,9 @@ def split(paths: Paths, test_size: float, seed: int) -> None:
         train.write(paths.train)
         run.add_output(paths.train)
         test.write(paths.test)
-        run.add_output(paths.test)
+        test_id = run.add_output(paths.test)
+        # record-level lineage: each test row is a record a prediction can point back to
+        run.log_records(test_id, [f"sample-{int(s)}" for s in test.sample_id])
 
         run.log_metric("n_train", len(train))
         run.log_metric("n_test", len(test))
