@@ -89,6 +89,8 @@ class OutputState:
     latest_run: str = ""
     drift: dict[str, float | None] = field(default_factory=dict)
     drift_key: tuple[str, ...] = ()
+    version: int = 0
+    """Bumped whenever a fold changed this state (the exporter re-encodes only those)."""
 
     def keep(self, item: Ranked, n: int) -> bool:
         """Track the ``n + 1`` earliest and latest runs; True if the latest run changed."""
@@ -109,6 +111,8 @@ class ComponentState:
     n_inputs: int = 0
     n_outputs: int = 0
     last_success_ns: int | None = None
+    version: int = 0
+    """Bumped whenever a fold changed this state (the exporter re-encodes only those)."""
 
 
 def _merged(items: Iterable[OutputSummary]) -> OutputSummary | None:
@@ -176,6 +180,7 @@ class StoreAggregates:
     def _fold_run(self, run: RunInfo) -> None:
         comp = self.guard("component", run.component)
         state = self.components.setdefault(comp, ComponentState())
+        state.version += 1
         state.runs[run.status] = state.runs.get(run.status, 0) + 1
         state.duration.add_value(max(0, run.end_ns - run.start_ns) / 1e9)
         if run.start_ns > state.last_start_ns:
@@ -220,6 +225,7 @@ class StoreAggregates:
         state = self.outputs.get(key)
         if state is None:
             state = self.outputs[key] = OutputState(*key)
+        state.version += 1
         if state.hist is None:
             bounds = self._bounds(key, [s for _, s in items])
             if bounds is not None:

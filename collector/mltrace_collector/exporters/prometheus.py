@@ -24,7 +24,8 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
@@ -38,15 +39,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mltrace_collector.exporters.encoded import Build, Encoder, GroupCache
 from mltrace_collector.exporters.families import (
     Families,
-    add_hist,
-    go_float,
-    histogram,
+    component_families,
+    edge_family,
+    pair_families,
     parse_thresholds,
+    threshold_family,
 )
 from mltrace_collector.exporters.leader import Leadership
-from mltrace_collector.exporters.metric_state import StoreAggregates, parse_reference
+from mltrace_collector.exporters.metric_state import (
+    ComponentState,
+    OutputState,
+    StoreAggregates,
+    parse_reference,
+)
 from mltrace_collector.exporters.staleness import StaleCache
 from mltrace_collector.queries import LineageQueries
 from mltrace_collector.store.base import Store
@@ -92,6 +100,7 @@ class MetricsExporter:
         self._lock = threading.Lock()
         self._version = 0
         self._cache: tuple[tuple[str, int, bool], bytes] | None = None
+        self._groups = GroupCache()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -122,7 +131,15 @@ class MetricsExporter:
 
     def _static_builders(self, leader: bool) -> list[Callable[[], Iterable[Metric]]]:
         """Families that change only when runs are folded in (cached by :meth:`render`)."""
-        return [self._outputs, self._drift, self._runs] if leader else []
+        if not leader:
+            return []
+        agg = self.aggregates
+        return [
+            lambda: self._pair_families(agg.outputs.items()),
+            self._thresholds,
+            lambda: self._component_families(agg.components.items()),
+            self._edges,
+        ]
 
     def _live_builders(self, leader: bool) -> list[Callable[[], Iterable[Metric]]]:
         builders: list[Callable[[], Iterable[Metric]]] = [lambda: self._replica(leader)]
@@ -146,21 +163,72 @@ class MetricsExporter:
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """The exposition for an ``Accept`` header: ``(body, content type)``.
 
-        The store-derived part is encoded once per ingest (version) and format; a scrape
-        with nothing new only encodes the per-replica and clock-dependent families.
+        The store-derived part is assembled once per ingest (version) and format from
+        per-pair and per-component encoded text (:mod:`.encoded`), re-encoding only the
+        groups whose state changed; a scrape with nothing new only encodes the per-replica
+        and clock-dependent families.
         """
         encoder, content_type = choose_encoder(accept or "")
         with self._lock:
             leader = self._refresh()
             key = (content_type, self._version, leader)
             if self._cache is None or self._cache[0] != key:
-                static = Families(self._build(self._static_builders(leader)))
-                self._cache = (key, encoder(static))
+                static = self._static_text(content_type, encoder) if leader else ""
+                self._cache = (key, static.encode("utf-8"))
             live = encoder(Families(self._build(self._live_builders(leader))))
-        head = self._cache[1]
-        if head.endswith(b"# EOF\n"):  # OpenMetrics: one EOF, at the very end
-            head = head[: -len(b"# EOF\n")]
-        return head + live, content_type
+        return self._cache[1] + live, content_type
+
+    def _static_text(self, fmt: str, encoder: Encoder) -> str:
+        try:
+            return self._assemble(fmt, encoder)
+        except Exception:  # a bug in the incremental path: encode everything at once
+            log.exception("metrics: incremental encoding failed; encoding all store series")
+            text = encoder(Families(self._build(self._static_builders(True)))).decode("utf-8")
+            return text.removesuffix("# EOF\n")
+
+    def _assemble(self, fmt: str, encoder: Encoder) -> str:
+        """Store-derived families from cached group text, in :meth:`_static_builders` order."""
+        agg, groups = self.aggregates, self._groups
+        pairs = []
+        for key, state in agg.outputs.items():
+            self._drift_of(state)  # settles drift_key, part of the stamp
+            build = partial(self._pair_families, [(key, state)])
+            pairs.append((key, (state.version, state.drift_key), build))
+        comps = [
+            (comp, state.version, partial(self._component_families, [(comp, state)]))
+            for comp, state in agg.components.items()
+        ]
+        return "".join(
+            [
+                self._section(fmt, encoder, "pair", pairs, partial(self._pair_families, [])),
+                groups.text(fmt, encoder, "thresholds", 0, self._thresholds),
+                self._section(
+                    fmt, encoder, "component", comps, partial(self._component_families, [])
+                ),
+                groups.text(fmt, encoder, "edges", len(agg.edges.edges), self._edges),
+            ]
+        )
+
+    def _section(
+        self,
+        fmt: str,
+        encoder: Encoder,
+        kind: str,
+        items: Sequence[tuple[Hashable, Hashable, Build]],
+        empty: Build,
+    ) -> str:
+        """Each family's header, then every group's samples of it (group order kept)."""
+        heads = self._groups.headers(fmt, encoder, kind, empty)
+        columns: list[list[str]] = [[] for _ in heads]
+        for group, stamp, build in items:
+            try:
+                bodies = self._groups.bodies(fmt, encoder, (kind, group), stamp, build)
+            except Exception:  # one bad group must not hide the others
+                log.exception("metrics: encoding %s %r failed; skipped", kind, group)
+                bodies = self._groups.forget(fmt, (kind, group), stamp, len(heads))
+            for column, body in zip(columns, bodies, strict=True):
+                column.append(body)
+        return "".join(head + "".join(column) for head, column in zip(heads, columns, strict=True))
 
     def close(self) -> None:
         self.leadership.close()
@@ -182,104 +250,24 @@ class MetricsExporter:
         lead.add_metric([], 1.0 if leader else 0.0)
         return [spans, lead]
 
-    def _outputs(self) -> list[Metric]:
-        lab = ["component", "output"]
-        hist = histogram(md.OUTPUT_VALUE, "Numeric output values of all runs (cumulative).", lab)
-        quant = GaugeMetricFamily(
-            md.OUTPUT_QUANTILE, "Quantiles of the latest run's output.", labels=[*lab, "q"]
-        )
-        nulls = GaugeMetricFamily(
-            md.OUTPUT_NULL_RATIO, "Nulls / all values, latest run.", labels=lab
-        )
-        invalid = GaugeMetricFamily(
-            md.OUTPUT_INVALID_RATIO,
-            "Invalid (non-numeric, inf) / all values, latest run.",
-            labels=lab,
-        )
-        values = GaugeMetricFamily(
-            md.OUTPUT_VALUES,
-            "Values (valid + null + invalid) in the latest run's output.",
-            labels=lab,
-        )
-        shares = GaugeMetricFamily(
-            md.OUTPUT_CATEGORY_SHARE,
-            "Share of each top category, latest run.",
-            labels=[*lab, "category"],
-        )
-        for (comp, out), state in self.aggregates.outputs.items():
-            if state.hist is not None:
-                add_hist(hist, [comp, out], state.hist, exemplars=True)
-            latest = state.latest
-            if latest is None:
-                continue
-            values.add_metric([comp, out], latest.values)
-            if latest.null_ratio is not None:
-                nulls.add_metric([comp, out], latest.null_ratio)
-            if latest.invalid_ratio is not None:
-                invalid.add_metric([comp, out], latest.invalid_ratio)
-            for q, v in latest.quantiles.items():
-                quant.add_metric([comp, out, go_float(q)], v)
-            for cat, share in latest.shares.items():
-                shares.add_metric([comp, out, cat], share)
-        return [hist, quant, nulls, invalid, values, shares]
+    def _drift_of(self, state: OutputState) -> dict[str, float | None]:
+        try:
+            return self.aggregates.drift(state)
+        except Exception:  # one output's bad data must not hide the others
+            log.exception("metrics: drift of %s/%s failed", state.component, state.output)
+            return {}
 
-    def _drift(self) -> list[Metric]:
-        drift = GaugeMetricFamily(
-            md.OUTPUT_DRIFT,
-            "Drift of the latest run's output vs the reference (MLTRACE_DRIFT_REFERENCE).",
-            labels=["component", "output", "method"],
-        )
-        for (comp, out), state in self.aggregates.outputs.items():
-            try:
-                scores = self.aggregates.drift(state)
-            except Exception:  # one output's bad data must not hide the others
-                log.exception("metrics: drift of %s/%s failed", comp, out)
-                continue
-            for method, score in scores.items():
-                if score is not None:
-                    drift.add_metric([comp, out, method], score)
-        threshold = GaugeMetricFamily(
-            md.OUTPUT_DRIFT_THRESHOLD, "Alerting threshold of each drift method.", labels=["method"]
-        )
-        for method, value in self.thresholds.items():
-            threshold.add_metric([method], value)
-        return [drift, threshold]
+    def _pair_families(self, pairs: Iterable[tuple[tuple[str, str], OutputState]]) -> list[Metric]:
+        return pair_families(pairs, self._drift_of)
 
-    def _runs(self) -> list[Metric]:
-        lab = ["component"]
-        runs = CounterMetricFamily(
-            md.RUNS, "Runs indexed, by status.", labels=["component", "status"]
-        )
-        dur = histogram(md.RUN_DURATION, "Run durations.", lab, unit="seconds")
-        last = GaugeMetricFamily(
-            md.LAST_RUN, "Start of the newest run.", labels=lab, unit="seconds"
-        )
-        ok = GaugeMetricFamily(
-            md.LAST_SUCCESS,
-            "End of the newest run with status ok/unset.",
-            labels=lab,
-            unit="seconds",
-        )
-        n_in = GaugeMetricFamily(md.COMPONENT_INPUTS, "Inputs of the newest run.", labels=lab)
-        n_out = GaugeMetricFamily(md.COMPONENT_OUTPUTS, "Outputs of the newest run.", labels=lab)
-        for comp, state in self.aggregates.components.items():
-            # ok and error always exist (at 0) so increase() sees a component's first failure
-            for status, n in sorted({"ok": 0, "error": 0, **state.runs}.items()):
-                runs.add_metric([comp, status], n)
-            add_hist(dur, [comp], state.duration, exemplars=False)
-            last.add_metric([comp], state.last_start_ns / 1e9)
-            if state.last_success_ns is not None:
-                ok.add_metric([comp], state.last_success_ns / 1e9)
-            n_in.add_metric([comp], state.n_inputs)
-            n_out.add_metric([comp], state.n_outputs)
-        edges = GaugeMetricFamily(
-            md.LINEAGE_EDGE,
-            "1 per component -> component lineage edge.",
-            labels=["source", "target"],
-        )
-        for source, target in sorted(self.aggregates.edges.edges):
-            edges.add_metric([source, target], 1.0)
-        return [runs, dur, last, ok, n_in, n_out, edges]
+    def _thresholds(self) -> list[Metric]:
+        return [threshold_family(self.thresholds)]
+
+    def _component_families(self, comps: Iterable[tuple[str, ComponentState]]) -> list[Metric]:
+        return component_families(comps)
+
+    def _edges(self) -> list[Metric]:
+        return [edge_family(self.aggregates.edges.edges)]
 
     def _staleness(self) -> list[Metric]:
         newest = {
