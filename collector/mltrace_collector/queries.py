@@ -17,75 +17,30 @@ Example::
 from __future__ import annotations
 
 import time
-from collections import deque
-from datetime import UTC, datetime
 from typing import Any
 
 from mltrace_collector import review
 from mltrace_collector.checks import run_checks
+from mltrace_collector.lineage_walk import Graph, iso, run_summary, walk_downstream, walk_upstream
 from mltrace_collector.model import split_artifact_id
 from mltrace_collector.records import is_record, trace_record
 from mltrace_collector.store.base import Row, Store
 from mltrace_collector.store.extras import record_sets_of
+from mltrace_collector.store.graph_reads import (
+    find_run_summaries,
+    latest_producers_by_uri,
+    pick_producer,
+    producers_for,
+    run_summaries,
+)
+
+__all__ = ["MAX_DEPTH", "LineageQueries", "NotFound", "iso", "run_summary"]
 
 MAX_DEPTH = 1000
 
 
 class NotFound(LookupError):
     """The ID names no run or artifact in the index (the message names the ID)."""
-
-
-def iso(ns: int | None) -> str | None:
-    if ns is None:
-        return None
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat(timespec="milliseconds")
-
-
-def run_summary(row: Row) -> dict[str, Any]:
-    """The compact form of a run used in graphs, lists and tables."""
-    return {
-        "run_id": row["run_id"],
-        "component": row["component"],
-        "status": row["status"],
-        "start": iso(row["start_ns"]),
-        "end": iso(row["end_ns"]),
-        "start_ns": row["start_ns"],
-        "end_ns": row["end_ns"],
-        "duration_s": round(max(0, row["end_ns"] - row["start_ns"]) / 1e9, 6),
-        "code_revision": row.get("code_revision"),
-        "service": row.get("service"),
-        "trace_id": row["trace_id"],
-        "span_id": row["span_id"],
-    }
-
-
-class _Graph:
-    def __init__(self, root_kind: str, root_id: str, direction: str) -> None:
-        self.data: dict[str, Any] = {
-            "root": {"kind": root_kind, "id": root_id},
-            "direction": direction,
-            "runs": {},
-            "artifacts": {},
-            "edges": [],
-            "truncated": False,
-        }
-        self._edges: set[tuple[str, str, str]] = set()
-
-    def run(self, row: Row) -> None:
-        self.data["runs"].setdefault(row["run_id"], run_summary(row))
-
-    def artifact(self, artifact_id: str, produced: bool) -> None:
-        uri, version = split_artifact_id(artifact_id)
-        entry = self.data["artifacts"].setdefault(
-            artifact_id, {"id": artifact_id, "uri": uri, "version": version, "raw": True}
-        )
-        entry["raw"] = entry["raw"] and not produced
-
-    def edge(self, source: str, target: str, relation: str) -> None:
-        key = (source, target, relation)
-        if key not in self._edges:
-            self._edges.add(key)
-            self.data["edges"].append({"source": source, "target": target, "relation": relation})
 
 
 class LineageQueries:
@@ -106,129 +61,73 @@ class LineageQueries:
             raise NotFound(f"run ID prefix {run_id!r} is ambiguous; give more characters")
         raise NotFound(f"no run {run_id!r} in the index; list runs with `otel-mltrace runs`")
 
-    def _kind(self, ident: str) -> str:
-        if self.store.get_run(ident) is not None:
-            return "run"
+    def _resolve(self, ident: str) -> tuple[str, Row | None]:
+        """``(kind, lean run row or None)`` of ``ident``: each lookup done once."""
+        row = run_summaries(self.store, [ident]).get(ident)
+        if row is not None:
+            return "run", row
         if self.store.artifact(ident) is not None:
-            return "artifact"
+            return "artifact", None
         uri, version = split_artifact_id(ident)
-        if version is None and self.store.latest_producer_by_uri(uri, None) is not None:
-            return "artifact"
+        if version is None and latest_producers_by_uri(self.store, [(uri, None)])[(uri, None)]:
+            return "artifact", None
         if is_record(self, ident):
-            return "record"
-        if len(ident) >= 6 and len(self.store.find_runs(ident, limit=2)) == 1:
-            return "run"
+            return "record", None
+        matches = find_run_summaries(self.store, ident, limit=2) if len(ident) >= 6 else []
+        if len(matches) == 1:
+            return "run", matches[0]
         raise NotFound(
             f"{ident!r} is neither a run ID, an artifact ID nor a record ID in the index; "
             "artifact IDs look like 'file:///path@sha256:…' (see `otel-mltrace inspect RUN`)"
         )
+
+    def _kind(self, ident: str) -> str:
+        return self._resolve(ident)[0]
 
     def producer_for(self, artifact_id: str, consumer_start_ns: int | None) -> Row | None:
         """The run a reader starting at ``consumer_start_ns`` got ``artifact_id`` from."""
         uri, version = split_artifact_id(artifact_id)
         if version is None:
             return self.store.latest_producer_by_uri(uri, consumer_start_ns)
-        candidates = self.store.producers_exact(artifact_id)  # newest end first
-        if not candidates:
-            return None
-        if consumer_start_ns is None:
-            return candidates[0]
-        for row in candidates:
-            if row["end_ns"] <= consumer_start_ns:
-                return row
-        return candidates[-1]  # clock skew: the earliest producer is the best guess
+        return pick_producer(self.store.producers_exact(artifact_id), consumer_start_ns)
 
     # -- lineage --------------------------------------------------------------------------
     def trace(self, ident: str, depth: int = MAX_DEPTH) -> dict[str, Any]:
         """Upstream closure of an artifact, run or record, down to raw artifacts (no producer)."""
-        kind = self._kind(ident)
+        kind, row = self._resolve(ident)
         if kind == "record":
             return trace_record(self, ident, depth)
-        root = self.resolve_run(ident)["run_id"] if kind == "run" else ident
-        graph = _Graph(kind, root, "upstream")
-        queue: deque[tuple[Row, int]] = deque()
-        seen_runs: set[str] = set()
+        if row is not None:
+            return self.trace_run(row, depth)
+        graph = Graph(kind, ident, "upstream")
+        producer = producers_for(self.store, [(ident, None)])[(ident, None)]
+        graph.artifact(ident, producer is not None)
+        if producer is not None:
+            graph.edge(producer["run_id"], ident, "output")
+            walk_upstream(self.store, graph, [producer], 1, depth)
+        return graph.data
 
-        def visit_run(row: Row, level: int) -> None:
-            graph.run(row)
-            if row["run_id"] not in seen_runs:
-                seen_runs.add(row["run_id"])
-                queue.append((row, level))
-
-        if kind == "run":
-            visit_run(self.resolve_run(ident), 0)
-        else:
-            producer = self.producer_for(ident, None)
-            graph.artifact(ident, producer is not None)
-            if producer is not None:
-                graph.edge(producer["run_id"], ident, "output")
-                visit_run(producer, 1)
-        while queue:
-            row, level = queue.popleft()
-            inputs = [io for io in self.store.run_io(row["run_id"]) if io["direction"] == "in"]
-            if level >= depth:
-                graph.data["truncated"] = graph.data["truncated"] or bool(inputs)
-                continue
-            for io in inputs:
-                aid = io["artifact_id"]
-                producer = self.producer_for(aid, row["start_ns"])
-                graph.artifact(aid, producer is not None)
-                graph.edge(aid, row["run_id"], "input")
-                if producer is not None:
-                    graph.edge(producer["run_id"], aid, "output")
-                    visit_run(producer, level + 1)
+    def trace_run(self, row: Row, depth: int = MAX_DEPTH) -> dict[str, Any]:
+        """``trace`` of a run already looked up (a lean or full run row)."""
+        graph = Graph("run", row["run_id"], "upstream")
+        walk_upstream(self.store, graph, [row], 0, depth)
         return graph.data
 
     def downstream(self, ident: str, depth: int = MAX_DEPTH) -> dict[str, Any]:
         """Everything derived from an artifact or run: consumers, their outputs, and so on."""
-        kind = self._kind(ident)
+        kind, row = self._resolve(ident)
         if kind == "record":  # record-level consumers are not tracked: its output artifact's
             kind, ident = "artifact", record_sets_of(self.store, ident)[0]["output_artifact_id"]
-        root = self.resolve_run(ident)["run_id"] if kind == "run" else ident
-        graph = _Graph(kind, root, "downstream")
-        queue: deque[tuple[str, str | None, int]] = deque()  # (artifact, producer run, level)
-        seen_runs: set[str] = set()
-        seen_artifacts: set[tuple[str, str | None]] = set()
-
-        def expand_run(row: Row, level: int) -> None:
-            graph.run(row)
-            if row["run_id"] in seen_runs:
-                return
-            seen_runs.add(row["run_id"])
-            for io in self.store.run_io(row["run_id"]):
-                if io["direction"] == "out":
-                    graph.artifact(io["artifact_id"], True)
-                    graph.edge(row["run_id"], io["artifact_id"], "output")
-                    queue.append((io["artifact_id"], row["run_id"], level))
-
-        if kind == "run":
-            expand_run(self.resolve_run(ident), 0)
-        else:
-            producer = self.producer_for(ident, None)
-            graph.artifact(ident, producer is not None)
-            queue.append((ident, producer["run_id"] if producer else None, 0))
-        while queue:
-            aid, producer_id, level = queue.popleft()
-            uri, version = split_artifact_id(aid)
-            # An unversioned URI is a different thing per writer: visit it once per producer.
-            key = (aid, producer_id if version is None else None)
-            if key in seen_artifacts:
-                continue
-            seen_artifacts.add(key)
-            # the root is an unversioned URI: every reader of it, whoever wrote what they read
-            any_reader = kind == "artifact" and level == 0 and version is None
-            for consumer in self.store.consumers(aid, uri):
-                if split_artifact_id(consumer["read_as"])[1] is None and not any_reader:
-                    # read the URI unversioned: only a reader that got it from this producer
-                    got = self.producer_for(consumer["read_as"], consumer["start_ns"])
-                    if (got["run_id"] if got else None) != producer_id:
-                        continue
-                if level >= depth:
-                    graph.data["truncated"] = True
-                    continue
-                graph.artifact(consumer["read_as"], producer_id is not None)
-                graph.edge(consumer["read_as"], consumer["run_id"], "input")
-                expand_run(consumer, level + 1)
+        if row is not None:
+            graph = Graph(kind, row["run_id"], "downstream")
+            walk_downstream(self.store, graph, kind, [], depth, root_run=row)
+            return graph.data
+        graph = Graph(kind, ident, "downstream")
+        producer = producers_for(self.store, [(ident, None)])[(ident, None)]
+        graph.artifact(ident, producer is not None)
+        walk_downstream(
+            self.store, graph, kind, [(ident, producer["run_id"] if producer else None)], depth
+        )
         return graph.data
 
     # -- flags and review (see mltrace_collector.review) -----------------------------------

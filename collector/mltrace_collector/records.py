@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from mltrace_collector.model import split_artifact_id
 from mltrace_collector.store.base import Row
 from mltrace_collector.store.extras import has_records, record_sets_of
+from mltrace_collector.store.graph_reads import producers_for, run_artifacts, run_summaries
 
 if TYPE_CHECKING:
     from mltrace_collector.queries import LineageQueries
@@ -63,6 +64,7 @@ def trace_record(q: LineageQueries, record_id: str, depth: int) -> dict[str, Any
         "truncated": False,
     }
     pending, hops = [record_id], 0
+    traced: set[str] = set()  # a run's upstream is merged once, however many sets name it
     while pending:
         if hops > min(depth, MAX_SOURCE_HOPS):
             graph["truncated"] = True
@@ -87,8 +89,11 @@ def trace_record(q: LineageQueries, record_id: str, depth: int) -> dict[str, Any
                 )["raw"] = False
                 _edge(graph, aid, rid, "record")
                 _edge(graph, run_id, aid, "output")
-                if q.store.get_run(run_id) is not None:
-                    _merge(graph, q.trace(run_id, depth))
+                if run_id not in traced:
+                    traced.add(run_id)
+                    row = run_summaries(q.store, [run_id]).get(run_id)
+                    if row is not None:
+                        _merge(graph, q.trace_run(row, depth))
             for src in sources:
                 _edge(graph, src, rid, "source")
                 next_ids.append(src)
@@ -103,7 +108,9 @@ def trace_record(q: LineageQueries, record_id: str, depth: int) -> dict[str, Any
 
 
 class LineageCache:
-    """Memoized upstream run closures (run ID -> set of run IDs, summaries kept aside)."""
+    """Memoized upstream run closures (run ID -> set of run IDs, summaries kept aside).
+
+    ``runs`` holds lean run rows (``graph_reads.SUMMARY_COLUMNS``) or full ones."""
 
     def __init__(self, q: LineageQueries) -> None:
         self.q = q
@@ -113,7 +120,7 @@ class LineageCache:
 
     def row(self, run_id: str) -> Row | None:
         if run_id not in self.runs:
-            row = self.q.store.get_run(run_id)
+            row = run_summaries(self.q.store, [run_id]).get(run_id)
             if row is None:
                 return None
             self.runs[run_id] = row
@@ -141,10 +148,12 @@ class LineageCache:
             if row is None:
                 continue
             result.add(current)
-            for io in self.q.store.run_io(current):
-                if io["direction"] != "in" or io["artifact_id"] in skip:
-                    continue
-                producer = self.q.producer_for(io["artifact_id"], row["start_ns"])
+            inputs = [
+                a for a in run_artifacts(self.q.store, [current], "in")[current] if a not in skip
+            ]
+            found = producers_for(self.q.store, ((a, row["start_ns"]) for a in inputs))
+            for aid in inputs:
+                producer = found[(aid, row["start_ns"])]
                 if producer is not None:
                     self.runs.setdefault(producer["run_id"], producer)
                     stack.append((producer["run_id"], frozenset()))
