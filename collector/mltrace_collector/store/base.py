@@ -273,7 +273,8 @@ class Store(ABC):
     def producers_exact(self, artifact_id: str) -> list[Row]:
         rows = self.query(
             f"SELECT {_R} FROM run_io io JOIN runs r ON r.run_id = io.run_id "
-            "WHERE io.artifact_id = ? AND io.direction = 'out' ORDER BY r.end_ns DESC",
+            "WHERE io.artifact_id = ? AND io.direction = 'out' "
+            "ORDER BY r.end_ns DESC, r.run_id DESC",  # the same tie-break as by URI
             (artifact_id,),
         )
         return [_run_row(r) for r in rows]
