@@ -79,3 +79,35 @@ def test_stored_json_columns_match_plain_json_dumps(tmp_path: Path) -> None:
         assert row["metrics"] == json.dumps(run.metrics, sort_keys=True)
         assert row["tags"] == json.dumps(list(run.tags))
         assert row["attributes"] == json.dumps(run.attributes, sort_keys=True)
+
+
+def test_multi_row_statements_group_commit_and_first_seen(tmp_path: Path) -> None:
+    """``writes.insert_rows`` chunks (powers of two, remainders) store every row once; a
+    group of prepared batches with a duplicate keeps the earliest ``first_seen_ns``."""
+    from mltrace_collector.model import RunRecord
+    from mltrace_collector.store.writes import prepare
+
+    def run(n: int, start: int) -> RunRecord:
+        return RunRecord(
+            run_id=f"m-{n:05d}", component="c", trace_id="0" * 32, span_id=f"{n:016x}",
+            parent_span_id=None, service="s", start_ns=start, end_ns=start + 5, status="ok",
+            status_message=None, inputs=("shared@v:1", f"in/{n % 7}"),
+            outputs=(f"out/{n}@v:1",), tags=("t",) if n % 2 else (),
+        )  # fmt: skip
+
+    first = [run(n, 1_000 + n) for n in range(1_237)]  # 1,237 = 1,024 + 128 + 64 + 16 + 4 + 1
+    later = [run(n, 5_000 + n) for n in range(1_200, 1_300)]
+    store = open_store(str(tmp_path / "multi.db"))
+    try:
+        store.ingest_prepared([prepare(later), prepare(first), prepare(later)])
+        store.ingest(later)  # retried: nothing new
+        assert store.counts() == {"runs": 1_300, "artifacts": 1 + 7 + 1_300, "io": 3 * 1_300}
+        assert store.artifact("shared@v:1")["first_seen_ns"] == 1_000  # type: ignore[index]
+        assert store.artifact("in/3")["first_seen_ns"] == 1_003  # type: ignore[index]
+        assert store.get_run("m-01250") is not None
+        assert store.run_io("m-01299")[0]["artifact_id"] == "in/4"  # 1299 % 7
+        assert store.get_run("m-00003")["tags"] == ["t"]  # type: ignore[index]
+        ingested = {r["ingested_ns"] for r in store.query("SELECT ingested_ns FROM runs")}
+        assert len(ingested) == 1  # one transaction, one commit-time stamp
+    finally:
+        store.close()

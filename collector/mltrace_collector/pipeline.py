@@ -1,7 +1,8 @@
 """The collector's ``ExportHandler``: decode, then group-commit to the store, then notify.
 
-Receiver threads decode their request and enqueue the runs; one writer thread drains
-the queue and commits everything waiting in one transaction (group commit), then wakes
+Receiver threads decode their request and turn the runs into rows and JSON text
+(``writes.prepare``: all the per-run Python work); one writer thread drains the queue and
+inserts everything waiting in one transaction (group commit), then wakes
 each waiting receiver, which only then acknowledges its client. A full queue raises
 ``Overloaded`` (HTTP 503 / gRPC UNAVAILABLE with a retry delay): back-pressure instead
 of unbounded memory. Observers (forwarders, metrics) see each request after its commit.
@@ -24,9 +25,10 @@ from dataclasses import dataclass
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from mltrace_collector.ingest import ExportOutcome, Overloaded
-from mltrace_collector.model import DecodedBatch, RecordChunk, RunRecord
+from mltrace_collector.model import DecodedBatch
 from mltrace_collector.processor import decode_request, rejection_message
 from mltrace_collector.store.base import Store
+from mltrace_collector.store.writes import Prepared, prepare
 
 log = logging.getLogger("mltrace_collector.pipeline")
 
@@ -36,9 +38,8 @@ MAX_GROUP_RUNS = 20_000
 
 @dataclass(frozen=True)
 class _Pending:
-    runs: list[RunRecord]
+    rows: Prepared
     done: Future[None]
-    records: list[RecordChunk]
 
 
 class IngestPipeline:
@@ -63,8 +64,9 @@ class IngestPipeline:
         spans = len(batch.runs) + len(batch.rejections) + batch.other_spans
         if batch.runs or batch.record_chunks:
             done: Future[None] = Future()
+            rows = prepare(batch.runs, batch.record_chunks)
             try:
-                self._queue.put_nowait(_Pending(batch.runs, done, batch.record_chunks))
+                self._queue.put_nowait(_Pending(rows, done))
             except queue.Full:
                 raise Overloaded(self._retry_after_s) from None
             done.result()  # raises what the store raised: the receiver then reports a failure
@@ -88,7 +90,7 @@ class IngestPipeline:
             if item is None:
                 return
             group = [item]
-            runs = len(item.runs)
+            runs = len(item.rows.runs)
             stop = False
             while runs < MAX_GROUP_RUNS:
                 try:
@@ -99,17 +101,17 @@ class IngestPipeline:
                     stop = True
                     break
                 group.append(nxt)
-                runs += len(nxt.runs)
+                runs += len(nxt.rows.runs)
             self._commit(group)
             if stop:
                 return
 
     def _commit(self, group: list[_Pending]) -> None:
-        all_runs = [run for pending in group for run in pending.runs]
         try:
-            self.store.ingest(all_runs, [c for pending in group for c in pending.records])
+            self.store.ingest_prepared([pending.rows for pending in group])
         except Exception as exc:
-            log.exception("store commit of %d runs failed", len(all_runs))
+            runs = sum(len(pending.rows.runs) for pending in group)
+            log.exception("store commit of %d runs failed", runs)
             for pending in group:
                 pending.done.set_exception(exc)
             return

@@ -13,7 +13,6 @@ Example::
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 import time
@@ -23,38 +22,13 @@ from contextlib import AbstractContextManager
 from importlib import resources
 from typing import Any, Protocol
 
-from mltrace_collector.model import RecordChunk, RunRecord, split_artifact_id
-from mltrace_collector.store.extras import ingest_extras
+from mltrace_collector.model import RecordChunk, RunRecord
+from mltrace_collector.store.writes import RUN_COLUMNS, Prepared, prepare, write
 
 Row = dict[str, Any]
 
-RUN_COLUMNS = (
-    "run_id, component, trace_id, span_id, parent_span_id, service, start_ns, end_ns, status, "
-    "status_message, code_revision, code_repository, code_function, code_file, params, "
-    "metrics, tags, attributes, n_inputs, n_outputs, ingested_ns"
-)
 _R = ", ".join("r." + c.strip() for c in RUN_COLUMNS.split(","))
 _JSON_COLUMNS = ("params", "metrics", "tags", "attributes")
-
-INSERT_RUN = (
-    f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join('?' * 21)}) "
-    "ON CONFLICT (run_id) DO NOTHING"
-)
-INSERT_IO = (
-    "INSERT INTO run_io (run_id, direction, artifact_id, uri, versioned) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (run_id, direction, artifact_id) DO NOTHING"
-)
-UPSERT_ARTIFACT = (
-    "INSERT INTO artifacts (artifact_id, uri, version, first_seen_ns) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (artifact_id) DO UPDATE SET first_seen_ns = CASE "
-    "WHEN excluded.first_seen_ns < artifacts.first_seen_ns THEN excluded.first_seen_ns "
-    "ELSE artifacts.first_seen_ns END"
-)
-INSERT_OUTPUT = (
-    "INSERT INTO run_outputs (run_id, name, kind, value_count, null_count, invalid_count, "
-    "value_sum, value_min, value_max, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (run_id, name) DO NOTHING"
-)
 
 
 class Cursor(Protocol):
@@ -91,40 +65,6 @@ def _run_row(row: Row) -> Row:
         if isinstance(row.get(col), str):
             row[col] = json.loads(row[col])
     return row
-
-
-# One encoder each, not one per call as ``json.dumps(..., sort_keys=True)`` builds: ingest
-# encodes four JSON columns per run. Same output as json.dumps; decoded data is acyclic.
-_dumps_sorted = json.JSONEncoder(sort_keys=True, check_circular=False).encode
-_dumps = json.JSONEncoder(check_circular=False).encode
-# Artifact IDs repeat across the runs of a batch (shared inputs): split each once.
-_split_artifact_id = functools.lru_cache(maxsize=1 << 16)(split_artifact_id)
-
-
-def _run_values(run: RunRecord, now_ns: int) -> tuple[Any, ...]:
-    return (
-        run.run_id,
-        run.component,
-        run.trace_id,
-        run.span_id,
-        run.parent_span_id,
-        run.service,
-        run.start_ns,
-        run.end_ns,
-        run.status,
-        run.status_message,
-        run.code_revision,
-        run.code_repository,
-        run.code_function,
-        run.code_file,
-        _dumps_sorted(run.params),
-        _dumps_sorted(run.metrics),
-        _dumps(list(run.tags)),
-        _dumps_sorted(run.attributes),
-        len(run.inputs),
-        len(run.outputs),
-        now_ns,
-    )
 
 
 class Store(ABC):
@@ -192,47 +132,13 @@ class Store(ABC):
 
         ``records``: chunks from record chunk spans (``RecordChunk.run_id`` set).
         """
-        if not runs and not records:
-            return
-        now = time.time_ns()
-        io_rows: list[tuple[Any, ...]] = []
-        artifacts: dict[str, tuple[str, str | None, int]] = {}
-        output_rows: list[tuple[Any, ...]] = []
-        for run in runs:
-            for direction, ids, seen in (
-                ("in", run.inputs, run.start_ns),
-                ("out", run.outputs, run.end_ns),
-            ):
-                for aid in ids:
-                    uri, version = _split_artifact_id(aid)
-                    io_rows.append((run.run_id, direction, aid, uri, int(version is not None)))
-                    known = artifacts.get(aid)
-                    if known is None or seen < known[2]:
-                        artifacts[aid] = (uri, version, seen)
-            for out in run.output_summaries:
-                output_rows.append(
-                    (run.run_id, out.name, out.kind, out.count, out.null_count,
-                     out.invalid_count, out.sum, out.min, out.max,
-                     _dumps_sorted(out.summary))
-                )  # fmt: skip
-        artifact_rows = [
-            (aid, *artifacts[aid]) for aid in sorted(artifacts)
-        ]  # sorted: no deadlocks
-        run_rows = [_run_values(r, now) for r in sorted(runs, key=lambda r: r.run_id)]
-        with self._transaction() as cur:
-            if run_rows:
-                cur.executemany(self._sql(INSERT_RUN), run_rows)
-            if io_rows:
-                cur.executemany(self._sql(INSERT_IO), io_rows)
-            if artifact_rows:
-                cur.executemany(self._sql(UPSERT_ARTIFACT), artifact_rows)
-            if output_rows:
-                cur.executemany(self._sql(INSERT_OUTPUT), output_rows)
-            self._ingest_extra(cur, runs)
-            ingest_extras(self._sql, cur, runs, records)
+        if runs or records:
+            self.ingest_prepared([prepare(runs, records)])
 
-    def _ingest_extra(self, cur: Cursor, runs: Sequence[RunRecord]) -> None:  # noqa: B027
-        """Hook for tables added by later migrations (record IDs, checks)."""
+    def ingest_prepared(self, batches: Sequence[Prepared]) -> None:
+        """Store batches made by ``writes.prepare`` (in any thread) in one transaction."""
+        with self._transaction() as cur:
+            write(self._sql, cur, batches, time.time_ns())
 
     def write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one write statement (``?`` placeholders) per row, all in one transaction.

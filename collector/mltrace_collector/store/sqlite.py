@@ -21,6 +21,9 @@ from pathlib import Path
 from mltrace_collector.store.base import Cursor, Store
 
 BUSY_TIMEOUT_MS = 30_000
+WRITER_CACHE_KIB = 65_536
+"""Page cache of the writer connection: index pages of a large index stay in memory, so
+random-key index inserts (artifact IDs) do not re-read pages from the OS on every batch."""
 
 
 class SqliteStore(Store):
@@ -36,6 +39,7 @@ class SqliteStore(Store):
         self.path = path
         self._write_lock = threading.Lock()
         self._writer = self._connect()
+        self._writer.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()

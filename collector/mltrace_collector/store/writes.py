@@ -1,0 +1,233 @@
+"""Ingest rows and the statements that write them, shared by both backends.
+
+Ingest is split in two so that the collector's writer thread (the one serial stage) does
+as little Python as possible: :func:`prepare` turns runs into rows and JSON text and runs
+in the receiver threads; :func:`write` merges the prepared batches of one group commit and
+inserts them with multi-row ``INSERT ... VALUES (...), (...)`` statements (one statement
+per up to ``MAX_PARAMS`` values instead of one per row: fewer statement steps, and for
+SQLite fewer GIL hand-overs, since ``sqlite3`` releases the GIL around every step).
+
+``ingested_ns`` is bound at write time, inside the committing thread, so that it keeps
+increasing in commit order (the Prometheus exporter reads runs ingested since its last
+watermark).
+
+Example::
+
+    prepared = prepare(runs, chunks)             # any thread
+    with store._transaction() as cur:            # the writer
+        write(store._sql, cur, [prepared], time.time_ns())
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from _json import make_encoder
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
+from typing import TYPE_CHECKING, Any
+
+from mltrace_collector.model import RecordChunk, RunRecord, split_artifact_id
+from mltrace_collector.store.extras import ingest_extras
+
+if TYPE_CHECKING:
+    from mltrace_collector.store.base import Cursor
+
+RUN_COLUMNS = (
+    "run_id, component, trace_id, span_id, parent_span_id, service, start_ns, end_ns, status, "
+    "status_message, code_revision, code_repository, code_function, code_file, params, "
+    "metrics, tags, attributes, n_inputs, n_outputs, ingested_ns"
+)
+INSERT_RUN = (f"INSERT INTO runs ({RUN_COLUMNS})", 21, "ON CONFLICT (run_id) DO NOTHING")
+INSERT_IO = (
+    "INSERT INTO run_io (run_id, direction, artifact_id, uri, versioned)",
+    5,
+    "ON CONFLICT (run_id, direction, artifact_id) DO NOTHING",
+)
+# first_seen_ns only ever moves earlier; the WHERE skips the row write when it would not.
+UPSERT_ARTIFACT = (
+    "INSERT INTO artifacts (artifact_id, uri, version, first_seen_ns)",
+    4,
+    "ON CONFLICT (artifact_id) DO UPDATE SET first_seen_ns = excluded.first_seen_ns "
+    "WHERE excluded.first_seen_ns < artifacts.first_seen_ns",
+)
+INSERT_OUTPUT = (
+    "INSERT INTO run_outputs (run_id, name, kind, value_count, null_count, invalid_count, "
+    "value_sum, value_min, value_max, summary)",
+    10,
+    "ON CONFLICT (run_id, name) DO NOTHING",
+)
+MAX_PARAMS = 8192
+"""Bound parameters per statement (SQLite allows 32,766 since 3.32, PostgreSQL 65,535)."""
+
+
+def _unserializable(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# json.JSONEncoder's own C encoder, built once: (markers, default, encoder, indent,
+# key separator, item separator, sort_keys, skipkeys, allow_nan).
+_c_dumps_sorted = make_encoder(
+    None, _unserializable, encode_basestring_ascii, None, ": ", ", ", True, False, True
+)
+_c_dumps = make_encoder(
+    None, _unserializable, encode_basestring_ascii, None, ": ", ", ", False, False, True
+)
+
+
+def dumps_sorted(value: Any) -> str:
+    """``json.dumps(value, sort_keys=True)``, byte for byte, without building an encoder
+    per call (the C encoder is made once; decoded data is acyclic JSON-safe values)."""
+    return "".join(_c_dumps_sorted(value, 0))
+
+
+def dumps(value: Any) -> str:
+    """``json.dumps(value)``, byte for byte (see :func:`dumps_sorted`)."""
+    return "".join(_c_dumps(value, 0))
+
+
+# Artifact IDs repeat across the runs of a batch (shared inputs): split each once.
+_split_artifact_id = functools.lru_cache(maxsize=1 << 16)(split_artifact_id)
+_EMPTY_LIST, _EMPTY_MAP = json.dumps([]), json.dumps({})
+
+
+@dataclass
+class Prepared:
+    """The rows of some runs (and loose record chunks), ready for :func:`write`."""
+
+    runs: list[tuple[Any, ...]]
+    """``runs`` rows without the trailing ``ingested_ns``."""
+    io: list[tuple[Any, ...]]
+    artifacts: dict[str, tuple[str, str | None, int]]
+    outputs: list[tuple[Any, ...]]
+    records: Sequence[RunRecord]
+    chunks: Sequence[RecordChunk]
+
+
+def _run_row(run: RunRecord) -> tuple[Any, ...]:
+    return (
+        run.run_id,
+        run.component,
+        run.trace_id,
+        run.span_id,
+        run.parent_span_id,
+        run.service,
+        run.start_ns,
+        run.end_ns,
+        run.status,
+        run.status_message,
+        run.code_revision,
+        run.code_repository,
+        run.code_function,
+        run.code_file,
+        dumps_sorted(run.params) if run.params else _EMPTY_MAP,
+        dumps_sorted(run.metrics) if run.metrics else _EMPTY_MAP,
+        dumps(list(run.tags)) if run.tags else _EMPTY_LIST,
+        dumps_sorted(run.attributes),
+        len(run.inputs),
+        len(run.outputs),
+    )
+
+
+def prepare(runs: Sequence[RunRecord], chunks: Sequence[RecordChunk] = ()) -> Prepared:
+    """Rows and JSON text of ``runs``; pure (no I/O), so any thread may call it."""
+    io_rows: list[tuple[Any, ...]] = []
+    artifacts: dict[str, tuple[str, str | None, int]] = {}
+    output_rows: list[tuple[Any, ...]] = []
+    split = _split_artifact_id
+    for run in runs:
+        run_id = run.run_id
+        for direction, ids, seen in (
+            ("in", run.inputs, run.start_ns),
+            ("out", run.outputs, run.end_ns),
+        ):
+            for aid in ids:
+                uri, version = split(aid)
+                io_rows.append((run_id, direction, aid, uri, 0 if version is None else 1))
+                known = artifacts.get(aid)
+                if known is None or seen < known[2]:
+                    artifacts[aid] = (uri, version, seen)
+        for out in run.output_summaries:
+            output_rows.append(
+                (run_id, out.name, out.kind, out.count, out.null_count, out.invalid_count,
+                 out.sum, out.min, out.max, dumps_sorted(out.summary))
+            )  # fmt: skip
+    return Prepared([_run_row(r) for r in runs], io_rows, artifacts, output_rows, runs, chunks)
+
+
+def _merge(batches: Sequence[Prepared]) -> Prepared:
+    if len(batches) == 1:
+        return batches[0]
+    artifacts = dict(batches[0].artifacts)
+    for batch in batches[1:]:
+        for aid, row in batch.artifacts.items():
+            known = artifacts.get(aid)
+            if known is None or row[2] < known[2]:
+                artifacts[aid] = row
+    return Prepared(
+        [row for b in batches for row in b.runs],
+        [row for b in batches for row in b.io],
+        artifacts,
+        [row for b in batches for row in b.outputs],
+        [run for b in batches for run in b.records],
+        [chunk for b in batches for chunk in b.chunks],
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _statement(head: str, width: int, rows: int, tail: str) -> str:
+    one = "(" + ", ".join("?" * width) + ")"
+    return f"{head} VALUES {', '.join([one] * rows)} {tail}"
+
+
+def insert_rows(
+    sql: Callable[[str], str],
+    cur: Cursor,
+    statement: tuple[str, int, str],
+    rows: Sequence[tuple[Any, ...]],
+    suffix: tuple[Any, ...] = (),
+) -> None:
+    """Insert ``rows`` (each followed by ``suffix``) with multi-row statements.
+
+    Chunks are powers of two rows, so at most a dozen distinct statements are ever
+    prepared per table (the drivers cache prepared statements by their text)."""
+    head, width, tail = statement
+    per = 1 << ((MAX_PARAMS // width).bit_length() - 1)
+    i, total = 0, len(rows)
+    while i < total:
+        n = per
+        while n > total - i:
+            n >>= 1
+        flat: list[Any] = []
+        extend = flat.extend
+        for row in rows[i : i + n]:
+            extend(row)
+            if suffix:
+                extend(suffix)
+        cur.execute(sql(_statement(head, width, n, tail)), flat)
+        i += n
+
+
+def write(sql: Callable[[str], str], cur: Cursor, batches: Sequence[Prepared], now: int) -> None:
+    """Insert prepared batches inside the caller's transaction, in key order (no deadlocks
+    between replicas writing overlapping rows)."""
+    batch = _merge(batches)
+    if batch.runs:
+        insert_rows(sql, cur, INSERT_RUN, sorted(batch.runs, key=_first), (now,))
+    if batch.io:
+        insert_rows(sql, cur, INSERT_IO, sorted(batch.io))
+    if batch.artifacts:
+        rows = [(aid, *batch.artifacts[aid]) for aid in sorted(batch.artifacts)]
+        insert_rows(sql, cur, UPSERT_ARTIFACT, rows)
+    if batch.outputs:
+        insert_rows(sql, cur, INSERT_OUTPUT, sorted(batch.outputs, key=_first_two))
+    ingest_extras(sql, cur, batch.records, batch.chunks)
+
+
+def _first(row: tuple[Any, ...]) -> Any:
+    return row[0]
+
+
+def _first_two(row: tuple[Any, ...]) -> tuple[Any, Any]:
+    return row[0], row[1]
