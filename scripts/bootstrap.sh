@@ -3,6 +3,8 @@
 #  - a virtualenv in .venv with the project installed editable, all extras and dev tools
 #  - (as root, when missing) Debian packages for the real servers the tests run:
 #    prometheus + promtool, prometheus-alertmanager, postgresql
+#  - with --test-servers (scripts/test.sh): Jaeger v2 and an OpenTelemetry Collector built
+#    with Go into ${MLTRACE_CACHE:-~/.cache/otel-mltrace}/bin when missing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -41,10 +43,13 @@ if [ "${MLTRACE_SKIP_APT:-}" != "1" ]; then
   fi
 fi
 
-# OpenTelemetry Collector (gateway tier) for the scale-out tests: built with the OpenTelemetry
-# Collector Builder when missing; on failure the tests skip with the reason it records.
-bash scripts/build_otelcol.sh || true
-
-# Jaeger v2 for the forwarding tests (tests/test_jaeger.py), built with Go when missing;
-# on failure the tests skip with the reason it records.
-bash scripts/build_jaeger.sh || true
+# The servers only the tests need (Go builds, slow on a cold machine: ~15-30 min each):
+#   bash scripts/bootstrap.sh --test-servers
+if [ "${1:-}" = "--test-servers" ]; then
+  # OpenTelemetry Collector (gateway tier) for the scale-out tests: built with the
+  # OpenTelemetry Collector Builder when missing; on failure the tests skip with the reason.
+  bash scripts/build_otelcol.sh || true
+  # Jaeger v2 for the forwarding tests (tests/test_jaeger.py), built with Go when missing;
+  # on failure the tests skip with the reason it records.
+  bash scripts/build_jaeger.sh || true
+fi

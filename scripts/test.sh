@@ -4,7 +4,7 @@
 #   bash scripts/test.sh -k store   # extra arguments go to pytest
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh
+bash scripts/bootstrap.sh --test-servers
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff lint";   ruff check .
 echo "== ruff format"; ruff format --check .
