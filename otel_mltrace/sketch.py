@@ -86,11 +86,24 @@ class Sketch:
 
     def ordered(self) -> list[tuple[float, int]]:
         """``(representative value, count)`` of every non-empty bucket, ascending by value."""
-        out = [(-self.value(i), c) for i, c in sorted(self.negative.items(), reverse=True)]
+        # value(i) inlined (same float operations, so the same bits): 3-4x faster, and
+        # this is the inner loop of drift, quantiles and the exporter's histograms
+        lg = math.log(self.gamma)
+        off = math.log(2.0 / (self.gamma + 1.0))
+        exp = math.exp
+        out = [
+            (-exp(x if (x := i * lg + off) < 709.78 else 709.78), c)
+            for i, c in sorted(self.negative.items(), reverse=True)
+            if c
+        ]
         if self.zero_count:
             out.append((0.0, self.zero_count))
-        out.extend((self.value(i), c) for i, c in sorted(self.positive.items()))
-        return [(v, c) for v, c in out if c]
+        out.extend(
+            (exp(x if (x := i * lg + off) < 709.78 else 709.78), c)
+            for i, c in sorted(self.positive.items())
+            if c
+        )
+        return out
 
     def quantile(self, q: float) -> float | None:
         """Estimated ``q``-quantile (relative error <= ALPHA); ``None`` when empty."""

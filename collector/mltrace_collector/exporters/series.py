@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,17 +61,37 @@ class Hist:
             self.exemplars[i] = (run.start_ns, run.trace_id, run.span_id, value, run.end_ns / 1e9)
 
     def add_summary(self, summary: OutputSummary, run: RunInfo) -> None:
-        """Fold one run's sketch in bulk (one pass over its buckets, not per value)."""
-        if summary.sketch is None or summary.count == 0:
+        """Fold one run's sketch in bulk (one pass over its buckets, not per value).
+
+        Each sketch bucket counts at its representative value (``Sketch.value``, inlined:
+        the same float operations); the exemplar of a histogram bucket is the sketch
+        bucket with the most values in it (ties: the greater value).
+        """
+        sk = summary.sketch
+        if sk is None or summary.count == 0:
             return
-        picked: dict[int, tuple[float, int]] = {}
-        for value, n in summary.sketch.ordered():
-            i = bisect_left(self.bounds, value)  # bucket le=b holds v <= b
-            self.counts[i] += n
-            if n >= picked.get(i, (0.0, 0))[1]:
-                picked[i] = (value, n)
+        bounds, counts = self.bounds, self.counts
+        lg, off, exp = math.log(sk.gamma), math.log(2.0 / (sk.gamma + 1.0)), math.exp
+        best: dict[int, tuple[int, float]] = {}
+        if sk.zero_count:
+            i = bisect_left(bounds, 0.0)
+            counts[i] += sk.zero_count
+            best[i] = (sk.zero_count, 0.0)
+        for store, sign in ((sk.positive, 1.0), (sk.negative, -1.0)):
+            for index, n in store.items():
+                if not n:
+                    continue
+                x = index * lg + off
+                value = exp(x if x < 709.78 else 709.78)
+                if sign < 0:
+                    value = -value
+                i = bisect_left(bounds, value)  # bucket le=b holds v <= b
+                counts[i] += n
+                old = best.get(i)
+                if old is None or (n, value) > old:
+                    best[i] = (n, value)
         self.total += summary.sum or 0.0
-        for i, (value, _) in picked.items():
+        for i, (_, value) in best.items():
             self._exemplar(i, run, value)
 
     def add_value(self, value: float, run: RunInfo | None = None) -> None:
@@ -102,10 +123,11 @@ class Latest:
 def latest_gauges(s: OutputSummary, guard: LabelGuard) -> Latest:
     total = s.count + s.null_count + s.invalid_count
     quantiles: dict[float, float] = {}
-    if s.sketch is not None and s.count > 0:
-        for q in QUANTILES:
-            v = s.quantile(q)
+    if s.sketch is not None and s.count > 0:  # as OutputSummary.quantile, in one pass
+        for q, v in zip(QUANTILES, s.sketch.quantiles(QUANTILES), strict=True):
             if v is not None:
+                if s.min is not None and s.max is not None:
+                    v = min(max(v, s.min), s.max)
                 quantiles[q] = v
     shares: dict[str, float] = {}
     if s.categories and s.count > 0:
@@ -127,7 +149,9 @@ def latest_gauges(s: OutputSummary, guard: LabelGuard) -> Latest:
 
 
 def _store(raw: Any) -> dict[int, int]:
-    return {int(k): int(v) for k, v in (raw or {}).items()}
+    if not raw:
+        return {}
+    return dict(zip(map(int, raw), map(int, raw.values()), strict=True))
 
 
 def decode_summary(data: Mapping[str, Any]) -> OutputSummary:
