@@ -148,17 +148,12 @@ class LineageQueries:
         """Everything the index knows about one run."""
         row = self.resolve_run(run_id)
         io = self.store.run_io(row["run_id"])
+        read = [(e["artifact_id"], row["start_ns"]) for e in io if e["direction"] == "in"]
+        producers = producers_for(self.store, read)  # one batch, not a query per input
         inputs = []
-        for entry in io:
-            if entry["direction"] != "in":
-                continue
-            producer = self.producer_for(entry["artifact_id"], row["start_ns"])
-            inputs.append(
-                {
-                    "artifact_id": entry["artifact_id"],
-                    "producer_run_id": producer and producer["run_id"],
-                }
-            )
+        for aid, start in read:
+            producer = producers[(aid, start)]
+            inputs.append({"artifact_id": aid, "producer_run_id": producer and producer["run_id"]})
         return {
             **run_summary(row),
             "parent_span_id": row.get("parent_span_id"),
