@@ -91,6 +91,9 @@ class OutputState:
     drift_key: tuple[str, ...] = ()
     version: int = 0
     """Bumped whenever a fold changed this state (the exporter re-encodes only those)."""
+    ref_ids: tuple[str, ...] | None = None
+    ref: OutputSummary | None = None
+    """The merged drift reference of ``ref_ids`` (kept: it rarely changes, a merge is not free)."""
 
     def keep(self, item: Ranked, n: int) -> bool:
         """Track the ``n + 1`` earliest and latest runs; True if the latest run changed."""
@@ -205,8 +208,10 @@ class StoreAggregates:
                 run = by_id[row["run_id"]]
                 key = (self.guard("component", run.component), self.guard("output", row["name"]))
                 batch.setdefault(key, []).append((run, summary))
-        for key, items in batch.items():
+        for items in batch.values():
             items.sort(key=lambda rs: (rs[0].start_ns, rs[0].run_id))
+        self._store_new_bounds(batch)
+        for key, items in batch.items():
             self._fold_pair(key, items)
 
     def _decode(self, row: Row) -> OutputSummary | None:
@@ -241,25 +246,55 @@ class StoreAggregates:
             state.latest_run = newest[1]
 
     # -- histogram bounds ---------------------------------------------------------------
+    def _stored(self) -> dict[tuple[str, str], list[float]]:
+        if self._stored_bounds is None:
+            rows = self.store.query("SELECT component, output, bounds FROM metric_histogram_bounds")
+            self._stored_bounds = {
+                (r["component"], r["output"]): json.loads(r["bounds"]) for r in rows
+            }
+        return self._stored_bounds
+
+    def _store_new_bounds(
+        self, batch: dict[tuple[str, str], list[tuple[RunInfo, OutputSummary]]]
+    ) -> None:
+        """Derive the bounds of every pair getting its first numeric values in this batch
+        and store them in one transaction (a cold fold meets every pair at once); the
+        rows are then read back, as another replica may have stored some first."""
+        stored, rows, now = self._stored(), [], time.time_ns()
+        for key, items in batch.items():
+            state = self.outputs.get(key)
+            if (state is not None and state.hist is not None) or key in stored or OTHER in key:
+                continue
+            if configured_bounds(self.bucket_spec, *key) is not None:
+                continue
+            bounds = self._derived([s for _, s in items])
+            if bounds is not None:
+                rows.append((*key, json.dumps(bounds), "reference", now))
+        if rows:
+            self.store.write_many(
+                "INSERT INTO metric_histogram_bounds (component, output, bounds, source, "
+                "created_ns) VALUES (?, ?, ?, ?, ?) ON CONFLICT (component, output) DO NOTHING",
+                rows,
+            )
+            self._stored_bounds = None
+
+    def _derived(self, summaries: list[OutputSummary]) -> list[float] | None:
+        data = [s for s in summaries if s.sketch is not None and s.count > 0][: self.keep_n]
+        ref = _merged(data)
+        return None if ref is None else derive_bounds(ref)
+
     def _bounds(self, key: tuple[str, str], summaries: list[OutputSummary]) -> list[float] | None:
         """Configured, else stored, else derived from these (first) runs and stored."""
         comp, out = key
         configured = configured_bounds(self.bucket_spec, comp, out)
         if configured is not None:
             return configured
-        if self._stored_bounds is None:
-            rows = self.store.query("SELECT component, output, bounds FROM metric_histogram_bounds")
-            self._stored_bounds = {
-                (r["component"], r["output"]): json.loads(r["bounds"]) for r in rows
-            }
-        stored = self._stored_bounds.get(key)
+        stored = self._stored().get(key)
         if stored is not None:
             return stored
-        data = [s for s in summaries if s.sketch is not None and s.count > 0][: self.keep_n]
-        ref = _merged(data)
-        if ref is None:
+        bounds = self._derived(summaries)
+        if bounds is None:
             return None  # no numeric values yet: decide when some arrive
-        bounds = derive_bounds(ref)
         if OTHER in key:
             return bounds  # a mix of overflowed outputs: not worth persisting
         self.store.write_many(
@@ -272,7 +307,7 @@ class StoreAggregates:
             (comp, out),
         )  # another replica may have won the insert: everyone uses the stored row
         bounds = json.loads(rows[0]["bounds"]) if rows else bounds
-        self._stored_bounds[key] = bounds
+        self._stored()[key] = bounds
         return bounds
 
     # -- drift --------------------------------------------------------------------------
@@ -314,7 +349,9 @@ class StoreAggregates:
         if key != state.drift_key:
             state.drift_key = key
             state.drift = {}
-            ref = chosen()  # merged only when the reference or the latest run changed
+            if ids != state.ref_ids:  # merged only when the reference runs changed
+                state.ref_ids, state.ref = ids, chosen()
+            ref = state.ref
             if ref is not None:
                 try:
                     state.drift = compare(ref, state.recent[-1][2])
