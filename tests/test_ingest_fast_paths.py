@@ -111,3 +111,31 @@ def test_multi_row_statements_group_commit_and_first_seen(tmp_path: Path) -> Non
         assert len(ingested) == 1  # one transaction, one commit-time stamp
     finally:
         store.close()
+
+
+def test_one_pass_span_attributes_equal_the_plain_decoding() -> None:
+    """``processor._span_attributes`` == ``_json_safe(attributes(...))`` for every kind."""
+    from mltrace_collector.processor import _json_safe, _span_attributes, attributes
+
+    kvs = [
+        _kv("s", AnyValue(string_value="x")),
+        _kv("i", AnyValue(int_value=-(2**63))),
+        _kv("b", AnyValue(bool_value=False)),
+        _kv("d", AnyValue(double_value=1.5)),
+        _kv("raw", AnyValue(bytes_value=b"\x00\xff")),
+        _kv("empty", AnyValue()),
+        _kv("ints", AnyValue(array_value=ArrayValue(values=[AnyValue(int_value=1)]))),
+        _kv("mixed", AnyValue(array_value=ArrayValue(values=[
+            AnyValue(string_value="a"), AnyValue(double_value=math.inf)]))),
+        _kv("none", AnyValue(array_value=ArrayValue())),
+        _kv("dup", AnyValue(string_value="first")),
+        _kv("dup", AnyValue(int_value=2)),
+    ]  # fmt: skip
+    for subset in (kvs[:4] + kvs[8:], kvs):
+        attrs, safe = _span_attributes(subset)
+        assert attrs == attributes(subset)
+        stored = attrs if safe else _json_safe(attrs)
+        assert json.dumps(stored, sort_keys=True) == json.dumps(
+            _json_safe(attributes(subset)), sort_keys=True
+        )
+        assert safe is (subset is not kvs)

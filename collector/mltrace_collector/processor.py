@@ -38,6 +38,15 @@ MAX_RUN_ID_LENGTH = 256
 MAX_COMPONENT_LENGTH = 512
 _STATUS = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok"}
 _STATUS[Status.STATUS_CODE_ERROR] = "error"
+_PARAM_OR_METRIC = (semconv.PARAM_PREFIX, semconv.METRIC_PREFIX)
+_NO_TAGS: list[str] = []  # never mutated: the default of a span without mltrace.tags
+_CODE_KEYS = (
+    semconv.SERVICE_NAME,
+    semconv.VCS_REVISION,
+    semconv.VCS_REPOSITORY,
+    semconv.CODE_FUNCTION,
+    semconv.CODE_FILE,
+)
 
 
 class SpanRejected(ValueError):
@@ -66,6 +75,41 @@ def any_value(value: AnyValue) -> Any:
 
 def attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+def _span_attributes(kvs: Iterable[KeyValue]) -> tuple[dict[str, Any], bool]:
+    """``attributes(kvs)`` in one pass with the common kinds inlined, and whether every
+    value is JSON-safe as is (no non-finite double, no map, no non-string array), so that
+    ``_json_safe`` need not walk them again. Runs once per span: the decode hot path."""
+    attrs: dict[str, Any] = {}
+    safe = True
+    for kv in kvs:
+        value = kv.value
+        which = value.WhichOneof("value")
+        if which == "string_value":
+            attrs[kv.key] = value.string_value
+        elif which == "int_value":
+            attrs[kv.key] = value.int_value
+        elif which == "array_value":
+            items = value.array_value.values
+            strings = []
+            for item in items:
+                if item.WhichOneof("value") != "string_value":
+                    strings = [any_value(v) for v in items]
+                    safe = False
+                    break
+                strings.append(item.string_value)
+            attrs[kv.key] = strings
+        elif which == "double_value":
+            number = value.double_value
+            attrs[kv.key] = number
+            safe = safe and math.isfinite(number)
+        elif which == "bool_value":
+            attrs[kv.key] = value.bool_value
+        else:
+            attrs[kv.key] = any_value(value)
+            safe = False
+    return attrs, safe
 
 
 def _json_safe(value: Any) -> Any:
@@ -105,6 +149,12 @@ def _artifact_list(attrs: Mapping[str, Any], key: str) -> tuple[str, ...]:
     value = attrs.get(key)
     if value is None:
         return ()
+    if type(value) is list:  # fast path: one pass; any doubt -> the checks below name it
+        for v in value:
+            if type(v) is not str or not v or "\x00" in v or len(v) > MAX_ARTIFACT_ID_LENGTH:
+                break
+        else:
+            return tuple(dict.fromkeys(value))  # ordered de-duplication
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise SpanRejected(f"{key} must be an array of strings (artifact IDs)")
     for v in value:
@@ -122,6 +172,8 @@ def _params_metrics(attrs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     params: dict[str, Any] = {}
     metrics: dict[str, float] = {}
     for key, value in attrs.items():
+        if not key.startswith(_PARAM_OR_METRIC):
+            continue
         if key.startswith(semconv.PARAM_PREFIX):
             if isinstance(value, list | dict):
                 raise SpanRejected(f"{key} must be a scalar, got an array or map")
@@ -220,7 +272,7 @@ def decode_span(
     ``stored_resource``: ``_resource_attributes(resource)``, computed once per resource by
     ``decode_request`` instead of once per span.
     """
-    attrs = attributes(span.attributes)
+    attrs, safe = _span_attributes(span.attributes)
     if semconv.COMPONENT not in attrs:
         return None
     component = _string(attrs, semconv.COMPONENT, MAX_COMPONENT_LENGTH)
@@ -230,16 +282,21 @@ def decode_span(
     trace_id, span_id = span.trace_id.hex(), span.span_id.hex()
     # Without an explicit run ID the span identity is the run identity: retries stay idempotent.
     run_id = _string(attrs, semconv.RUN_ID, MAX_RUN_ID_LENGTH) or f"{trace_id}-{span_id}"
-    tags = attrs.get(semconv.TAGS, [])
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+    tags = attrs.get(semconv.TAGS, _NO_TAGS)
+    if tags is not _NO_TAGS and (
+        not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)
+    ):
         raise SpanRejected(f"{semconv.TAGS} must be an array of strings")
     params, metrics = _params_metrics(attrs)
-    outputs, chunks = _events(span)
-
-    def code(key: str) -> str | None:
-        value = attrs.get(key, resource.get(key))
-        return _text(value) if isinstance(value, str) else None
-
+    if span.events:
+        outputs, chunks = _events(span)
+        checks = _checks(span)
+    else:
+        outputs, chunks, checks = (), (), ()
+    service, revision, repository, function, file = (
+        _text(v) if isinstance(v := attrs.get(key, resource.get(key)), str) else None
+        for key in _CODE_KEYS
+    )
     start, end = int(span.start_time_unix_nano), int(span.end_time_unix_nano)
     return RunRecord(
         run_id=run_id,
@@ -247,7 +304,7 @@ def decode_span(
         trace_id=trace_id,
         span_id=span_id,
         parent_span_id=span.parent_span_id.hex() or None,
-        service=code(semconv.SERVICE_NAME),
+        service=service,
         start_ns=start,
         end_ns=max(end, start),
         status=_STATUS.get(span.status.code, "unset"),
@@ -257,17 +314,17 @@ def decode_span(
         params=params,
         metrics=metrics,
         tags=tuple(tags),
-        code_revision=code(semconv.VCS_REVISION),
-        code_repository=code(semconv.VCS_REPOSITORY),
-        code_function=code(semconv.CODE_FUNCTION),
-        code_file=code(semconv.CODE_FILE),
+        code_revision=revision,
+        code_repository=repository,
+        code_function=function,
+        code_file=file,
         attributes={
             **(_resource_attributes(resource) if stored_resource is None else stored_resource),
-            **_json_safe(attrs),
+            **(attrs if safe else _json_safe(attrs)),
         },
         output_summaries=outputs,
         record_chunks=chunks,
-        checks=_checks(span),
+        checks=checks,
     )
 
 
