@@ -33,6 +33,8 @@ from typing import Any
 
 import httpx
 
+from tests.servers.managed import ManagedServer
+
 from .ports import free_port
 from .prometheus import wait_until
 
@@ -142,7 +144,7 @@ def find_binary() -> str | None:
     return None
 
 
-class AlertmanagerServer:
+class AlertmanagerServer(ManagedServer):
     """One running Alertmanager; ``url`` (API base) and ``address`` (``host:port``)."""
 
     host = "127.0.0.1"
@@ -219,40 +221,3 @@ class AlertmanagerServer:
         response.raise_for_status()
         alerts: list[dict[str, Any]] = response.json()
         return alerts
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def _terminate(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-    def stop(self) -> None:
-        """Stop the server and delete its folder (idempotent)."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self._terminate()
-        self.http.close()
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    def __enter__(self) -> AlertmanagerServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

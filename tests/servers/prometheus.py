@@ -32,10 +32,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
+
+from tests.servers.managed import ManagedServer
 
 from .ports import free_port
 
@@ -112,7 +113,7 @@ def _config(
     return json.dumps(config, indent=2)
 
 
-class PrometheusServer:
+class PrometheusServer(ManagedServer):
     """One running Prometheus; see the module docstring. ``url`` is its base URL."""
 
     host = "127.0.0.1"
@@ -228,44 +229,6 @@ class PrometheusServer:
             self._terminate()
             if "address already in use" not in tail or attempt == 2:
                 raise PrometheusUnavailable(f"prometheus did not become ready:\n{tail}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The last lines of the server's log (for failure messages)."""
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def _terminate(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-    def stop(self) -> None:
-        """Stop the server and delete its folder (idempotent)."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self._terminate()
-        self.http.close()
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    def __enter__(self) -> PrometheusServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- HTTP API -----------------------------------------------------------------------
     def api(self, path: str, **params: Any) -> Any:

@@ -1,0 +1,64 @@
+"""What every throwaway server process in the tests shares: log tail, stop, context manager."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import httpx
+
+
+class ManagedServer:
+    """A server child process with its own folder (``base``), log file and HTTP client.
+
+    Subclasses set ``base``, ``log``, ``proc`` and ``http`` in ``__init__`` and start
+    ``proc``; ``stop()`` terminates it (then kills it), closes the client and deletes the
+    folder, once.
+    """
+
+    base: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None
+    http: httpx.Client
+    _stopped: bool = False
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the server's log (for failure messages)."""
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def _terminate(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+    def stop(self) -> None:
+        """Stop the server and delete its folder (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._terminate()
+        self.http.close()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
