@@ -129,9 +129,12 @@ def derive_bounds(summary: OutputSummary, target: int = 20) -> list[float]:
             f"output {summary.name!r} has no numeric values to derive histogram bounds from"
         )
     assert summary.max is not None
-    lo = summary.quantile(0.01) or 0.0
-    hi = summary.quantile(0.99) or 0.0
     vmin, vmax = summary.min, summary.max
+    # summary.quantile (clamped to [min, max]) for both, in one pass over the sketch
+    lo, hi = (
+        0.0 if q is None else (min(max(q, vmin), vmax) or 0.0)
+        for q in summary.sketch.quantiles([0.01, 0.99])
+    )
     if vmin > 0 and vmax / vmin > 100:
         first = math.floor(math.log10(vmin)) - 1
         last = math.ceil(math.log10(vmax)) + 1

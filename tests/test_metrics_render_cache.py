@@ -122,3 +122,20 @@ def test_new_runs_reencode_only_their_groups(store: Store) -> None:
     found = {f.name: f for f in parse_openmetrics(body.decode())}  # type: ignore[no-untyped-call]
     exemplars = [s.exemplar for s in found["mltrace_output_value"].samples if s.exemplar]
     assert any(e.labels["trace_id"] == f"{5 + 1:032x}" for e in exemplars)
+
+
+@pytest.mark.parametrize("reference", ["run:comp0-5", "window:2"])
+def test_pinned_and_window_references_stay_exact(store: Store, reference: str) -> None:
+    store.ingest([_run(i, "comp0", _outputs(i, False)) for i in range(3)])
+    exporter = MetricsExporter(store, drift_reference=reference)
+    for accept in ACCEPTS:
+        exporter.render(accept)
+        assert _incremental(exporter, accept) == _full(exporter, accept)
+    store.ingest([_run(5, "comp0", _outputs(5, False))])  # the pinned run arrives
+    exporter.render(None)
+    store.ingest([_run(7, "comp0", {"score": _outputs(9)["score"]}), _run(8, "comp1", {})])
+    for accept in ACCEPTS:
+        exporter.render(accept)
+        text = _incremental(exporter, accept)
+        assert text == _full(exporter, accept)
+        assert "mltrace_output_drift{" in text

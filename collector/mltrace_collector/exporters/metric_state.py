@@ -153,6 +153,11 @@ class StoreAggregates:
     def keep_n(self) -> int:
         return max(1, self.reference.n)
 
+    @property
+    def reference_epoch(self) -> int:
+        """Changes when drift may change without a fold: a pinned reference run arrived."""
+        return 1 if self._pinned else 0
+
     # -- folding -------------------------------------------------------------------------
     def refresh(self) -> int:
         """Fold in runs ingested since the last refresh; returns how many were new."""

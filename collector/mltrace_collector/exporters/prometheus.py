@@ -189,11 +189,12 @@ class MetricsExporter:
     def _assemble(self, fmt: str, encoder: Encoder) -> str:
         """Store-derived families from cached group text, in :meth:`_static_builders` order."""
         agg, groups = self.aggregates, self._groups
-        pairs = []
-        for key, state in agg.outputs.items():
-            self._drift_of(state)  # settles drift_key, part of the stamp
-            build = partial(self._pair_families, [(key, state)])
-            pairs.append((key, (state.version, state.drift_key), build))
+        # a pair's drift changes only with its state, or when a pinned reference arrives
+        epoch = agg.reference_epoch
+        pairs = [
+            (key, (state.version, epoch), partial(self._pair_families, [(key, state)]))
+            for key, state in agg.outputs.items()
+        ]
         comps = [
             (comp, state.version, partial(self._component_families, [(comp, state)]))
             for comp, state in agg.components.items()
