@@ -171,9 +171,8 @@ def _artifact_list(attrs: Mapping[str, Any], key: str) -> tuple[str, ...]:
 def _params_metrics(attrs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
     params: dict[str, Any] = {}
     metrics: dict[str, float] = {}
-    for key, value in attrs.items():
-        if not key.startswith(_PARAM_OR_METRIC):
-            continue
+    for key in [k for k in attrs if k.startswith(_PARAM_OR_METRIC)]:
+        value = attrs[key]
         if key.startswith(semconv.PARAM_PREFIX):
             if isinstance(value, list | dict):
                 raise SpanRejected(f"{key} must be a scalar, got an array or map")
@@ -293,10 +292,10 @@ def decode_span(
         checks = _checks(span)
     else:
         outputs, chunks, checks = (), (), ()
-    service, revision, repository, function, file = (
+    service, revision, repository, function, file = [
         _text(v) if isinstance(v := attrs.get(key, resource.get(key)), str) else None
         for key in _CODE_KEYS
-    )
+    ]
     start, end = int(span.start_time_unix_nano), int(span.end_time_unix_nano)
     return RunRecord(
         run_id=run_id,
