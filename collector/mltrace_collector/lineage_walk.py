@@ -21,13 +21,20 @@ from typing import Any
 from mltrace_collector.store.base import Row, Store
 from mltrace_collector.store.graph_reads import (
     consumers_many,
+    downstream_outputs,
     inputs_with_producers,
     latest_producers_by_uri,
     pick_producer,
     producers_for,
     run_artifacts,
     split_id,
+    upstream_closure,
 )
+
+PREFETCH_RUNS = 10_000
+"""Most runs an upstream walk prefetches (with their inputs) before walking level by level."""
+PREFETCH_MIN_LEVELS = 3
+"""Prefetch only when the depth limit allows at least this many levels."""
 
 
 def iso(ns: int | None) -> str | None:
@@ -96,8 +103,14 @@ def walk_upstream(store: Store, graph: Graph, runs: list[Row], level: int, depth
         if row["run_id"] not in seen:
             seen.add(row["run_id"])
             frontier.append(row)
+    inputs: dict[str, list[tuple[str, list[Row] | None]]] = {}
+    if frontier and depth - level >= PREFETCH_MIN_LEVELS:
+        reachable = upstream_closure(store, [r["run_id"] for r in frontier], PREFETCH_RUNS)
+        inputs.update(inputs_with_producers(store, reachable))
     while frontier:
-        inputs = inputs_with_producers(store, (r["run_id"] for r in frontier))
+        missing = [r["run_id"] for r in frontier if r["run_id"] not in inputs]
+        if missing:  # not prefetched: beyond the limit, or reached through an unversioned URI
+            inputs.update(inputs_with_producers(store, missing))
         if level >= depth:
             if any(inputs[r["run_id"]] for r in frontier):
                 graph.data["truncated"] = True
@@ -135,6 +148,19 @@ class _Downstream:
         self.graph = graph
         self.seen_runs: set[str] = set()
         self.seen_artifacts: set[tuple[str, str | None]] = set()
+        self.readers: dict[str, list[Row]] = {}  # artifact ID -> consumers_many rows
+
+    def consumers(self, artifact_ids: set[str]) -> dict[str, list[Row]]:
+        missing = artifact_ids.difference(self.readers)
+        if missing:
+            self.readers.update(consumers_many(self.store, missing))
+        return self.readers
+
+    def prefetch(self, artifact_ids: set[str]) -> None:
+        """Consumers of everything reachable by exact reads, in a few statements."""
+        seeds = {row["run_id"] for rows in self.consumers(artifact_ids).values() for row in rows}
+        if seeds:
+            self.consumers(set(downstream_outputs(self.store, sorted(seeds), PREFETCH_RUNS)))
 
     def expand(self, rows: list[Row]) -> list[tuple[str, str | None]]:
         """Add runs; queue the outputs of those not expanded before."""
@@ -172,6 +198,8 @@ def walk_downstream(
     walk = _Downstream(store, graph)
     if root_run is not None:
         queued = walk.expand([root_run])
+    if queued and depth >= PREFETCH_MIN_LEVELS:
+        walk.prefetch({aid for aid, _ in queued})
     level = 0
     while queued:
         todo: list[tuple[str, str | None, bool]] = []
@@ -185,7 +213,7 @@ def walk_downstream(
             # the root is an unversioned URI: every reader of it, whoever wrote what they read
             any_reader = root_kind == "artifact" and level == 0 and version is None
             todo.append((aid, producer_id, any_reader))
-        readers = consumers_many(store, {aid for aid, _, _ in todo})
+        readers = walk.consumers({aid for aid, _, _ in todo})
         # read the URI unversioned: only a reader that got it from this producer counts
         check = {
             (c["read_as"], c["start_ns"])
