@@ -7,11 +7,17 @@ spans/s per core).
     python benchmarks/bench_ingest.py                     # both backends, both protocols
     python benchmarks/bench_ingest.py --backend sqlite --protocol http --spans 200000
     python benchmarks/bench_ingest.py --batch 500 --senders 2 --clients 4 --rounds 3
+    python benchmarks/bench_ingest.py --stages --backend sqlite   # in-process CPU per stage
 
 The collector is a real ``otel-mltrace serve`` child process; every acknowledged span is
 durably committed (SQLite ``synchronous=FULL`` / PostgreSQL ``synchronous_commit=on``), and
 the run count in the index is checked after each round. Encoding happens before the clock
 starts; the clock runs from the first request to the last acknowledgement.
+
+``--stages`` instead times the collector's stages in one thread, in process (CPU time per
+span, best of the rounds): protobuf parse, ``decode_request``, ``writes.prepare`` (rows and
+JSON, done in the receiver threads), and the store write of a group commit of
+``--clients`` requests (CPU, and wall time including the durable commit).
 """
 
 from __future__ import annotations
@@ -165,6 +171,50 @@ def one_round(
     return elapsed, per_sender * args.batch * args.senders
 
 
+def bench_stages(backend: str, db: str, args: argparse.Namespace) -> list[str]:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    from mltrace_collector.processor import decode_request
+    from mltrace_collector.store.base import open_store
+    from mltrace_collector.store.writes import prepare
+
+    bodies = encode_batches(f"{backend}-stages", args.spans // args.batch, args.batch)
+    n = len(bodies) * args.batch
+    best: list[float] = []
+    for r in range(args.rounds):
+        store = open_store(db)
+        cpu = [0.0] * 5
+        clock = time.process_time
+        for g in range(0, len(bodies), args.clients):
+            group = []
+            for body in bodies[g : g + args.clients]:
+                t0 = clock()
+                req = ExportTraceServiceRequest.FromString(body)
+                t1 = clock()
+                batch = decode_request(req)
+                t2 = clock()
+                group.append(prepare(batch.runs, batch.record_chunks))
+                t3 = clock()
+                cpu[0] += t1 - t0
+                cpu[1] += t2 - t1
+                cpu[2] += t3 - t2
+            t3, w = clock(), time.perf_counter()
+            store.ingest_prepared(group)
+            cpu[3] += clock() - t3
+            cpu[4] += time.perf_counter() - w
+        store.close()
+        per = [c / n * 1e6 for c in cpu]
+        best = per if not best else [min(a, b) for a, b in zip(best, per, strict=True)]
+        bodies = encode_batches(f"{backend}-stages-r{r + 1}", len(bodies), args.batch)
+    return [
+        f"{backend:8} stages (us/span, best of {args.rounds} x {n:,} spans): parse "
+        f"{best[0]:.1f}, decode {best[1]:.1f}, prepare {best[2]:.1f}, write cpu {best[3]:.1f} "
+        f"(wall {best[4]:.1f}, group of {args.clients} x {args.batch})"
+    ]
+
+
 def bench_backend(backend: str, db: str, workdir: Path, args: argparse.Namespace) -> list[str]:
     lines = []
     extra = ["--log-level", "WARNING", "--max-inflight", str(args.max_inflight)]
@@ -209,16 +259,23 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="connections per sender")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-inflight", type=int, default=64)
+    parser.add_argument("--stages", action="store_true", help="in-process CPU per stage")
     args = parser.parse_args()
     args.backend = args.backend or ["sqlite", "postgres"]
     args.protocol = args.protocol or ["http", "grpc"]
     print(f"bench_ingest: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="mltrace-bench-ingest-"))
     summary: list[str] = []
+
+    def run(backend: str, db: str) -> list[str]:
+        if args.stages:
+            return bench_stages(backend, db, args)
+        return bench_backend(backend, db, workdir, args)
+
     try:
         for backend in args.backend:
             if backend == "sqlite":
-                summary += bench_backend(backend, str(workdir / "bench.db"), workdir, args)
+                summary += run(backend, str(workdir / "bench.db"))
                 continue
             from tests.servers.postgres import PostgresServer, PostgresUnavailable
 
@@ -228,7 +285,7 @@ def main() -> None:
                 summary.append(f"postgres skipped: {exc}")
                 continue
             with pg:
-                summary += bench_backend(backend, pg.create_database("bench"), workdir, args)
+                summary += run(backend, pg.create_database("bench"))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print("\n".join(["", "summary:", *summary]))

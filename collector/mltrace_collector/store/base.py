@@ -72,6 +72,8 @@ class Store(ABC):
 
     placeholder = "?"
     backend = "sql"
+    multi_row_insert = True
+    """Ingest with multi-row ``INSERT ... VALUES`` statements (see ``writes.insert_rows``)."""
 
     def __init__(self) -> None:
         self._closed = False
@@ -138,7 +140,7 @@ class Store(ABC):
     def ingest_prepared(self, batches: Sequence[Prepared]) -> None:
         """Store batches made by ``writes.prepare`` (in any thread) in one transaction."""
         with self._transaction() as cur:
-            write(self._sql, cur, batches, time.time_ns())
+            write(self._sql, cur, batches, time.time_ns(), self.multi_row_insert)
 
     def write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one write statement (``?`` placeholders) per row, all in one transaction.

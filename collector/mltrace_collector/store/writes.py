@@ -187,12 +187,18 @@ def insert_rows(
     statement: tuple[str, int, str],
     rows: Sequence[tuple[Any, ...]],
     suffix: tuple[Any, ...] = (),
+    multi_row: bool = True,
 ) -> None:
     """Insert ``rows`` (each followed by ``suffix``) with multi-row statements.
 
     Chunks are powers of two rows, so at most a dozen distinct statements are ever
-    prepared per table (the drivers cache prepared statements by their text)."""
+    prepared per table (the drivers cache prepared statements by their text). Without
+    ``multi_row``: one single-row statement through ``executemany``."""
     head, width, tail = statement
+    if not multi_row:
+        params = [row + suffix for row in rows] if suffix else rows
+        cur.executemany(sql(_statement(head, width, 1, tail)), params)
+        return
     per = 1 << ((MAX_PARAMS // width).bit_length() - 1)
     i, total = 0, len(rows)
     while i < total:
@@ -209,19 +215,27 @@ def insert_rows(
         i += n
 
 
-def write(sql: Callable[[str], str], cur: Cursor, batches: Sequence[Prepared], now: int) -> None:
+def write(
+    sql: Callable[[str], str],
+    cur: Cursor,
+    batches: Sequence[Prepared],
+    now: int,
+    multi_row: bool = True,
+) -> None:
     """Insert prepared batches inside the caller's transaction, in key order (no deadlocks
-    between replicas writing overlapping rows)."""
+    between replicas writing overlapping rows). ``multi_row``: see :func:`insert_rows`."""
     batch = _merge(batches)
     if batch.runs:
-        insert_rows(sql, cur, INSERT_RUN, sorted(batch.runs, key=_first), (now,))
+        runs = sorted(batch.runs, key=_first)
+        insert_rows(sql, cur, INSERT_RUN, runs, (now,), multi_row)
     if batch.io:
-        insert_rows(sql, cur, INSERT_IO, sorted(batch.io))
+        insert_rows(sql, cur, INSERT_IO, sorted(batch.io), multi_row=multi_row)
     if batch.artifacts:
         rows = [(aid, *batch.artifacts[aid]) for aid in sorted(batch.artifacts)]
-        insert_rows(sql, cur, UPSERT_ARTIFACT, rows)
+        insert_rows(sql, cur, UPSERT_ARTIFACT, rows, multi_row=multi_row)
     if batch.outputs:
-        insert_rows(sql, cur, INSERT_OUTPUT, sorted(batch.outputs, key=_first_two))
+        outputs = sorted(batch.outputs, key=_first_two)
+        insert_rows(sql, cur, INSERT_OUTPUT, outputs, multi_row=multi_row)
     ingest_extras(sql, cur, batch.records, batch.chunks)
 
 
