@@ -21,6 +21,7 @@ Settings: ``MLTRACE_LABEL_LIMIT``, ``MLTRACE_DRIFT_REFERENCE``, ``MLTRACE_DRIFT_
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import weakref
@@ -67,6 +68,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("mltrace_collector.metrics")
 
 Provider = Callable[[], Iterable[Metric]]
+FREEZE_AFTER_RUNS = 1000
+"""A fold of at least this many runs (a cold start) is followed by ``gc.freeze()``."""
 
 
 class MetricsExporter:
@@ -101,6 +104,7 @@ class MetricsExporter:
         self._version = 0
         self._cache: tuple[tuple[str, int, bool], bytes] | None = None
         self._groups = GroupCache()
+        self._frozen = False
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -123,8 +127,15 @@ class MetricsExporter:
         leader = self.leadership.is_leader()
         if leader:
             try:
-                if self.aggregates.refresh():
+                folded = self.aggregates.refresh()
+                if folded:
                     self._version += 1
+                if folded >= FREEZE_AFTER_RUNS and not self._frozen:
+                    # the cold fold leaves a large long-lived state behind: move it out of
+                    # the cyclic GC's reach, or every later full collection (~100 ms+)
+                    # walks it again, often in the middle of a scrape
+                    self._frozen = True
+                    gc.freeze()
             except Exception:  # store down or a bug: export what is already folded
                 log.exception("metrics: folding new runs failed")
         return leader
