@@ -158,7 +158,7 @@ def _populate(stack: MltraceStack) -> None:
     # Prometheus has the final state once it scraped both digits runs and the extra job.
     stack.prometheus.wait_for_query(
         'mltrace_runs_total{component="ingest",status="ok"} == 2 '
-        'and on() count(count by (component) '
+        "and on() count(count by (component) "
         '(mltrace_runs_total{component=~"flaky|export_scores"})) == 2',
         timeout=60,
     )
