@@ -126,6 +126,7 @@ def mltrace_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MltraceS
                     stack.timings["servers_s"] = time.monotonic() - started
                     _populate(stack)
                     stack.timings["setup_s"] = time.monotonic() - started
+                    stack.timings["started_monotonic"] = started
                     yield stack
                 finally:
                     prometheus.stop()
