@@ -22,6 +22,7 @@ but turns a concurrent truncation of the file into SIGBUS, so it is not used.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -179,7 +180,10 @@ def _check_version(version: object) -> None:
         )
 
 
+@functools.lru_cache(maxsize=4096)
 def _external(ref: str, version: str | None) -> str:
+    # Pure function of two strings, called for every declared URI on the run hot path:
+    # pipelines reuse the same references, so a small cache saves the parsing.
     if _CONTROL_RE.search(ref) or ref != ref.strip():
         raise ValueError(
             f"URI {ref!r} contains whitespace at its ends or control characters; "
