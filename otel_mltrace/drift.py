@@ -119,7 +119,12 @@ def _bin_shares(sketch: Sketch, edges: Sequence[float]) -> list[float]:
     return [(b - a) / n for a, b in zip(cum, cum[1:], strict=False)]
 
 
-def js_distance(ref: OutputSummary, cur: OutputSummary) -> float | None:
+Aligned = tuple[list[float], list[float], list[float]]
+
+
+def js_distance(
+    ref: OutputSummary, cur: OutputSummary, aligned: Aligned | None = None
+) -> float | None:
     """Jensen-Shannon distance (base 2, in [0, 1]) between the two distributions.
 
     Numeric: the union of both sketches' buckets, grouped left to right into ``k`` bins of
@@ -139,7 +144,7 @@ def js_distance(ref: OutputSummary, cur: OutputSummary) -> float | None:
         p, q = _category_shares(ref, cur)
     else:
         assert ref.sketch is not None and cur.sketch is not None
-        _, fine_p, fine_q = _aligned(ref.sketch, cur.sketch)
+        _, fine_p, fine_q = aligned or _aligned(ref.sketch, cur.sketch)
         # Plug-in JS divergence of two samples of one distribution is biased upwards by about
         # (k - 1) / (8 ln 2) * (1/n + 1/m) over k bins: fewer bins for small samples keep
         # that noise under a distance of ~0.05.
@@ -168,7 +173,9 @@ def js_distance(ref: OutputSummary, cur: OutputSummary) -> float | None:
     return math.sqrt(min(max(div, 0.0), 1.0))
 
 
-def ks_statistic(ref: OutputSummary, cur: OutputSummary) -> float | None:
+def ks_statistic(
+    ref: OutputSummary, cur: OutputSummary, aligned: Aligned | None = None
+) -> float | None:
     """Two-sample KS statistic ``max |F_ref - F_cur|`` over the sketch bucket boundaries.
 
     ``None`` for categorical outputs (categories have no order) or without data.
@@ -180,7 +187,7 @@ def ks_statistic(ref: OutputSummary, cur: OutputSummary) -> float | None:
     if not _check(ref, cur) or ref.kind == sc.OUTPUT_KIND_CATEGORICAL:
         return None
     assert ref.sketch is not None and cur.sketch is not None
-    _, p, q = _aligned(ref.sketch, cur.sketch)
+    _, p, q = aligned or _aligned(ref.sketch, cur.sketch)
     best = fp = fq = 0.0
     for a, b in zip(p, q, strict=True):
         fp, fq = fp + a, fq + b
@@ -211,4 +218,12 @@ def compare(ref: OutputSummary, cur: OutputSummary) -> dict[str, float | None]:
     >>> compare(summarize("c", ["a", "b"]), summarize("c", ["a", "b"]))
     {'psi': 0.0, 'js': 0.0, 'ks': None}
     """
-    return {"psi": psi(ref, cur), "js": js_distance(ref, cur), "ks": ks_statistic(ref, cur)}
+    aligned = None
+    if _check(ref, cur) and ref.kind == sc.OUTPUT_KIND_NUMERIC:
+        assert ref.sketch is not None and cur.sketch is not None
+        aligned = _aligned(ref.sketch, cur.sketch)  # shared by JS and KS: one bucket walk
+    return {
+        "psi": psi(ref, cur),
+        "js": js_distance(ref, cur, aligned),
+        "ks": ks_statistic(ref, cur, aligned),
+    }
