@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 ENV_PREFIX = "MLTRACE_"
 T = TypeVar("T")
+D = TypeVar("D")
 
 
 def default_index_path() -> str:
@@ -135,6 +136,23 @@ def resolve(name: str, explicit: Any = None, environ: Mapping[str, str] | None =
         except ValueError as exc:
             raise ValueError(f"{setting.env}={raw!r} is invalid: {exc}") from None
     return setting.default()
+
+
+def resolve_settings(cls: type[D], kind: str, explicit: Mapping[str, Any]) -> D:
+    """Build the dataclass ``cls`` whose field names are settings, each via :func:`resolve`.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Limits:
+    ...     max_body_bytes: int
+    >>> resolve_settings(Limits, "limit", {}).max_body_bytes > 0
+    True
+    """
+    names = cls.__dataclass_fields__  # type: ignore[attr-defined]
+    unknown = set(explicit) - set(names)
+    if unknown:
+        raise TypeError(f"unknown {kind} settings {sorted(unknown)}; known: {sorted(names)}")
+    return cls(**{name: resolve(name, explicit.get(name)) for name in names})
 
 
 def otlp_endpoint_from_env(environ: Mapping[str, str] | None = None) -> str | None:

@@ -28,7 +28,7 @@ from mltrace_collector.queries import LineageQueries
 from mltrace_collector.receivers.grpc_receiver import GrpcReceiver, start_grpc_server
 from mltrace_collector.receivers.http_receiver import HttpServer, start_http_server
 from mltrace_collector.store.base import Store, open_store
-from otel_mltrace.config import resolve
+from otel_mltrace.config import resolve_settings
 
 log = logging.getLogger("mltrace_collector")
 
@@ -48,11 +48,7 @@ class CollectorSettings:
 
     @classmethod
     def resolve(cls, **explicit: Any) -> CollectorSettings:
-        names = cls.__dataclass_fields__
-        unknown = set(explicit) - set(names)
-        if unknown:
-            raise TypeError(f"unknown collector settings {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**{name: resolve(name, explicit.get(name)) for name in names})
+        return resolve_settings(cls, "collector", explicit)
 
 
 class Collector:

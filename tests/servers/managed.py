@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -31,6 +33,18 @@ class ManagedServer:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+    def _wait_ready(self, url: str, timeout: float) -> bool:
+        """Poll ``url`` until it answers 200; False if the process exited or time ran out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                return False
+            with contextlib.suppress(httpx.HTTPError):
+                if self.http.get(url).status_code == 200:
+                    return True
+            time.sleep(0.1)
+        return False
 
     def _terminate(self) -> None:
         proc, self.proc = self.proc, None

@@ -23,7 +23,6 @@ Example::
 from __future__ import annotations
 
 import atexit
-import contextlib
 import json
 import re
 import shutil
@@ -217,14 +216,8 @@ class PrometheusServer(ManagedServer):
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                 )
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
-                with contextlib.suppress(httpx.HTTPError):
-                    if self.http.get(f"{self.url}/-/ready").status_code == 200:
-                        return
-                time.sleep(0.1)
+            if self._wait_ready(f"{self.url}/-/ready", timeout):
+                return
             tail = self.log_tail()
             self._terminate()
             if "address already in use" not in tail or attempt == 2:

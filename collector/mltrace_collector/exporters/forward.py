@@ -55,7 +55,7 @@ from mltrace_collector.exporters.forward_spill import SpillDir
 from mltrace_collector.exporters.forward_transport import Transport, open_transport
 from mltrace_collector.model import DecodedBatch
 from mltrace_collector.processor import decode_request
-from otel_mltrace.config import resolve
+from otel_mltrace.config import resolve_settings
 
 if TYPE_CHECKING:
     from mltrace_collector.service import Collector
@@ -86,11 +86,7 @@ class ForwardSettings:
 
     @classmethod
     def resolve(cls, **explicit: Any) -> ForwardSettings:
-        names = cls.__dataclass_fields__
-        unknown = set(explicit) - set(names)
-        if unknown:
-            raise TypeError(f"unknown forward settings {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**{name: resolve(name, explicit.get(name)) for name in names})
+        return resolve_settings(cls, "forward", explicit)
 
 
 class Forwarder:
