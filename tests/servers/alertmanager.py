@@ -29,8 +29,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import httpx
-
 from tests.servers.managed import ManagedServer
 
 from .ports import free_port
@@ -145,15 +143,8 @@ def find_binary() -> str | None:
 class AlertmanagerServer(ManagedServer):
     """One running Alertmanager; ``url`` (API base) and ``address`` (``host:port``)."""
 
-    host = "127.0.0.1"
-
     def __init__(self, base: Path) -> None:
-        self.base = base
-        self.log = base / "alertmanager.log"
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.http = httpx.Client(timeout=10.0)
-        self._stopped = False
+        super().__init__(base, "alertmanager.log")
 
     @property
     def address(self) -> str:

@@ -16,16 +16,19 @@ import httpx
 class ManagedServer:
     """A server child process with its own folder (``base``), log file and HTTP client.
 
-    Subclasses set ``base``, ``log``, ``proc`` and ``http`` in ``__init__`` and start
-    ``proc``; ``stop()`` terminates it (then kills it), closes the client and deletes the
-    folder, once.
+    Subclasses call ``__init__(base, log_name)`` and start ``proc`` on ``port``; ``stop()``
+    terminates it (then kills it), closes the client and deletes the folder, once.
     """
 
-    base: Path
-    log: Path
-    proc: subprocess.Popen[bytes] | None
-    http: httpx.Client
-    _stopped: bool = False
+    host = "127.0.0.1"
+
+    def __init__(self, base: Path, log_name: str) -> None:
+        self.base = base
+        self.log = base / log_name
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.http = httpx.Client(timeout=10.0)
+        self._stopped = False
 
     def log_tail(self, lines: int = 30) -> str:
         """The last lines of the server's log (for failure messages)."""

@@ -115,15 +115,8 @@ def _config(
 class PrometheusServer(ManagedServer):
     """One running Prometheus; see the module docstring. ``url`` is its base URL."""
 
-    host = "127.0.0.1"
-
     def __init__(self, base: Path) -> None:
-        self.base = base
-        self.log = base / "prometheus.log"
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.http = httpx.Client(timeout=10.0)
-        self._stopped = False
+        super().__init__(base, "prometheus.log")
 
     @property
     def url(self) -> str:
