@@ -13,12 +13,20 @@ ARG PYTHON_VERSION=3.11
 # --- build: install the package and its collector + PostgreSQL extras into a venv ---------
 FROM python:${PYTHON_VERSION}-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# A C compiler for the optional extension mltrace_collector._otlp_fast (the OTLP decode
+# accelerator); only this stage has it, the runtime stage copies the built venv. Unpinned on
+# purpose: Debian point releases replace exact versions, and any gcc builds this C file.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY otel_mltrace ./otel_mltrace
 COPY collector ./collector
 RUN python -m venv /opt/otel-mltrace \
  && /opt/otel-mltrace/bin/pip install ".[collector,postgres]" \
+ && /opt/otel-mltrace/bin/python -c "import mltrace_collector._otlp_fast" \
  && /opt/otel-mltrace/bin/otel-mltrace serve --help >/dev/null
 
 # --- runtime: slim base, the venv only, non-root ------------------------------------------
