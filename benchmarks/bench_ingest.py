@@ -193,7 +193,7 @@ def bench_stages(backend: str, db: str, args: argparse.Namespace) -> list[str]:
                 t0 = clock()
                 req = ExportTraceServiceRequest.FromString(body)
                 t1 = clock()
-                batch = decode_request(req)
+                batch = decode_request(req, body)
                 t2 = clock()
                 group.append(prepare(batch.runs, batch.record_chunks))
                 t3 = clock()

@@ -198,12 +198,12 @@ class ThrottledPipeline(IngestPipeline):
         self.throttle_left = n
         self.calls: list[float] = []
 
-    def export(self, req: ExportTraceServiceRequest) -> ExportOutcome:
+    def export(self, req: ExportTraceServiceRequest, raw: bytes | None = None) -> ExportOutcome:
         self.calls.append(time.monotonic())
         if self.throttle_left > 0:
             self.throttle_left -= 1
             raise Overloaded(self._retry_after_s)
-        return super().export(req)
+        return super().export(req, raw)
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])

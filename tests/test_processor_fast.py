@@ -1024,12 +1024,6 @@ def test_random_requests_decode_the_same(
     assert json_ok >= 5 and paths.c_runs > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known bug: a run span whose mltrace.component KeyValue has no value crashes "
-    "decode_request (assert in _run_record) instead of being rejected",
-)
 def test_component_without_value_is_rejected_not_a_crash() -> None:
     broken = span(1, [(C, None)])
     batch = processor.decode_request(req(broken))

@@ -65,7 +65,9 @@ class RecordingHandler:
         self.entered = threading.Event()
         self._lock = threading.Lock()
 
-    def export(self, request: ExportTraceServiceRequest) -> ExportOutcome:
+    def export(self, request: ExportTraceServiceRequest, raw: bytes | None = None) -> ExportOutcome:
+        # the bytes a receiver passes along are the request it decoded, nothing else
+        assert raw is None or ExportTraceServiceRequest.FromString(raw) == request
         self.entered.set()
         if self.gate is not None:
             self.gate.wait(10)

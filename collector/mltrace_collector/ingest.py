@@ -36,6 +36,8 @@ class ExportOutcome:
 class ExportHandler(Protocol):
     """Takes one decoded export request; blocks until it is durably stored."""
 
-    def export(self, request: ExportTraceServiceRequest) -> ExportOutcome:
-        """Process and commit ``request``; raise ``Overloaded`` to apply back-pressure."""
+    def export(self, request: ExportTraceServiceRequest, raw: bytes | None = None) -> ExportOutcome:
+        """Process and commit ``request``; raise ``Overloaded`` to apply back-pressure.
+
+        ``raw``: the serialized request as received, when the receiver has it (protobuf)."""
         ...

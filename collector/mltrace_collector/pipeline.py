@@ -1,16 +1,17 @@
 """The collector's ``ExportHandler``: decode, then group-commit to the store, then notify.
 
-Receiver threads decode their request and turn the runs into rows and JSON text
-(``writes.prepare``: all the per-run Python work); one writer thread drains the queue and
-inserts everything waiting in one transaction (group commit), then wakes
-each waiting receiver, which only then acknowledges its client. A full queue raises
+Each request is decoded and turned into rows and JSON text (``writes.prepare``: all the
+per-run Python work) by a decode worker process (``decode_workers``; in the receiver
+thread itself when there are none); one writer thread drains the queue and inserts
+everything waiting in one transaction (group commit), then wakes each waiting receiver,
+which only then acknowledges its client. A full queue raises
 ``Overloaded`` (HTTP 503 / gRPC UNAVAILABLE with a retry delay): back-pressure instead
 of unbounded memory. Observers (forwarders, metrics) see each request after its commit.
 
 Example::
 
-    pipeline = IngestPipeline(open_store("lineage.db"))
-    outcome = pipeline.export(request)      # returns after the runs are durable
+    pipeline = IngestPipeline(open_store("lineage.db"), decode_workers=2)
+    outcome = pipeline.export(request, raw)  # returns after the runs are durable
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from dataclasses import dataclass
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from mltrace_collector.decode_workers import DecodeWorkers, decode_and_prepare
 from mltrace_collector.ingest import ExportOutcome, Overloaded
 from mltrace_collector.model import DecodedBatch
-from mltrace_collector.processor import decode_request, rejection_message
+from mltrace_collector.processor import rejection_message
 from mltrace_collector.store.base import Store
-from mltrace_collector.store.writes import Prepared, prepare
+from mltrace_collector.store.writes import Prepared
 
 log = logging.getLogger("mltrace_collector.pipeline")
 
@@ -45,8 +47,16 @@ class _Pending:
 class IngestPipeline:
     """Thread-safe ``ExportHandler`` with group commit and bounded queueing."""
 
-    def __init__(self, store: Store, *, max_inflight: int = 64, retry_after_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_inflight: int = 64,
+        retry_after_s: float = 1.0,
+        decode_workers: int = 0,
+    ) -> None:
         self.store = store
+        self._workers = DecodeWorkers(decode_workers) if decode_workers > 0 else None
         self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=max_inflight)
         self._retry_after_s = retry_after_s
         self._observers: list[Observer] = []
@@ -59,12 +69,19 @@ class IngestPipeline:
         """Called with each request and its decoded batch after the batch is committed."""
         self._observers.append(observer)
 
-    def export(self, request: ExportTraceServiceRequest) -> ExportOutcome:
-        batch = decode_request(request)
-        spans = len(batch.runs) + len(batch.rejections) + batch.other_spans
-        if batch.runs or batch.record_chunks:
+    def export(self, request: ExportTraceServiceRequest, raw: bytes | None = None) -> ExportOutcome:
+        """Decode, commit, notify; ``raw``: the request as received (saves re-encoding it
+        for a decode worker)."""
+        keep_runs = bool(self._observers)  # observers read the decoded runs
+        if self._workers is None:
+            decoded = decode_and_prepare(request, raw)
+        else:
+            body = request.SerializeToString() if raw is None else raw
+            decoded = self._workers.decode(body, keep_runs)
+        batch, rows = decoded.batch, decoded.rows
+        spans = decoded.runs + len(batch.rejections) + batch.other_spans
+        if rows is not None:
             done: Future[None] = Future()
-            rows = prepare(batch.runs, batch.record_chunks)
             try:
                 self._queue.put_nowait(_Pending(rows, done))
             except queue.Full:
@@ -77,7 +94,7 @@ class IngestPipeline:
                 log.exception("observer %r failed", observer)
         with self._stats_lock:
             self.stats["spans_received"] += spans
-            self.stats["runs_committed"] += len(batch.runs)
+            self.stats["runs_committed"] += decoded.runs
             self.stats["spans_rejected"] += len(batch.rejections)
             self.stats["batches"] += 1
         if batch.rejections:
@@ -123,3 +140,5 @@ class IngestPipeline:
         if self._writer.is_alive():
             self._queue.put(None)
             self._writer.join(timeout_s)
+        if self._workers is not None:
+            self._workers.close()

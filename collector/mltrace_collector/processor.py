@@ -13,9 +13,9 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -33,10 +33,20 @@ from mltrace_collector.model import (
 from otel_mltrace import semconv
 from otel_mltrace.distributions import from_event_attributes
 
+if TYPE_CHECKING:
+    from mltrace_collector._otlp_fast import SpanTuple
+
+WalkSpans = Callable[[bytes], "tuple[list[dict[str, Any] | None], list[SpanTuple]] | None"]
+walk_spans: WalkSpans | None
+try:  # the optional C walk of serialized requests (_otlp_fast.c); pure Python without it
+    from mltrace_collector._otlp_fast import decode_spans as walk_spans
+except ImportError:  # pragma: no cover - a build without a C compiler
+    walk_spans = None
+
 MAX_ARTIFACT_ID_LENGTH = 8192
 MAX_RUN_ID_LENGTH = 256
 MAX_COMPONENT_LENGTH = 512
-_STATUS = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok"}
+_STATUS: dict[int, str] = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok"}
 _STATUS[Status.STATUS_CODE_ERROR] = "error"
 _PARAM_OR_METRIC = (semconv.PARAM_PREFIX, semconv.METRIC_PREFIX)
 _NO_TAGS: list[str] = []  # never mutated: the default of a span without mltrace.tags
@@ -274,11 +284,39 @@ def decode_span(
     attrs, safe = _span_attributes(span.attributes)
     if semconv.COMPONENT not in attrs:
         return None
+    if stored_resource is None:
+        stored_resource = _resource_attributes(resource)
+    status = span.status
+    return _run_record(
+        attrs,
+        safe,
+        (span.trace_id, span.span_id, span.parent_span_id),
+        (int(span.start_time_unix_nano), int(span.end_time_unix_nano)),
+        (status.code, status.message),
+        resource,
+        stored_resource,
+        span if span.events else None,
+    )
+
+
+def _run_record(
+    attrs: dict[str, Any],
+    safe: bool,
+    ids: tuple[bytes, bytes, bytes],
+    times: tuple[int, int],
+    status: tuple[int, str],
+    resource: Mapping[str, Any],
+    stored_resource: Mapping[str, Any],
+    with_events: Span | None,
+) -> RunRecord:
+    """The ``RunRecord`` of a span whose attributes name a component (``decode_span``)."""
     component = _string(attrs, semconv.COMPONENT, MAX_COMPONENT_LENGTH)
-    assert component is not None
-    if len(span.trace_id) != 16 or len(span.span_id) != 8:
+    if component is None:  # the key with an empty AnyValue
+        raise SpanRejected(f"{semconv.COMPONENT} must be a non-empty string, got no value")
+    raw_trace, raw_span, raw_parent = ids
+    if len(raw_trace) != 16 or len(raw_span) != 8:
         raise SpanRejected("trace_id must be 16 bytes and span_id 8 bytes")
-    trace_id, span_id = span.trace_id.hex(), span.span_id.hex()
+    trace_id, span_id = raw_trace.hex(), raw_span.hex()
     # Without an explicit run ID the span identity is the run identity: retries stay idempotent.
     run_id = _string(attrs, semconv.RUN_ID, MAX_RUN_ID_LENGTH) or f"{trace_id}-{span_id}"
     tags = attrs.get(semconv.TAGS, _NO_TAGS)
@@ -287,27 +325,27 @@ def decode_span(
     ):
         raise SpanRejected(f"{semconv.TAGS} must be an array of strings")
     params, metrics = _params_metrics(attrs)
-    if span.events:
-        outputs, chunks = _events(span)
-        checks = _checks(span)
+    if with_events is not None:
+        outputs, chunks = _events(with_events)
+        checks = _checks(with_events)
     else:
         outputs, chunks, checks = (), (), ()
     service, revision, repository, function, file = [
         _text(v) if isinstance(v := attrs.get(key, resource.get(key)), str) else None
         for key in _CODE_KEYS
     ]
-    start, end = int(span.start_time_unix_nano), int(span.end_time_unix_nano)
+    start, end = times
     return RunRecord(
         run_id=run_id,
         component=component,
         trace_id=trace_id,
         span_id=span_id,
-        parent_span_id=span.parent_span_id.hex() or None,
+        parent_span_id=raw_parent.hex() or None,
         service=service,
         start_ns=start,
         end_ns=max(end, start),
-        status=_STATUS.get(span.status.code, "unset"),
-        status_message=_text(span.status.message) or None,
+        status=_STATUS.get(status[0], "unset"),
+        status_message=_text(status[1]) or None,
         inputs=_artifact_list(attrs, semconv.INPUTS),
         outputs=_artifact_list(attrs, semconv.OUTPUTS),
         params=params,
@@ -317,37 +355,93 @@ def decode_span(
         code_repository=repository,
         code_function=function,
         code_file=file,
-        attributes={
-            **(_resource_attributes(resource) if stored_resource is None else stored_resource),
-            **(attrs if safe else _json_safe(attrs)),
-        },
+        attributes={**stored_resource, **(attrs if safe else _json_safe(attrs))},
         output_summaries=outputs,
         record_chunks=chunks,
         checks=checks,
     )
 
 
-def decode_request(request: ExportTraceServiceRequest) -> DecodedBatch:
-    """Every span of ``request``: runs decoded, bad runs rejected with a reason, others counted."""
+def _decode_into(
+    batch: DecodedBatch,
+    span: Span,
+    resource: Mapping[str, Any],
+    stored_resource: Mapping[str, Any],
+) -> None:
+    """Decode one upb span into ``batch`` (a run, record chunks, a rejection or a count)."""
+    try:
+        record = decode_span(span, resource, stored_resource)
+        if record is None:
+            batch.record_chunks.extend(record_span_chunks(span))
+    except SpanRejected as exc:
+        batch.rejections.append(Rejection(span.trace_id.hex(), span.span_id.hex(), str(exc)))
+        return
+    if record is None:
+        batch.other_spans += 1
+    else:
+        batch.runs.append(record)
+
+
+def decode_request(request: ExportTraceServiceRequest, raw: bytes | None = None) -> DecodedBatch:
+    """Every span of ``request``: runs decoded, bad runs rejected with a reason, others counted.
+
+    ``raw``: ``request`` serialized (as received), read by the C walk when it is built; the
+    result is the same either way (tests/test_processor_fast.py compares the two paths).
+    """
+    if walk_spans is not None:
+        walked = walk_spans(request.SerializeToString() if raw is None else raw)
+        if walked is not None:
+            return _decode_walked(request, *walked)
     batch = DecodedBatch()
     for resource_spans in request.resource_spans:
         resource = attributes(resource_spans.resource.attributes)
         stored_resource = _resource_attributes(resource)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
-                try:
-                    record = decode_span(span, resource, stored_resource)
-                    if record is None:
-                        batch.record_chunks.extend(record_span_chunks(span))
-                except SpanRejected as exc:
-                    batch.rejections.append(
-                        Rejection(span.trace_id.hex(), span.span_id.hex(), str(exc))
+                _decode_into(batch, span, resource, stored_resource)
+    return batch
+
+
+def _decode_walked(
+    request: ExportTraceServiceRequest,
+    resources: list[dict[str, Any] | None],
+    spans: list[SpanTuple],
+) -> DecodedBatch:
+    """``decode_request`` from the C walk's plain values; the few spans it leaves to Python
+    (events, non-simple attribute values) are decoded from their upb message."""
+    batch = DecodedBatch()
+    resource_attrs = [
+        attributes(request.resource_spans[i].resource.attributes) if attrs is None else attrs
+        for i, attrs in enumerate(resources)
+    ]
+    stored = [_resource_attributes(attrs) for attrs in resource_attrs]
+    runs = batch.runs
+    for r, s, k, trace, span_id, parent, start, end, code, msg, attrs, safe, events in spans:
+        if (
+            attrs is None
+            or events
+            or (semconv.COMPONENT not in attrs and semconv.RECORDS_RUN_ID in attrs)
+        ):
+            span = request.resource_spans[r].scope_spans[s].spans[k]
+            _decode_into(batch, span, resource_attrs[r], stored[r])
+        elif semconv.COMPONENT not in attrs:
+            batch.other_spans += 1
+        else:
+            try:
+                runs.append(
+                    _run_record(
+                        attrs,
+                        safe,
+                        (trace, span_id, parent),
+                        (start, end),
+                        (code, msg),
+                        resource_attrs[r],
+                        stored[r],
+                        None,
                     )
-                    continue
-                if record is None:
-                    batch.other_spans += 1
-                else:
-                    batch.runs.append(record)
+                )
+            except SpanRejected as exc:
+                batch.rejections.append(Rejection(trace.hex(), span_id.hex(), str(exc)))
     return batch
 
 

@@ -45,6 +45,7 @@ class CollectorSettings:
     tls_cert: str | None
     tls_key: str | None
     max_inflight: int
+    decode_workers: int
 
     @classmethod
     def resolve(cls, **explicit: Any) -> CollectorSettings:
@@ -57,7 +58,11 @@ class Collector:
     def __init__(self, settings: CollectorSettings, store: Store | None = None) -> None:
         self.settings = settings
         self.store = store or open_store(settings.db)
-        self.pipeline = IngestPipeline(self.store, max_inflight=settings.max_inflight)
+        self.pipeline = IngestPipeline(
+            self.store,
+            max_inflight=settings.max_inflight,
+            decode_workers=settings.decode_workers,
+        )
         self.queries = LineageQueries(self.store)
         self.http: HttpServer | None = None
         self.grpc: GrpcReceiver | None = None
@@ -161,6 +166,7 @@ class Collector:
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key")
 @click.option("--max-inflight", type=int, help="queued batches before 503 (MLTRACE_MAX_INFLIGHT)")
+@click.option("--decode-workers", type=int, help="decode processes (MLTRACE_DECODE_WORKERS)")
 @click.option("--log-level", default="INFO", show_default=True)
 def serve_command(log_level: str, **options: Any) -> None:
     """Run the collector: OTLP receivers, lineage index and query API."""

@@ -57,9 +57,9 @@ class _Undecodable:
         self.error = error
 
 
-def _lenient_parse(raw: bytes) -> ExportTraceServiceRequest | _Undecodable:
-    try:
-        return ExportTraceServiceRequest.FromString(raw)
+def _lenient_parse(raw: bytes) -> tuple[ExportTraceServiceRequest, bytes] | _Undecodable:
+    try:  # the bytes too: a decode worker takes them as they are, without re-encoding
+        return ExportTraceServiceRequest.FromString(raw), raw
     except Exception as exc:  # DecodeError, or anything a broken message makes upb raise
         return _Undecodable(str(exc) or type(exc).__name__)
 
@@ -83,9 +83,11 @@ class _TraceService:
     def __init__(self, handler: ExportHandler) -> None:
         self._handler = handler
 
-    def export(self, request: ExportTraceServiceRequest | _Undecodable, context: Any) -> Any:
-        if isinstance(request, _Undecodable):
-            message = f"request is not an ExportTraceServiceRequest: {request.error}"
+    def export(
+        self, received: tuple[ExportTraceServiceRequest, bytes] | _Undecodable, context: Any
+    ) -> Any:
+        if isinstance(received, _Undecodable):
+            message = f"request is not an ExportTraceServiceRequest: {received.error}"
             log.warning("rejected OTLP/gRPC export from %s: %s", context.peer(), message)
             violation = error_details_pb2.BadRequest.FieldViolation(
                 field="request", description=message
@@ -96,7 +98,7 @@ class _TraceService:
         overloaded: Overloaded | None = None
         failed = False
         try:
-            outcome = self._handler.export(request)
+            outcome = self._handler.export(*received)
         except Overloaded as exc:
             overloaded = exc
         except Exception:

@@ -165,9 +165,11 @@ def _decode(body: bytes, as_json: bool) -> ExportTraceServiceRequest:
         raise _Reject(400, message, field="body") from None
 
 
-async def _export(handler: ExportHandler, request: ExportTraceServiceRequest) -> Any:
+async def _export(
+    handler: ExportHandler, request: ExportTraceServiceRequest, raw: bytes | None
+) -> Any:
     try:
-        return await run_in_threadpool(handler.export, request)
+        return await run_in_threadpool(handler.export, request, raw)
     except Overloaded as exc:
         retry_after = str(max(0, math.ceil(exc.retry_after_s)))
         raise _Reject(
@@ -199,7 +201,7 @@ async def _receive(
             )
         coding = _content_coding(request.headers.get("content-encoding"))
         body = await _read_body(request, coding, limit)
-        outcome = await _export(handler, _decode(body, as_json))
+        outcome = await _export(handler, _decode(body, as_json), None if as_json else body)
     except _Reject as rej:
         level = logging.INFO if rej.status == 503 else logging.WARNING
         log.log(level, "rejected OTLP/HTTP export from %s: %d %s", peer, rej.status, rej.message)
