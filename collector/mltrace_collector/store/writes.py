@@ -39,12 +39,16 @@ RUN_COLUMNS = (
     "status_message, code_revision, code_repository, code_function, code_file, params, "
     "metrics, tags, attributes, n_inputs, n_outputs, ingested_ns"
 )
-INSERT_RUN = (f"INSERT INTO runs ({RUN_COLUMNS})", 21, "ON CONFLICT (run_id) DO NOTHING")
-INSERT_IO = (
-    "INSERT INTO run_io (run_id, direction, artifact_id, uri, versioned)",
-    5,
-    "ON CONFLICT (run_id, direction, artifact_id) DO NOTHING",
+# RETURNING names the runs this transaction inserted: only their I/O rows are written, so
+# a retried batch (or a run twice in one group) adds no duplicate run_io rows although
+# run_io has no unique key (migration 0005). Concurrent PostgreSQL writers agree: a
+# conflicting insert waits for the other transaction and then returns nothing.
+INSERT_RUN = (
+    f"INSERT INTO runs ({RUN_COLUMNS})",
+    21,
+    "ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
 )
+INSERT_IO = ("INSERT INTO run_io (run_id, direction, artifact_id, uri, versioned)", 5, "")
 # first_seen_ns only ever moves earlier; the WHERE skips the row write when it would not.
 UPSERT_ARTIFACT = (
     "INSERT INTO artifacts (artifact_id, uri, version, first_seen_ns)",
@@ -188,17 +192,27 @@ def insert_rows(
     rows: Sequence[tuple[Any, ...]],
     suffix: tuple[Any, ...] = (),
     multi_row: bool = True,
-) -> None:
-    """Insert ``rows`` (each followed by ``suffix``) with multi-row statements.
+) -> list[Any]:
+    """Insert ``rows`` (each followed by ``suffix``) with multi-row statements; returns the
+    first column of what a ``RETURNING`` statement returned ([] for other statements).
 
     Chunks are powers of two rows, so at most a dozen distinct statements are ever
     prepared per table (the drivers cache prepared statements by their text). Without
     ``multi_row``: one single-row statement through ``executemany``."""
     head, width, tail = statement
+    returning = " RETURNING " in f" {tail} "
+    returned: list[Any] = []
     if not multi_row:
         params = [row + suffix for row in rows] if suffix else rows
-        cur.executemany(sql(_statement(head, width, 1, tail)), params)
-        return
+        if not returning:
+            cur.executemany(sql(_statement(head, width, 1, tail)), params)
+            return returned
+        pg: Any = cur  # psycopg's executemany(returning=True): one result set per row
+        pg.executemany(sql(_statement(head, width, 1, tail)), params, returning=True)
+        while True:  # empty where the row was not inserted
+            returned.extend(r[0] for r in pg.fetchall())
+            if not pg.nextset():
+                return returned
     per = 1 << ((MAX_PARAMS // width).bit_length() - 1)
     i, total = 0, len(rows)
     while i < total:
@@ -212,7 +226,10 @@ def insert_rows(
             if suffix:
                 extend(suffix)
         cur.execute(sql(_statement(head, width, n, tail)), flat)
+        if returning:
+            returned.extend(r[0] for r in cur.fetchall())
         i += n
+    return returned
 
 
 def write(
@@ -225,11 +242,13 @@ def write(
     """Insert prepared batches inside the caller's transaction, in key order (no deadlocks
     between replicas writing overlapping rows). ``multi_row``: see :func:`insert_rows`."""
     batch = _merge(batches)
+    inserted: set[str] = set()
     if batch.runs:
         runs = sorted(batch.runs, key=_first)
-        insert_rows(sql, cur, INSERT_RUN, runs, (now,), multi_row)
-    if batch.io:
-        insert_rows(sql, cur, INSERT_IO, sorted(batch.io), multi_row=multi_row)
+        inserted = set(insert_rows(sql, cur, INSERT_RUN, runs, (now,), multi_row))
+    io = {row for row in batch.io if row[0] in inserted}  # a set: a run twice in one group
+    if io:
+        insert_rows(sql, cur, INSERT_IO, sorted(io), multi_row=multi_row)
     if batch.artifacts:
         rows = [(aid, *batch.artifacts[aid]) for aid in sorted(batch.artifacts)]
         insert_rows(sql, cur, UPSERT_ARTIFACT, rows, multi_row=multi_row)
