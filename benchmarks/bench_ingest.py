@@ -134,13 +134,43 @@ def _sender(
         def lane(c: int) -> int:
             return sum(send(i) for i in range(c, len(bodies), clients))
 
+        cpu0 = time.process_time()
         retries = sum(ex.map(lane, range(clients)))
-    conn.send(("done", time.time(), retries))
+    conn.send(("done", time.time(), retries, time.process_time() - cpu0))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _collector_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds of the collector process and of its children (the decode workers)."""
+    children = 0.0
+    for child in _children(pid):
+        try:
+            children += _cpu_seconds(child)
+        except OSError:
+            continue
+    return _cpu_seconds(pid), children
 
 
 def one_round(
     serve: ServeProcess, protocol: str, tag: str, args: argparse.Namespace
-) -> tuple[float, int]:
+) -> tuple[float, int, list[float]]:
+    """Elapsed seconds, spans sent, and CPU us/span of [collector, workers, load generator]."""
     per_sender = args.spans // args.senders // args.batch
     ctx = multiprocessing.get_context("spawn")
     go = ctx.Event()
@@ -157,18 +187,23 @@ def one_round(
         if not parent.poll(120):
             raise RuntimeError("load generator did not get ready")
         assert parent.recv() == "ready"
+    cpu_before = _collector_cpu(serve.proc.pid)
     start = time.time()
     go.set()
-    ends = []
+    ends, load_cpu = [], 0.0
     for parent in pipes:
         if not parent.poll(1800):
             raise RuntimeError("load generator did not finish")
-        _, end, _ = parent.recv()
+        _, end, _, used = parent.recv()
         ends.append(end)
+        load_cpu += used
+    cpu_after = _collector_cpu(serve.proc.pid)
     for p in procs:
         p.join(60)
     elapsed = max(ends) - start
-    return elapsed, per_sender * args.batch * args.senders
+    spans = per_sender * args.batch * args.senders
+    cpu = [cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1], load_cpu]
+    return elapsed, spans, [c / spans * 1e6 for c in cpu]
 
 
 def bench_stages(backend: str, db: str, args: argparse.Namespace) -> list[str]:
@@ -224,14 +259,16 @@ def bench_backend(backend: str, db: str, workdir: Path, args: argparse.Namespace
         for protocol in args.protocol:
             rates = []
             for r in range(args.rounds):
-                elapsed, spans = one_round(serve, protocol, f"{backend}-{protocol}-r{r}", args)
+                elapsed, spans, cpu = one_round(serve, protocol, f"{backend}-{protocol}-r{r}", args)
                 stored = httpx.get(serve.http_url + "/healthz", timeout=60).json()["runs"]
                 assert stored - stored_before == spans, (stored, stored_before, spans)
                 stored_before = stored
                 rates.append(spans / elapsed)
                 rate = f"{spans / elapsed:9,.0f}"
                 print(f"  {backend:8} {protocol:4} round {r + 1}: {spans} spans in "
-                      f"{elapsed:6.2f} s = {rate} spans/s", flush=True)  # fmt: skip
+                      f"{elapsed:6.2f} s = {rate} spans/s; CPU us/span: collector "
+                      f"{cpu[0]:.1f}, decode workers {cpu[1]:.1f}, load generator "
+                      f"{cpu[2]:.1f}", flush=True)  # fmt: skip
             med = statistics.median(rates)
             verdict = ""
             if backend == "sqlite":

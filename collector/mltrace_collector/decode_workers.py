@@ -75,6 +75,7 @@ def _init_worker() -> None:
     # Ctrl-C reaches the whole process group: the collector drains and stops the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.freeze()  # the imports: never garbage, no need to walk them on every collection
+    gc.set_threshold(50_000, 20, 20)  # the same policy as the collector (service.tune_gc)
 
 
 class DecodeWorkers:

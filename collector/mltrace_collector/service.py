@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -157,6 +158,16 @@ class Collector:
         self.store.close()
 
 
+def tune_gc() -> None:
+    """Garbage collection policy of a collector process: everything allocated so far
+    (imports, settings, connections) is permanent, and collections run per 50,000
+    container allocations instead of 700. Ingest allocates ~60 tuples per span and frees
+    them in order (reference counting, no cycles); with the defaults, gen-0/1 collections
+    and the gen-2 walks they trigger took ~15% of the CPU of a busy collector."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 @click.command("serve")
 @click.option("--db", help="SQLite path or postgresql:// URL (MLTRACE_DB)")
 @click.option("--grpc-address", help="OTLP/gRPC listen host:port (MLTRACE_GRPC_ADDRESS)")
@@ -174,6 +185,7 @@ def serve_command(log_level: str, **options: Any) -> None:
     settings = CollectorSettings.resolve(**options)
     collector = Collector(settings)
     collector.start()
+    tune_gc()
     click.echo(
         f"otel-mltrace collector ready: OTLP/gRPC {collector.grpc_endpoint}  "
         f"OTLP/HTTP+API {collector.http_endpoint}  store {settings.db.split('@')[-1]}",

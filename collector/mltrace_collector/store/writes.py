@@ -102,7 +102,8 @@ class Prepared:
 
     runs: list[tuple[Any, ...]]
     """``runs`` rows without the trailing ``ingested_ns``."""
-    io: list[tuple[Any, ...]]
+    io: dict[str, list[tuple[Any, ...]]]
+    """``run_io`` rows by run ID (of the first run with that ID: the one that is stored)."""
     artifacts: dict[str, tuple[str, str | None, int]]
     outputs: list[tuple[Any, ...]]
     records: Sequence[RunRecord]
@@ -136,19 +137,22 @@ def _run_row(run: RunRecord) -> tuple[Any, ...]:
 
 def prepare(runs: Sequence[RunRecord], chunks: Sequence[RecordChunk] = ()) -> Prepared:
     """Rows and JSON text of ``runs``; pure (no I/O), so any thread may call it."""
-    io_rows: list[tuple[Any, ...]] = []
+    io_rows: dict[str, list[tuple[Any, ...]]] = {}
     artifacts: dict[str, tuple[str, str | None, int]] = {}
     output_rows: list[tuple[Any, ...]] = []
     split = _split_artifact_id
     for run in runs:
         run_id = run.run_id
+        if run_id in io_rows:  # the same run twice in one request: the first one is stored
+            continue
+        rows = io_rows[run_id] = []
         for direction, ids, seen in (
             ("in", run.inputs, run.start_ns),
             ("out", run.outputs, run.end_ns),
         ):
             for aid in ids:
                 uri, version = split(aid)
-                io_rows.append((run_id, direction, aid, uri, 0 if version is None else 1))
+                rows.append((run_id, direction, aid, uri, 0 if version is None else 1))
                 known = artifacts.get(aid)
                 if known is None or seen < known[2]:
                     artifacts[aid] = (uri, version, seen)
@@ -164,14 +168,17 @@ def _merge(batches: Sequence[Prepared]) -> Prepared:
     if len(batches) == 1:
         return batches[0]
     artifacts = dict(batches[0].artifacts)
+    io = dict(batches[0].io)
     for batch in batches[1:]:
+        for run_id, rows in batch.io.items():
+            io.setdefault(run_id, rows)
         for aid, row in batch.artifacts.items():
             known = artifacts.get(aid)
             if known is None or row[2] < known[2]:
                 artifacts[aid] = row
     return Prepared(
         [row for b in batches for row in b.runs],
-        [row for b in batches for row in b.io],
+        io,
         artifacts,
         [row for b in batches for row in b.outputs],
         [run for b in batches for run in b.records],
@@ -242,13 +249,14 @@ def write(
     """Insert prepared batches inside the caller's transaction, in key order (no deadlocks
     between replicas writing overlapping rows). ``multi_row``: see :func:`insert_rows`."""
     batch = _merge(batches)
-    inserted: set[str] = set()
+    inserted: list[str] = []
     if batch.runs:
         runs = sorted(batch.runs, key=_first)
-        inserted = set(insert_rows(sql, cur, INSERT_RUN, runs, (now,), multi_row))
-    io = {row for row in batch.io if row[0] in inserted}  # a set: a run twice in one group
+        inserted = insert_rows(sql, cur, INSERT_RUN, runs, (now,), multi_row)
+    # Each inserted run once, in run ID order (how they were inserted), with its own rows.
+    io = [row for run_id in inserted for row in batch.io.get(run_id, ())]
     if io:
-        insert_rows(sql, cur, INSERT_IO, sorted(io), multi_row=multi_row)
+        insert_rows(sql, cur, INSERT_IO, io, multi_row=multi_row)
     if batch.artifacts:
         rows = [(aid, *batch.artifacts[aid]) for aid in sorted(batch.artifacts)]
         insert_rows(sql, cur, UPSERT_ARTIFACT, rows, multi_row=multi_row)
