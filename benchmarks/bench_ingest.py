@@ -259,8 +259,12 @@ def bench_backend(backend: str, db: str, workdir: Path, args: argparse.Namespace
         for protocol in args.protocol:
             rates = []
             for r in range(args.rounds):
+                before = httpx.get(serve.http_url + "/healthz", timeout=60).json()
                 elapsed, spans, cpu = one_round(serve, protocol, f"{backend}-{protocol}-r{r}", args)
-                stored = httpx.get(serve.http_url + "/healthz", timeout=60).json()["runs"]
+                health = httpx.get(serve.http_url + "/healthz", timeout=60).json()
+                stored = health["runs"]
+                writer = {k: (health[k] - before[k]) for k in ("writer_busy_s", "writer_cpu_s")}
+                commits = health["commits"] - before["commits"]
                 assert stored - stored_before == spans, (stored, stored_before, spans)
                 stored_before = stored
                 rates.append(spans / elapsed)
@@ -268,7 +272,9 @@ def bench_backend(backend: str, db: str, workdir: Path, args: argparse.Namespace
                 print(f"  {backend:8} {protocol:4} round {r + 1}: {spans} spans in "
                       f"{elapsed:6.2f} s = {rate} spans/s; CPU us/span: collector "
                       f"{cpu[0]:.1f}, decode workers {cpu[1]:.1f}, load generator "
-                      f"{cpu[2]:.1f}", flush=True)  # fmt: skip
+                      f"{cpu[2]:.1f}; writer {writer['writer_cpu_s'] / spans * 1e6:.1f} CPU, "
+                      f"{writer['writer_busy_s'] / spans * 1e6:.1f} wall, "
+                      f"{spans / max(commits, 1):,.0f} spans/commit", flush=True)  # fmt: skip
             med = statistics.median(rates)
             verdict = ""
             if backend == "sqlite":

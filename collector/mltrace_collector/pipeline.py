@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -62,7 +63,17 @@ class IngestPipeline:
         self._observers: list[Observer] = []
         self._writer = threading.Thread(target=self._write_loop, name="mltrace-writer", daemon=True)
         self._writer.start()
-        self.stats = {"spans_received": 0, "runs_committed": 0, "spans_rejected": 0, "batches": 0}
+        # writer_busy_s: wall seconds spent committing (the single writer's ceiling is about
+        # runs_committed / writer_busy_s); writer_cpu_s: its CPU seconds in that time.
+        self.stats: dict[str, float] = {
+            "spans_received": 0,
+            "runs_committed": 0,
+            "spans_rejected": 0,
+            "batches": 0,
+            "commits": 0,
+            "writer_busy_s": 0.0,
+            "writer_cpu_s": 0.0,
+        }
         self._stats_lock = threading.Lock()
 
     def add_observer(self, observer: Observer) -> None:
@@ -124,6 +135,7 @@ class IngestPipeline:
                 return
 
     def _commit(self, group: list[_Pending]) -> None:
+        wall, cpu = time.perf_counter(), time.thread_time()
         try:
             self.store.ingest_prepared([pending.rows for pending in group])
         except Exception as exc:
@@ -132,6 +144,11 @@ class IngestPipeline:
             for pending in group:
                 pending.done.set_exception(exc)
             return
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+        with self._stats_lock:
+            self.stats["commits"] += 1
+            self.stats["writer_busy_s"] += wall
+            self.stats["writer_cpu_s"] += cpu
         for pending in group:
             pending.done.set_result(None)
 

@@ -78,7 +78,7 @@ class MetricsExporter:
     def __init__(
         self,
         store: Store,
-        stats: Callable[[], Mapping[str, int]] | None = None,
+        stats: Callable[[], Mapping[str, float]] | None = None,
         *,
         label_limit: int | None = None,
         drift_reference: str | None = None,
