@@ -29,6 +29,7 @@ from mltrace_collector.queries import LineageQueries
 from mltrace_collector.receivers.grpc_receiver import GrpcReceiver, start_grpc_server
 from mltrace_collector.receivers.http_receiver import HttpServer, start_http_server
 from mltrace_collector.store.base import Store, open_store
+from mltrace_collector.store.sqlite import SqliteStore
 from otel_mltrace.config import resolve_settings
 
 log = logging.getLogger("mltrace_collector")
@@ -59,6 +60,8 @@ class Collector:
     def __init__(self, settings: CollectorSettings, store: Store | None = None) -> None:
         self.settings = settings
         self.store = store or open_store(settings.db)
+        if isinstance(self.store, SqliteStore):
+            self.store.checkpoint_in_background()  # commits then only append to the WAL
         self.pipeline = IngestPipeline(
             self.store,
             max_inflight=settings.max_inflight,

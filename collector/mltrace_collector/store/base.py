@@ -23,7 +23,7 @@ from importlib import resources
 from typing import Any, Protocol
 
 from mltrace_collector.model import RecordChunk, RunRecord
-from mltrace_collector.store.writes import RUN_COLUMNS, Prepared, prepare, write
+from mltrace_collector.store.writes import RUN_COLUMNS, KnownArtifacts, Prepared, prepare, write
 
 Row = dict[str, Any]
 
@@ -78,6 +78,7 @@ class Store(ABC):
     def __init__(self) -> None:
         self._closed = False
         self._close_lock = threading.Lock()
+        self._known = KnownArtifacts()
 
     # -- backend hooks ------------------------------------------------------------------
     @abstractmethod
@@ -140,7 +141,9 @@ class Store(ABC):
     def ingest_prepared(self, batches: Sequence[Prepared]) -> None:
         """Store batches made by ``writes.prepare`` (in any thread) in one transaction."""
         with self._transaction() as cur:
-            write(self._sql, cur, batches, time.time_ns(), self.multi_row_insert)
+            now = time.time_ns()
+            written = write(self._sql, cur, batches, now, self.multi_row_insert, self._known)
+        self._known.committed(written)  # after the commit: a rolled-back row is not known
 
     def write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one write statement (``?`` placeholders) per row, all in one transaction.

@@ -239,15 +239,43 @@ def insert_rows(
     return returned
 
 
+class KnownArtifacts:
+    """Upper bounds of stored ``artifacts.first_seen_ns``, remembered by one store after its
+    commits. The upsert only ever lowers ``first_seen_ns``, so an artifact seen again no
+    earlier than its bound would be a no-op: :func:`write` skips it (shared inputs are
+    most of a pipeline's artifact references). Another writer can only lower the stored
+    value further, so a bound stays valid across replicas. Bounded: cleared when full."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self._bound: dict[str, int] = {}
+
+    def unchanged(self, artifact_id: str, seen_ns: int) -> bool:
+        bound = self._bound.get(artifact_id)
+        return bound is not None and bound <= seen_ns
+
+    def committed(self, written: Sequence[tuple[Any, ...]]) -> None:
+        """Remember ``(artifact_id, uri, version, seen_ns)`` rows once their commit is done."""
+        if len(self._bound) + len(written) > self.limit:
+            self._bound.clear()
+        bound = self._bound
+        for aid, _, _, seen in written:
+            known = bound.get(aid)
+            if known is None or seen < known:
+                bound[aid] = seen
+
+
 def write(
     sql: Callable[[str], str],
     cur: Cursor,
     batches: Sequence[Prepared],
     now: int,
     multi_row: bool = True,
-) -> None:
+    known: KnownArtifacts | None = None,
+) -> list[tuple[Any, ...]]:
     """Insert prepared batches inside the caller's transaction, in key order (no deadlocks
-    between replicas writing overlapping rows). ``multi_row``: see :func:`insert_rows`."""
+    between replicas writing overlapping rows); returns the artifact rows it upserted (for
+    ``known.committed`` after the commit). ``multi_row``: see :func:`insert_rows`."""
     batch = _merge(batches)
     inserted: list[str] = []
     if batch.runs:
@@ -257,13 +285,19 @@ def write(
     io = [row for run_id in inserted for row in batch.io.get(run_id, ())]
     if io:
         insert_rows(sql, cur, INSERT_IO, io, multi_row=multi_row)
-    if batch.artifacts:
-        rows = [(aid, *batch.artifacts[aid]) for aid in sorted(batch.artifacts)]
+    artifacts = batch.artifacts
+    rows = [
+        (aid, *artifacts[aid])
+        for aid in sorted(artifacts)
+        if known is None or not known.unchanged(aid, artifacts[aid][2])
+    ]
+    if rows:
         insert_rows(sql, cur, UPSERT_ARTIFACT, rows, multi_row=multi_row)
     if batch.outputs:
         outputs = sorted(batch.outputs, key=_first_two)
         insert_rows(sql, cur, INSERT_OUTPUT, outputs, multi_row=multi_row)
     ingest_extras(sql, cur, batch.records, batch.chunks)
+    return rows
 
 
 def _first(row: tuple[Any, ...]) -> Any:
