@@ -145,26 +145,15 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-        except (OSError, ValueError):
-            continue
-    return found
-
-
-def _collector_cpu(pid: int) -> tuple[float, float]:
+def _collector_cpu(serve: ServeProcess) -> tuple[float, float]:
     """CPU seconds of the collector process and of its children (the decode workers)."""
     children = 0.0
-    for child in _children(pid):
+    for child in serve.children():
         try:
             children += _cpu_seconds(child)
         except OSError:
             continue
-    return _cpu_seconds(pid), children
+    return _cpu_seconds(serve.proc.pid), children
 
 
 def one_round(
@@ -187,7 +176,7 @@ def one_round(
         if not parent.poll(120):
             raise RuntimeError("load generator did not get ready")
         assert parent.recv() == "ready"
-    cpu_before = _collector_cpu(serve.proc.pid)
+    cpu_before = _collector_cpu(serve)
     start = time.time()
     go.set()
     ends, load_cpu = [], 0.0
@@ -197,7 +186,7 @@ def one_round(
         _, end, _, used = parent.recv()
         ends.append(end)
         load_cpu += used
-    cpu_after = _collector_cpu(serve.proc.pid)
+    cpu_after = _collector_cpu(serve)
     for p in procs:
         p.join(60)
     elapsed = max(ends) - start

@@ -106,6 +106,19 @@ class ServeProcess:
         except httpx.HTTPError:
             return False
 
+    def children(self) -> list[int]:
+        """PIDs of the live child processes (the decode workers, multiprocessing's
+        resource tracker); Linux /proc."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid and fields[0] != "Z":
+                found.append(int(stat.parent.name))
+        return found
+
     def terminate(self, timeout: float = 60.0) -> int:
         """SIGTERM, then wait for the exit status (SIGKILL if it does not come in time)."""
         if self.proc.poll() is None:

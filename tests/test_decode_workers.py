@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -18,6 +19,7 @@ from mltrace_collector.pipeline import IngestPipeline
 from mltrace_collector.store.base import open_store
 from otel_mltrace import semconv
 from tests.otlp_builders import plain_span, request, run_span
+from tests.serve_process import ServeProcess
 
 
 def _body(tag: str, n: int = 50) -> bytes:
@@ -103,3 +105,25 @@ def test_pipeline_with_workers_commits_and_feeds_observers(tmp_path: Path) -> No
     finally:
         pipeline.close()
         store.close()
+
+
+def test_workers_exit_when_the_collector_is_killed(tmp_path: Path) -> None:
+    serve = ServeProcess.start(str(tmp_path / "k.db"), tmp_path / "serve.log")
+    try:
+        body = _body("kill")
+        response = httpx.post(
+            serve.http_url + "/v1/traces",
+            content=body,
+            headers={"Content-Type": "application/x-protobuf"},
+        )
+        assert response.status_code == 200
+        children = serve.children()
+        assert children, "the collector decoded through worker processes"
+        serve.proc.kill()  # SIGKILL: no shutdown code runs in the collector
+        serve.proc.wait(10)
+        deadline = time.monotonic() + 15
+        while [c for c in children if Path(f"/proc/{c}").exists()]:
+            assert time.monotonic() < deadline, f"orphaned workers: {children}"
+            time.sleep(0.2)
+    finally:
+        serve.kill()

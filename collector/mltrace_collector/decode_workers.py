@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -82,6 +84,14 @@ def _init_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.freeze()  # the imports: never garbage, no need to walk them on every collection
     gc.set_threshold(50_000, 20, 20)  # the same policy as the collector (service.tune_gc)
+    parent = os.getppid()
+
+    def exit_with_parent() -> None:  # a SIGKILLed collector must not leave workers behind
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=exit_with_parent, name="parent-watch", daemon=True).start()
 
 
 class DecodeWorkers:
