@@ -85,7 +85,7 @@ class IngestPipeline:
         for a decode worker)."""
         keep_runs = bool(self._observers)  # observers read the decoded runs
         if self._workers is None:
-            decoded = decode_and_prepare(request, raw)
+            decoded = decode_and_prepare(request, raw, keep_runs)
         else:
             body = request.SerializeToString() if raw is None else raw
             decoded = self._workers.decode(body, keep_runs)
