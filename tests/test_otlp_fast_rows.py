@@ -14,10 +14,8 @@ resource merges, duplicate keys, tags, code attributes on the resource, status c
 
 from __future__ import annotations
 
-import gc
 import random
 import struct
-import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +30,7 @@ from mltrace_collector.model import DecodedBatch
 from mltrace_collector.receivers.otlp_json import parse_otlp_json
 from mltrace_collector.store import writes
 from otel_mltrace import semconv
+from tests.leakcheck import traced_growth
 from tests.test_processor_fast import (
     HOSTILE,
     NAMED,
@@ -686,19 +685,6 @@ def test_no_leak_over_many_calls() -> None:
             with pytest.raises(ValueError):
                 prepare_plain(good, writes.dumps_sorted, fail)
 
-    tracemalloc.start()
-    try:
-        for i in range(2_000):  # warm caches (split_artifact_id, interned keys, allocator)
-            call(i)
-        growth = []
-        for _ in range(4):  # a leak grows every interval; a one-off table resize only one
-            gc.collect()
-            before = tracemalloc.get_traced_memory()[0]
-            for i in range(12_500):
-                call(i)
-            gc.collect()
-            growth.append(tracemalloc.get_traced_memory()[0] - before)
-    finally:
-        tracemalloc.stop()
+    growth = traced_growth(call)
     # one leaked object per call would be >= 12,500 x 32 bytes = 400 kB in every interval
     assert sorted(growth)[2] < 16 * 1024, f"traced memory growth per 12,500 calls: {growth}"
