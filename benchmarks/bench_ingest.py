@@ -16,8 +16,9 @@ starts; the clock runs from the first request to the last acknowledgement.
 
 ``--stages`` instead times the collector's stages in one thread, in process (CPU time per
 span, best of the rounds): protobuf parse, ``decode_request``, ``writes.prepare`` (rows and
-JSON, done in the receiver threads), and the store write of a group commit of
-``--clients`` requests (CPU, and wall time including the durable commit).
+JSON), what a decode worker runs instead of those two (``decode_and_prepare`` with the
+C-built rows), and the store write of a group commit of ``--clients`` requests (CPU, and
+wall time including the durable commit).
 """
 
 from __future__ import annotations
@@ -200,6 +201,7 @@ def bench_stages(backend: str, db: str, args: argparse.Namespace) -> list[str]:
         ExportTraceServiceRequest,
     )
 
+    from mltrace_collector.decode_workers import decode_and_prepare
     from mltrace_collector.processor import decode_request
     from mltrace_collector.store.base import open_store
     from mltrace_collector.store.writes import prepare
@@ -209,7 +211,7 @@ def bench_stages(backend: str, db: str, args: argparse.Namespace) -> list[str]:
     best: list[float] = []
     for r in range(args.rounds):
         store = open_store(db)
-        cpu = [0.0] * 5
+        cpu = [0.0] * 6
         clock = time.process_time
         for g in range(0, len(bodies), args.clients):
             group = []
@@ -219,11 +221,16 @@ def bench_stages(backend: str, db: str, args: argparse.Namespace) -> list[str]:
                 t1 = clock()
                 batch = decode_request(req, body)
                 t2 = clock()
-                group.append(prepare(batch.runs, batch.record_chunks))
+                prepare(batch.runs, batch.record_chunks)
                 t3 = clock()
+                decoded = decode_and_prepare(req, body, keep_runs=False)  # a worker's path
+                t4 = clock()
+                assert decoded.rows is not None
+                group.append(decoded.rows)
                 cpu[0] += t1 - t0
                 cpu[1] += t2 - t1
                 cpu[2] += t3 - t2
+                cpu[5] += t4 - t3
             t3, w = clock(), time.perf_counter()
             store.ingest_prepared(group)
             cpu[3] += clock() - t3
@@ -234,7 +241,8 @@ def bench_stages(backend: str, db: str, args: argparse.Namespace) -> list[str]:
         bodies = encode_batches(f"{backend}-stages-r{r + 1}", len(bodies), args.batch)
     return [
         f"{backend:8} stages (us/span, best of {args.rounds} x {n:,} spans): parse "
-        f"{best[0]:.1f}, decode {best[1]:.1f}, prepare {best[2]:.1f}, write cpu {best[3]:.1f} "
+        f"{best[0]:.1f}, decode {best[1]:.1f}, prepare {best[2]:.1f} (a decode worker's "
+        f"decode + prepare with the C rows: {best[5]:.1f}), write cpu {best[3]:.1f} "
         f"(wall {best[4]:.1f}, group of {args.clients} x {args.batch})"
     ]
 
