@@ -109,6 +109,7 @@ def bench(store: Store, backend: str, args: argparse.Namespace) -> list[str]:
     counts = store.counts()
     if counts["runs"] < args.runs:
         took = build(store, args.runs, args.batch)
+        store.analyze()  # planner statistics, as autovacuum would make them within a minute
         counts = store.counts()
         print(f"  {backend}: built {counts['runs']:,} runs, {counts['io']:,} run_io rows in "
               f"{took:,.0f} s", flush=True)  # fmt: skip

@@ -145,6 +145,10 @@ class Store(ABC):
             written = write(self._sql, cur, batches, now, self.multi_row_insert, self._known)
         self._known.committed(written)  # after the commit: a rolled-back row is not known
 
+    def analyze(self) -> None:  # noqa: B027 - optional hook
+        """Refresh the query planner's statistics now (after a bulk load). A no-op where the
+        backend needs none; PostgreSQL's autovacuum also does it, within about a minute."""
+
     def write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one write statement (``?`` placeholders) per row, all in one transaction.
 
