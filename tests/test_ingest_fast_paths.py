@@ -139,3 +139,39 @@ def test_one_pass_span_attributes_equal_the_plain_decoding() -> None:
             _json_safe(attributes(subset)), sort_keys=True
         )
         assert safe is (subset is not kvs)
+
+
+def test_sqlite_or_ignore_never_drops_a_row_silently(tmp_path: Path) -> None:
+    """SQLite ingests with ``INSERT OR IGNORE`` (no statement journals); a row that the
+    ``NOT NULL`` constraints would have rejected fails the commit instead of vanishing."""
+    import pytest
+
+    from mltrace_collector.model import RunRecord
+    from mltrace_collector.store.writes import prepare
+
+    def run(n: int) -> RunRecord:
+        return RunRecord(
+            run_id=f"g-{n}", component="c", trace_id="0" * 32, span_id=f"{n:016x}",
+            parent_span_id=None, service="s", start_ns=10, end_ns=20, status="ok",
+            status_message=None, inputs=(f"in/{n}@v:1",), outputs=(f"out/{n}@v:1",),
+        )  # fmt: skip
+
+    store = open_store(str(tmp_path / "ignore.db"))
+    try:
+        assert store.insert_or_ignore
+        store.ingest([run(0), run(1)])
+        store.ingest([run(1), run(0), run(2)])  # a retried batch plus one new run: fine
+        assert store.counts()["runs"] == 3 and store.counts()["io"] == 6
+
+        broken_run = prepare([run(3)])
+        broken_run.runs = [(*broken_run.runs[0][:1], None, *broken_run.runs[0][2:])]
+        with pytest.raises(RuntimeError, match="runs not written.*g-3"):
+            store.ingest_prepared([broken_run])
+
+        broken_io = prepare([run(4)])
+        broken_io.io["g-4"] = [(*broken_io.io["g-4"][0][:3], None, 1)]
+        with pytest.raises(RuntimeError, match="1 of 1 rows were not written"):
+            store.ingest_prepared([broken_io])
+        assert store.counts()["runs"] == 3  # both rolled back whole
+    finally:
+        store.close()

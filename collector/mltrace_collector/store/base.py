@@ -74,6 +74,8 @@ class Store(ABC):
     backend = "sql"
     multi_row_insert = True
     """Ingest with multi-row ``INSERT ... VALUES`` statements (see ``writes.insert_rows``)."""
+    insert_or_ignore = False
+    """Ingest with ``INSERT OR IGNORE`` (SQLite: no statement journals; ``insert_rows``)."""
 
     def __init__(self) -> None:
         self._closed = False
@@ -142,7 +144,10 @@ class Store(ABC):
         """Store batches made by ``writes.prepare`` (in any thread) in one transaction."""
         with self._transaction() as cur:
             now = time.time_ns()
-            written = write(self._sql, cur, batches, now, self.multi_row_insert, self._known)
+            written = write(
+                self._sql, cur, batches, now, self.multi_row_insert, self._known,
+                self.insert_or_ignore,
+            )  # fmt: skip
         self._known.committed(written)  # after the commit: a rolled-back row is not known
 
     def analyze(self) -> None:  # noqa: B027 - optional hook

@@ -38,6 +38,7 @@ class SqliteStore(Store):
     """A lineage index in one SQLite file."""
 
     backend = "sqlite"
+    insert_or_ignore = True
 
     def __init__(self, path: str) -> None:
         super().__init__()
