@@ -1,4 +1,5 @@
-"""Decode worker processes: same rows as decoding in process, and a dead worker loses nothing."""
+"""Ingest worker processes: they store what in-process ingest stores, and a dead worker
+loses nothing."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -13,7 +15,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from mltrace_collector.decode_workers import Decoded, DecodeWorkers, decode_and_prepare
+from mltrace_collector.decode_workers import IngestWorkers, decode_and_prepare
 from mltrace_collector.model import DecodedBatch
 from mltrace_collector.pipeline import IngestPipeline
 from mltrace_collector.store.base import open_store
@@ -38,57 +40,96 @@ def _body(tag: str, n: int = 50) -> bytes:
     return request(spans).SerializeToString()
 
 
-def _same(a: Decoded, b: Decoded) -> None:
-    assert a.rows is not None and b.rows is not None
-    assert sorted(a.rows.runs) == sorted(b.rows.runs)
-    assert a.rows.io == b.rows.io
-    assert a.rows.artifacts == b.rows.artifacts
-    assert a.rows.outputs == b.rows.outputs
-    assert (a.runs, a.batch.other_spans) == (b.runs, b.batch.other_spans)
-    assert a.batch.rejections == b.batch.rejections
+def _stored(db: Path) -> dict[str, list[tuple[object, ...]]]:
+    store = open_store(str(db), migrate=False)
+    try:
+        runs = store.query("SELECT * FROM runs ORDER BY run_id")
+        io = store.query("SELECT * FROM run_io ORDER BY run_id, direction, artifact_id")
+        artifacts = store.query("SELECT * FROM artifacts ORDER BY artifact_id")
+    finally:
+        store.close()
+    return {
+        "runs": [tuple(v for k, v in r.items() if k != "ingested_ns") for r in runs],
+        "io": [tuple(r.values()) for r in io],
+        "artifacts": [tuple(r.values()) for r in artifacts],
+    }
 
 
 @pytest.fixture()
-def workers() -> Iterator[DecodeWorkers]:
-    pool = DecodeWorkers(2)
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "w.db"
+    open_store(str(path)).close()  # migrated, as the collector does before its workers
+    return path
+
+
+@pytest.fixture()
+def workers(db: Path) -> Iterator[IngestWorkers]:
+    pool = IngestWorkers(2, str(db))
     yield pool
     pool.close()
 
 
-def test_workers_make_the_rows_of_in_process_decoding(workers: DecodeWorkers) -> None:
+def test_workers_store_what_in_process_ingest_stores(
+    workers: IngestWorkers, db: Path, tmp_path: Path
+) -> None:
     body = _body("same")
-    local = decode_and_prepare(ExportTraceServiceRequest.FromString(body), body, keep_runs=False)
-    remote = workers.decode(body, keep_runs=False)
-    _same(remote, local)
+    remote = workers.ingest(body, keep_runs=False)
     assert remote.runs == 50 and len(remote.batch.rejections) == 1
-    assert remote.batch.runs == []  # not kept: nobody observes them
-    kept = workers.decode(body, keep_runs=True)
+    assert remote.rows is None and remote.batch.runs == []  # only a summary comes back
+    kept = workers.ingest(body, keep_runs=True)  # again: idempotent, runs for observers
     assert [r.run_id for r in kept.batch.runs] == [f"same-{i}" for i in range(50)]
 
-
-def test_a_killed_worker_loses_no_batch(workers: DecodeWorkers) -> None:
-    first = workers.decode(_body("before"), keep_runs=False)
-    assert first.runs == 50
-    pids = list(workers._pool._processes)  # the test kills a worker on purpose
-    assert pids, "the pool has started its workers"
-    pool = workers._pool
-    os.kill(pids[0], signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while not pool._broken and time.monotonic() < deadline:  # the executor notices the death
-        time.sleep(0.05)
-    assert pool._broken
-    body = _body("after")
-    after = workers.decode(body, keep_runs=False)  # decoded in process if the pool broke
-    local = decode_and_prepare(ExportTraceServiceRequest.FromString(body), body, keep_runs=False)
-    _same(after, local)
-    again = workers.decode(_body("later"), keep_runs=False)  # the rebuilt pool serves
-    assert again.runs == 50
-    assert workers.restarts == 1 and workers._pool is not pool
+    local_db = tmp_path / "local.db"
+    local = open_store(str(local_db))
+    try:
+        decoded = decode_and_prepare(ExportTraceServiceRequest.FromString(body), body)
+        assert decoded.rows is not None
+        local.ingest_prepared([decoded.rows])
+    finally:
+        local.close()
+    assert _stored(db) == _stored(local_db)
+    assert len(_stored(db)["runs"]) == 50
 
 
-def test_pipeline_with_workers_commits_and_feeds_observers(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path / "w.db"))
-    store.migrate()
+def test_many_requests_through_both_workers_each_stored_once(
+    workers: IngestWorkers, db: Path
+) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        done = list(pool.map(lambda i: workers.ingest(_body(f"m{i}"), False).runs, range(24)))
+    assert done == [50] * 24
+    assert len(_stored(db)["runs"]) == 24 * 50
+    assert len({w.process.pid for w in workers._pool}) == 2
+
+
+def test_a_worker_killed_mid_request_loses_nothing(db: Path) -> None:
+    store = open_store(str(db), migrate=False)
+    pipeline = IngestPipeline(store, decode_workers=1)
+    try:
+        assert pipeline._workers is not None
+        worker = pipeline._workers._pool[0]
+        pipeline.export(ExportTraceServiceRequest.FromString(_body("warm")))  # worker is up
+        os.kill(worker.process.pid or 0, signal.SIGSTOP)  # it will hold the next request
+        body = _body("killed")
+        with ThreadPoolExecutor(1) as pool:
+            outcome = pool.submit(pipeline.export, ExportTraceServiceRequest.FromString(body))
+            deadline = time.monotonic() + 10
+            while not worker.pending:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            os.kill(worker.process.pid or 0, signal.SIGKILL)
+            assert outcome.result(30).rejected_spans == 1  # ingested in the collector instead
+        assert store.counts()["runs"] == 100
+        again = pipeline.export(ExportTraceServiceRequest.FromString(_body("later")))
+        assert again.rejected_spans == 1 and store.counts()["runs"] == 150
+        assert pipeline._workers.restarts == 1
+        assert pipeline._workers._pool[0].process.pid != worker.process.pid
+    finally:
+        pipeline.close()
+        store.close()
+
+
+def test_pipeline_with_workers_commits_and_feeds_observers(db: Path) -> None:
+    store = open_store(str(db), migrate=False)
     pipeline = IngestPipeline(store, decode_workers=2)
     seen: list[DecodedBatch] = []
     pipeline.add_observer(lambda _request, batch: seen.append(batch))

@@ -168,7 +168,10 @@ def comparable(decoded: decode_workers.Decoded) -> Any:
 def check_decode_and_prepare(request: ExportTraceServiceRequest, raw: bytes) -> bool:
     """The integrated fast path against the pure one; True when the C rows were used."""
     fast = decode_workers.decode_and_prepare(request, raw, keep_runs=False)
-    assert comparable(fast) == comparable(pure(request, raw))
+    expected = comparable(pure(request, raw))
+    assert comparable(fast) == expected
+    in_worker = decode_workers._decode_bytes(raw, keep_runs=False)  # parses lazily
+    assert comparable(in_worker) == expected
     return fast_rows.decode_rows(request, raw) is not None
 
 

@@ -39,21 +39,25 @@ except ImportError:  # pragma: no cover - a build without a C compiler
 
 
 def decode_rows(
-    request: ExportTraceServiceRequest, raw: bytes
+    request: ExportTraceServiceRequest | None, raw: bytes
 ) -> tuple[DecodedBatch, Prepared | None, int] | None:
     """``(batch, rows, runs)`` of ``request`` (serialized: ``raw``) as
     ``decode_and_prepare(..., keep_runs=False)`` makes them: ``batch.runs`` empty, ``rows``
     None when there is nothing to store, ``runs`` the number of runs decoded. None when the
-    C extension is missing or leaves the request to the pure path."""
+    C extension is missing or leaves the request to the pure path. ``request`` None: parsed
+    from ``raw`` only if some span needs the Python decoder (most requests need none)."""
     if prepare_plain is None or processor.walk_spans is None:  # pure path asked for (tests)
         return None
     got = prepare_plain(raw, writes.dumps_sorted, writes._split_artifact_id)
     if got is None:
         return None
     done, todo, other_spans = got
+    if todo and request is None:
+        request = ExportTraceServiceRequest.FromString(raw)
     batch = DecodedBatch(other_spans=other_spans)
     resources: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
     for r, s, k in todo:  # what C handed back: the processor's own code, from upb
+        assert request is not None
         resource_spans = request.resource_spans[r]
         if r not in resources:
             attrs = processor.attributes(resource_spans.resource.attributes)

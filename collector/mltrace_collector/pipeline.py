@@ -1,12 +1,13 @@
 """The collector's ``ExportHandler``: decode, then group-commit to the store, then notify.
 
-Each request is decoded and turned into rows and JSON text (``writes.prepare``: all the
-per-run Python work) by a decode worker process (``decode_workers``; in the receiver
-thread itself when there are none); one writer thread drains the queue and inserts
-everything waiting in one transaction (group commit), then wakes each waiting receiver,
-which only then acknowledges its client. A full queue raises
-``Overloaded`` (HTTP 503 / gRPC UNAVAILABLE with a retry delay): back-pressure instead
-of unbounded memory. Observers (forwarders, metrics) see each request after its commit.
+With ingest workers (``decode_workers`` > 0, a file or server store) each request goes
+to a worker process that decodes it and commits it with whatever else it holds (group
+commit, see ``decode_workers``). Without them, or for a request whose worker died, the
+request is decoded in the receiver thread and one writer thread inserts everything
+waiting in one transaction. Either way the receiver acknowledges its client only after
+the commit. Too many requests in flight raise ``Overloaded`` (HTTP 503 / gRPC
+UNAVAILABLE with a retry delay): back-pressure instead of unbounded memory. Observers
+(forwarders, metrics) see each request after its commit.
 
 Example::
 
@@ -26,7 +27,13 @@ from dataclasses import dataclass
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from mltrace_collector.decode_workers import DecodeWorkers, decode_and_prepare
+from mltrace_collector.decode_workers import (
+    Decoded,
+    IngestFailed,
+    IngestWorkers,
+    WorkerDied,
+    decode_and_prepare,
+)
 from mltrace_collector.ingest import ExportOutcome, Overloaded
 from mltrace_collector.model import DecodedBatch
 from mltrace_collector.processor import rejection_message
@@ -57,7 +64,7 @@ class IngestPipeline:
         decode_workers: int = 0,
     ) -> None:
         self.store = store
-        self._workers = DecodeWorkers(decode_workers) if decode_workers > 0 else None
+        self._max_inflight = max_inflight
         self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=max_inflight)
         self._retry_after_s = retry_after_s
         self._observers: list[Observer] = []
@@ -75,6 +82,13 @@ class IngestPipeline:
             "writer_cpu_s": 0.0,
         }
         self._stats_lock = threading.Lock()
+        self._workers: IngestWorkers | None = None
+        target = store.shared_target()
+        if decode_workers > 0 and target is not None:
+            store.coordinate_writers()  # the workers write the same index
+            self._workers = IngestWorkers(decode_workers, target, self._count_commit)
+        elif decode_workers > 0:
+            log.warning("an in-memory index cannot be shared: ingesting without workers")
 
     def add_observer(self, observer: Observer) -> None:
         """Called with each request and its decoded batch after the batch is committed."""
@@ -84,20 +98,21 @@ class IngestPipeline:
         """Decode, commit, notify; ``raw``: the request as received (saves re-encoding it
         for a decode worker)."""
         keep_runs = bool(self._observers)  # observers read the decoded runs
-        if self._workers is None:
-            decoded = decode_and_prepare(request, raw, keep_runs)
-        else:
+        decoded = None
+        if self._workers is not None:
+            if self._workers.inflight >= self._max_inflight:
+                raise Overloaded(self._retry_after_s)
             body = request.SerializeToString() if raw is None else raw
-            decoded = self._workers.decode(body, keep_runs)
-        batch, rows = decoded.batch, decoded.rows
-        spans = decoded.runs + len(batch.rejections) + batch.other_spans
-        if rows is not None:
-            done: Future[None] = Future()
             try:
-                self._queue.put_nowait(_Pending(rows, done))
-            except queue.Full:
-                raise Overloaded(self._retry_after_s) from None
-            done.result()  # raises what the store raised: the receiver then reports a failure
+                decoded = self._workers.ingest(body, keep_runs)
+            except WorkerDied as exc:
+                log.error("%s: ingesting its request in the collector process", exc)
+            except IngestFailed as exc:
+                raise RuntimeError(str(exc)) from None  # the receiver reports a failure
+        if decoded is None:
+            decoded = self._commit_here(request, raw, keep_runs)
+        batch = decoded.batch
+        spans = decoded.runs + len(batch.rejections) + batch.other_spans
         for observer in self._observers:
             try:
                 observer(request, batch)
@@ -111,6 +126,26 @@ class IngestPipeline:
         if batch.rejections:
             return ExportOutcome(len(batch.rejections), rejection_message(batch.rejections))
         return ExportOutcome()
+
+    def _commit_here(
+        self, request: ExportTraceServiceRequest, raw: bytes | None, keep_runs: bool
+    ) -> Decoded:
+        """Decode in this thread and commit through the writer thread's group commit."""
+        decoded = decode_and_prepare(request, raw, keep_runs)
+        if decoded.rows is not None:
+            done: Future[None] = Future()
+            try:
+                self._queue.put_nowait(_Pending(decoded.rows, done))
+            except queue.Full:
+                raise Overloaded(self._retry_after_s) from None
+            done.result()  # raises what the store raised: the receiver then reports a failure
+        return decoded
+
+    def _count_commit(self, wall_s: float, cpu_s: float) -> None:
+        with self._stats_lock:
+            self.stats["commits"] += 1
+            self.stats["writer_busy_s"] += wall_s
+            self.stats["writer_cpu_s"] += cpu_s
 
     def _write_loop(self) -> None:
         while True:
@@ -144,18 +179,15 @@ class IngestPipeline:
             for pending in group:
                 pending.done.set_exception(exc)
             return
-        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
-        with self._stats_lock:
-            self.stats["commits"] += 1
-            self.stats["writer_busy_s"] += wall
-            self.stats["writer_cpu_s"] += cpu
+        self._count_commit(time.perf_counter() - wall, time.thread_time() - cpu)
         for pending in group:
             pending.done.set_result(None)
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Drain: commit everything already queued, then stop the writer. Idempotent."""
+        """Drain: commit everything in flight, then stop the workers and the writer.
+        Idempotent."""
+        if self._workers is not None:
+            self._workers.close(timeout_s)
         if self._writer.is_alive():
             self._queue.put(None)
             self._writer.join(timeout_s)
-        if self._workers is not None:
-            self._workers.close()

@@ -152,6 +152,18 @@ class Store(ABC):
             )  # fmt: skip
         self._known.committed(written)  # after the commit: a rolled-back row is not known
 
+    def shared_target(self) -> str | None:
+        """What another process passes to ``open_store`` to write this same index (the
+        collector's ingest workers); None where that is impossible (in-memory)."""
+        return None
+
+    def coordinate_writers(self) -> None:  # noqa: B027 - optional hook
+        """Take part in the cross-process writer queue of this index (SQLite; a no-op
+        where the database server queues writers itself)."""
+
+    def defer_checkpoints(self) -> None:  # noqa: B027 - optional hook
+        """Leave WAL checkpoints to another connection (SQLite; else a no-op)."""
+
     def analyze(self) -> None:  # noqa: B027 - optional hook
         """Refresh the query planner's statistics now (after a bulk load). A no-op where the
         backend needs none; PostgreSQL's autovacuum also does it, within about a minute."""

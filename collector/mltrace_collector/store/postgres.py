@@ -160,6 +160,9 @@ class PostgresStore(Store):
     def _lock_migrations(self, cur: Cursor) -> None:
         cur.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
 
+    def shared_target(self) -> str | None:
+        return self.url
+
     def analyze(self) -> None:
         """``ANALYZE`` the lineage tables. Without statistics (a freshly bulk-loaded index,
         before autovacuum's first pass) the planner joins ``run_io`` by full scans inside

@@ -12,6 +12,8 @@ Example::
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mltrace_collector.store.base import Cursor, Store
+from mltrace_collector.store.writes import MAX_PARAMS
 
 BUSY_TIMEOUT_MS = 30_000
 PAGE_SIZE = 16_384
@@ -48,12 +51,15 @@ class SqliteStore(Store):
         self.path = path
         self._write_lock = threading.Lock()
         self._writer = self._connect()
+        if self._writer.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) < MAX_PARAMS:
+            self.multi_row_insert = False  # SQLite < 3.32: 999 parameters per statement
         self._writer.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
+        self._writers_lock: int | None = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -67,20 +73,42 @@ class SqliteStore(Store):
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
 
+    def shared_target(self) -> str | None:
+        return None if self.path == ":memory:" else self.path
+
+    def coordinate_writers(self) -> None:
+        """Queue this store's write transactions with those of other processes that called
+        it on the same file (the collector and its ingest workers) on an ``flock(2)`` of
+        ``<file>-writers.lock``: SQLite alone makes a waiting writer poll (sleeps of 1 to
+        100 ms), the kernel lock wakes the next writer as soon as the lock is free, and is
+        dropped with a process that dies. Other writers (the SDK) still just poll."""
+        if self.path != ":memory:" and self._writers_lock is None:
+            self._writers_lock = os.open(self.path + "-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
+
+    def defer_checkpoints(self) -> None:
+        """Leave WAL checkpoints to another connection (``checkpoint_in_background`` in
+        this or another process); this writer only checkpoints past a high bound."""
+        self._writer.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_AUTOCHECKPOINT_PAGES}")
+
     @contextmanager
     def _transaction(self) -> Iterator[Cursor]:
         with self._write_lock:
+            if self._writers_lock is not None:
+                fcntl.flock(self._writers_lock, fcntl.LOCK_EX)
             cur = self._writer.cursor()
-            cur.execute("BEGIN IMMEDIATE")
             try:
-                yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            else:
-                cur.execute("COMMIT")
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cur
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+                else:
+                    cur.execute("COMMIT")
             finally:
                 cur.close()
+                if self._writers_lock is not None:
+                    fcntl.flock(self._writers_lock, fcntl.LOCK_UN)
 
     @contextmanager
     def _reader(self) -> Iterator[Cursor]:
@@ -115,7 +143,7 @@ class SqliteStore(Store):
         SDK's short-lived writers keep SQLite's default."""
         if self.path == ":memory:" or self._checkpointer is not None:
             return
-        self._writer.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_AUTOCHECKPOINT_PAGES}")
+        self.defer_checkpoints()
         conn = self._connect()
         wal = Path(self.path + "-wal")
 
@@ -141,3 +169,6 @@ class SqliteStore(Store):
             self._readers.clear()
         with self._write_lock:
             self._writer.close()
+            if self._writers_lock is not None:
+                os.close(self._writers_lock)
+                self._writers_lock = None
