@@ -23,7 +23,14 @@ from importlib import resources
 from typing import Any, Protocol
 
 from mltrace_collector.model import RecordChunk, RunRecord
-from mltrace_collector.store.writes import RUN_COLUMNS, KnownArtifacts, Prepared, prepare, write
+from mltrace_collector.store.writes import (
+    RUN_COLUMNS,
+    KnownArtifacts,
+    Prepared,
+    plan_write,
+    prepare,
+    write_plan,
+)
 
 Row = dict[str, Any]
 
@@ -144,12 +151,13 @@ class Store(ABC):
 
     def ingest_prepared(self, batches: Sequence[Prepared]) -> None:
         """Store batches made by ``writes.prepare`` (in any thread) in one transaction."""
+        prebuild = self._sql if self.multi_row_insert and self.insert_or_ignore else None
+        plan = plan_write(batches, self._known, prebuild)  # before the write lock
         with self._transaction() as cur:
             now = time.time_ns()
-            written = write(
-                self._sql, cur, batches, now, self.multi_row_insert, self._known,
-                self.insert_or_ignore,
-            )  # fmt: skip
+            written = write_plan(
+                self._sql, cur, plan, now, self.multi_row_insert, self.insert_or_ignore
+            )
         self._known.committed(written)  # after the commit: a rolled-back row is not known
 
     def shared_target(self) -> str | None:

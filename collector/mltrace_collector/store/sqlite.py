@@ -1,9 +1,12 @@
 """SQLite backend: WAL, one writer connection, a read connection per thread.
 
-``synchronous=FULL`` makes every commit durable before ``ingest`` returns, which is what
-lets the collector acknowledge an OTLP export right after it. Several processes may
-write the same file (the embedded index of a pipeline whose steps run as separate
-processes): writers wait on the lock up to ``busy_timeout``.
+Every commit is durable before ``ingest`` returns, which is what lets the collector
+acknowledge an OTLP export right after it: ``synchronous=FULL`` syncs the WAL inside the
+commit; writers that queue on the writers' lock (``coordinate_writers``) commit with
+``synchronous=NORMAL`` and sync the WAL themselves right after releasing the lock, so the
+next writer does not wait for their disk flush. Several processes may write the same file
+(the embedded index of a pipeline whose steps run as separate processes): writers wait
+on SQLite's lock up to ``busy_timeout``.
 
 Example::
 
@@ -51,8 +54,13 @@ class SqliteStore(Store):
         self.path = path
         self._write_lock = threading.Lock()
         self._writer = self._connect()
-        if self._writer.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) < MAX_PARAMS:
-            self.multi_row_insert = False  # SQLite < 3.32: 999 parameters per statement
+        limit = self._writer.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        if limit < MAX_PARAMS or sqlite3.sqlite_version_info < (3, 35):
+            raise RuntimeError(
+                f"SQLite {sqlite3.sqlite_version} allows {limit} parameters per statement; "
+                f"otel-mltrace needs SQLite >= 3.35 built with at least {MAX_PARAMS} "
+                "(the default): install a newer libsqlite3 or use PostgreSQL"
+            )
         self._writer.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -84,6 +92,20 @@ class SqliteStore(Store):
         dropped with a process that dies. Other writers (the SDK) still just poll."""
         if self.path != ":memory:" and self._writers_lock is None:
             self._writers_lock = os.open(self.path + "-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            # Durable all the same: _transaction syncs the WAL before it returns. Frames of
+            # this commit that a checkpoint moved on meanwhile were synced by it (a
+            # checkpoint syncs the WAL before and the database after copying).
+            self._writer.execute("PRAGMA synchronous = NORMAL")
+
+    def _sync_wal(self) -> None:
+        try:
+            fd = os.open(self.path + "-wal", os.O_RDONLY)
+        except FileNotFoundError:  # checkpointed and removed: the database file holds it
+            fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def defer_checkpoints(self) -> None:
         """Leave WAL checkpoints to another connection (``checkpoint_in_background`` in
@@ -109,6 +131,8 @@ class SqliteStore(Store):
                 cur.close()
                 if self._writers_lock is not None:
                     fcntl.flock(self._writers_lock, fcntl.LOCK_UN)
+            if self._writers_lock is not None:
+                self._sync_wal()  # after the lock: the next writer need not wait for it
 
     @contextmanager
     def _reader(self) -> Iterator[Cursor]:

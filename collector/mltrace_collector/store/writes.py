@@ -68,8 +68,8 @@ INSERT_OUTPUT = (
     "ON CONFLICT (run_id, name) DO NOTHING",
 )
 MAX_PARAMS = 32_766
-"""Bound parameters per multi-row statement: SQLite's limit since 3.32 (a store on an
-older library ingests row by row, see ``SqliteStore``). Each statement is one
+"""Bound parameters per multi-row statement: SQLite's limit since 3.32 (``SqliteStore``
+refuses a library built with less). Each statement is one
 ``sqlite3_step``, around which ``sqlite3`` hands the GIL over and back: with other
 threads busy, getting it back costs up to the switch interval, so fewer, larger
 statements matter more than their parsing (writer wall time 90 -> 54 us/span at 8,192 ->
@@ -197,9 +197,75 @@ def _merge(batches: Sequence[Prepared]) -> Prepared:
 
 
 @functools.lru_cache(maxsize=256)
-def _statement(head: str, width: int, rows: int, tail: str) -> str:
-    one = "(" + ", ".join("?" * width) + ")"
-    return f"{head} VALUES {', '.join([one] * rows)} {tail}"
+def _statement(head: str, width: int, rows: int, tail: str, numbered: bool = False) -> str:
+    """``head VALUES (?, ...), ... tail``. ``numbered``: the last column of every row is
+    ``?1``, one value bound once (the runs' ``ingested_ns``), the others ``?2``, ``?3``..."""
+    if not numbered:
+        one = "(" + ", ".join("?" * width) + ")"
+        return f"{head} VALUES {', '.join([one] * rows)} {tail}"
+    values = []
+    for r in range(rows):
+        first = 2 + r * (width - 1)
+        values.append("(" + "".join(f"?{first + k}, " for k in range(width - 1)) + "?1)")
+    return f"{head} VALUES {', '.join(values)} {tail}"
+
+
+Chunk = tuple[str, list[Any], int]
+"""One multi-row statement: its text, its parameters, its number of rows."""
+
+
+def _sql_head(statement: tuple[str, int, str], or_ignore: bool) -> tuple[str, int, str]:
+    head, width, tail = statement
+    if or_ignore:
+        head = head.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
+    return head, width, tail
+
+
+def statement_chunks(
+    sql: Callable[[str], str],
+    statement: tuple[str, int, str],
+    rows: Sequence[tuple[Any, ...]],
+    or_ignore: bool = False,
+    bind_once: bool = False,
+) -> list[Chunk]:
+    """The multi-row statements that insert ``rows``: chunks of a power of two rows, so
+    at most a dozen distinct statements are ever prepared per table (the drivers cache
+    prepared statements by their text). ``bind_once``: each row lacks the statement's
+    last column, which is bound once as ``?1`` (parameter 0, set by :func:`run_chunks`)."""
+    head, width, tail = _sql_head(statement, or_ignore)
+    row_width = width - 1 if bind_once else width
+    per = 1 << ((MAX_PARAMS // width).bit_length() - 1)
+    chunks: list[Chunk] = []
+    i, total = 0, len(rows)
+    while i < total:
+        n = per
+        while n > total - i:
+            n >>= 1
+        flat: list[Any] = [None] if bind_once else []
+        for row in rows[i : i + n]:
+            flat.extend(row)
+        assert len(flat) == n * row_width + bind_once
+        chunks.append((sql(_statement(head, width, n, tail, bind_once)), flat, n))
+        i += n
+    return chunks
+
+
+def run_chunks(
+    cur: Cursor, chunks: Sequence[Chunk], returning: bool, check_all: bool, once: Any = None
+) -> list[Any]:
+    """Execute ``chunks``; returns the first column of what they returned. ``check_all``:
+    fail unless every row went in (``INSERT OR IGNORE`` without a conflict clause).
+    ``once``: the value of ``?1`` (see :func:`statement_chunks`)."""
+    returned: list[Any] = []
+    for text, params, n in chunks:
+        if once is not None:
+            params[0] = once
+        cur.execute(text, params)
+        if returning:
+            returned.extend(r[0] for r in cur.fetchall())
+        elif check_all and cur.rowcount != n:
+            raise RuntimeError(f"{text[:60]}...: {n - cur.rowcount} of {n} rows were not written")
+    return returned
 
 
 def insert_rows(
@@ -211,53 +277,33 @@ def insert_rows(
     multi_row: bool = True,
     or_ignore: bool = False,
 ) -> list[Any]:
-    """Insert ``rows`` (each followed by ``suffix``) with multi-row statements; returns the
-    first column of what a ``RETURNING`` statement returned ([] for other statements).
-
-    Chunks are powers of two rows, so at most a dozen distinct statements are ever
-    prepared per table (the drivers cache prepared statements by their text). Without
-    ``multi_row``: one single-row statement through ``executemany``.
+    """Insert ``rows`` (each followed by ``suffix``, at most one value) with multi-row
+    statements (:func:`statement_chunks`); returns the first column of what a
+    ``RETURNING`` statement returned ([] for other statements). Without ``multi_row``:
+    one single-row statement through ``executemany``.
 
     ``or_ignore`` (SQLite): ``INSERT OR IGNORE``. A multi-row statement that could abort
     halfway (a ``NOT NULL`` column) makes SQLite keep a statement journal, a copy of
     every page the statement changes: 9 KB of writes per ingested run, ~10-15% of the
     writer's time. Rows are built complete (``prepare``), so nothing is ignored in
     practice; statements without a conflict clause check that every row went in."""
-    head, width, tail = statement
-    if or_ignore:
-        head = head.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
+    head, width, tail = _sql_head(statement, or_ignore)
     returning = " RETURNING " in f" {tail} "
+    if multi_row:
+        chunks = statement_chunks(sql, statement, rows, or_ignore, bind_once=bool(suffix))
+        check_all = or_ignore and not tail
+        return run_chunks(cur, chunks, returning, check_all, suffix[0] if suffix else None)
     returned: list[Any] = []
-    if not multi_row:
-        params = [row + suffix for row in rows] if suffix else rows
-        if not returning:
-            cur.executemany(sql(_statement(head, width, 1, tail)), params)
+    params = [row + suffix for row in rows] if suffix else rows
+    if not returning:
+        cur.executemany(sql(_statement(head, width, 1, tail)), params)
+        return returned
+    pg: Any = cur  # psycopg's executemany(returning=True): one result set per row
+    pg.executemany(sql(_statement(head, width, 1, tail)), params, returning=True)
+    while True:  # empty where the row was not inserted
+        returned.extend(r[0] for r in pg.fetchall())
+        if not pg.nextset():
             return returned
-        pg: Any = cur  # psycopg's executemany(returning=True): one result set per row
-        pg.executemany(sql(_statement(head, width, 1, tail)), params, returning=True)
-        while True:  # empty where the row was not inserted
-            returned.extend(r[0] for r in pg.fetchall())
-            if not pg.nextset():
-                return returned
-    per = 1 << ((MAX_PARAMS // width).bit_length() - 1)
-    i, total = 0, len(rows)
-    while i < total:
-        n = per
-        while n > total - i:
-            n >>= 1
-        flat: list[Any] = []
-        extend = flat.extend
-        for row in rows[i : i + n]:
-            extend(row)
-            if suffix:
-                extend(suffix)
-        cur.execute(sql(_statement(head, width, n, tail)), flat)
-        if returning:
-            returned.extend(r[0] for r in cur.fetchall())
-        elif or_ignore and not tail and cur.rowcount != n:
-            raise RuntimeError(f"{head}: {n - cur.rowcount} of {n} rows were not written")
-        i += n
-    return returned
 
 
 class KnownArtifacts:
@@ -286,6 +332,84 @@ class KnownArtifacts:
                 bound[aid] = seen
 
 
+@dataclass
+class WritePlan:
+    """The rows of one group commit in write order, made before the transaction so that
+    the write lock is held for the statements only. ``prebuilt`` (SQLite): the statements
+    themselves; ``io`` assumes every run is new and is rebuilt in the rare other case."""
+
+    batch: Prepared
+    runs: list[tuple[Any, ...]]
+    artifacts: list[tuple[Any, ...]]
+    outputs: list[tuple[Any, ...]]
+    prebuilt: dict[str, list[Chunk]] | None = None
+
+
+def plan_write(
+    batches: Sequence[Prepared],
+    known: KnownArtifacts | None = None,
+    prebuild_sql: Callable[[str], str] | None = None,
+) -> WritePlan:
+    """Merge and order ``batches`` (key order: no deadlocks between replicas writing
+    overlapping rows); ``prebuild_sql``: also build the SQLite statements (``INSERT OR
+    IGNORE``, multi-row)."""
+    batch = _merge(batches)
+    runs = sorted(batch.runs, key=_first)
+    artifacts = batch.artifacts
+    rows = [
+        (aid, *artifacts[aid])
+        for aid in sorted(artifacts)
+        if known is None or not known.unchanged(aid, artifacts[aid][2])
+    ]
+    plan = WritePlan(batch, runs, rows, sorted(batch.outputs, key=_first_two))
+    if prebuild_sql is not None:
+        sql = prebuild_sql
+        plan.prebuilt = {
+            "runs": statement_chunks(sql, INSERT_RUN_SQLITE, runs, True, bind_once=True),
+            "io": statement_chunks(sql, INSERT_IO, _io_rows(batch, _first_ids(runs)), True),
+            "artifacts": statement_chunks(sql, UPSERT_ARTIFACT, rows, True),
+            "outputs": statement_chunks(sql, INSERT_OUTPUT, plan.outputs, True),
+        }
+    return plan
+
+
+def write_plan(
+    sql: Callable[[str], str],
+    cur: Cursor,
+    plan: WritePlan,
+    now: int,
+    multi_row: bool = True,
+    or_ignore: bool = False,
+) -> list[tuple[Any, ...]]:
+    """Insert ``plan`` inside the caller's transaction; returns the artifact rows it
+    upserted (for ``known.committed`` after the commit). ``now``: the runs'
+    ``ingested_ns``. ``multi_row``, ``or_ignore``: see :func:`insert_rows`."""
+    batch, built = plan.batch, plan.prebuilt
+    inserted: list[str] = []
+    if built is not None:
+        if plan.runs:
+            inserted = _insert_runs_sqlite(sql, cur, plan.runs, now, built["runs"])
+        if len(inserted) == len(plan.runs):  # every run new: the prebuilt I/O rows hold
+            run_chunks(cur, built["io"], False, True)
+        else:
+            io = _io_rows(batch, inserted)
+            run_chunks(cur, statement_chunks(sql, INSERT_IO, io, True), False, True)
+        run_chunks(cur, built["artifacts"], False, False)
+        run_chunks(cur, built["outputs"], False, False)
+    else:
+        if plan.runs:
+            inserted = insert_rows(sql, cur, INSERT_RUN, plan.runs, (now,), multi_row)
+        io = _io_rows(batch, inserted)
+        if io:
+            insert_rows(sql, cur, INSERT_IO, io, multi_row=multi_row, or_ignore=or_ignore)
+        if plan.artifacts:
+            insert_rows(sql, cur, UPSERT_ARTIFACT, plan.artifacts, multi_row=multi_row)
+        if plan.outputs:
+            insert_rows(sql, cur, INSERT_OUTPUT, plan.outputs, multi_row=multi_row)
+    ingest_extras(sql, cur, batch.records, batch.chunks)
+    return plan.artifacts
+
+
 def write(
     sql: Callable[[str], str],
     cur: Cursor,
@@ -295,35 +419,18 @@ def write(
     known: KnownArtifacts | None = None,
     or_ignore: bool = False,
 ) -> list[tuple[Any, ...]]:
-    """Insert prepared batches inside the caller's transaction, in key order (no deadlocks
-    between replicas writing overlapping rows); returns the artifact rows it upserted (for
-    ``known.committed`` after the commit). ``multi_row``, ``or_ignore``: see
-    :func:`insert_rows`."""
-    batch = _merge(batches)
-    inserted: list[str] = []
-    if batch.runs:
-        runs = sorted(batch.runs, key=_first)
-        if or_ignore:
-            inserted = _insert_runs_sqlite(sql, cur, runs, now, multi_row)
-        else:
-            inserted = insert_rows(sql, cur, INSERT_RUN, runs, (now,), multi_row)
-    # Each inserted run once, in run ID order (how they were inserted), with its own rows.
-    io = [row for run_id in inserted for row in batch.io.get(run_id, ())]
-    if io:
-        insert_rows(sql, cur, INSERT_IO, io, multi_row=multi_row, or_ignore=or_ignore)
-    artifacts = batch.artifacts
-    rows = [
-        (aid, *artifacts[aid])
-        for aid in sorted(artifacts)
-        if known is None or not known.unchanged(aid, artifacts[aid][2])
-    ]
-    if rows:
-        insert_rows(sql, cur, UPSERT_ARTIFACT, rows, multi_row=multi_row, or_ignore=or_ignore)
-    if batch.outputs:
-        outputs = sorted(batch.outputs, key=_first_two)
-        insert_rows(sql, cur, INSERT_OUTPUT, outputs, multi_row=multi_row, or_ignore=or_ignore)
-    ingest_extras(sql, cur, batch.records, batch.chunks)
-    return rows
+    """:func:`plan_write` and :func:`write_plan` in one call (inside the transaction)."""
+    prebuild = sql if multi_row and or_ignore else None
+    return write_plan(sql, cur, plan_write(batches, known, prebuild), now, multi_row, or_ignore)
+
+
+def _first_ids(runs: Sequence[tuple[Any, ...]]) -> list[str]:
+    return list(dict.fromkeys(row[0] for row in runs))
+
+
+def _io_rows(batch: Prepared, run_ids: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Each run's own I/O rows, once, in the order of ``run_ids`` (how runs were inserted)."""
+    return [row for run_id in run_ids for row in batch.io.get(run_id, ())]
 
 
 def _insert_runs_sqlite(
@@ -331,15 +438,17 @@ def _insert_runs_sqlite(
     cur: Cursor,
     runs: Sequence[tuple[Any, ...]],
     now: int,
-    multi_row: bool,
+    chunks: Sequence[Chunk],
 ) -> list[str]:
-    """Insert ``runs`` (sorted by ID) and return the IDs inserted, in order, the SQLite way:
-    rows this transaction inserts get rowids above the table's largest before it (no other
-    writer can interleave), and ``total_changes()`` says whether that was all of them.
-    Without duplicates (the common case) that costs two one-row statements."""
+    """Insert ``runs`` (sorted by ID; ``chunks``: their statements) and return the IDs
+    inserted, in order, the SQLite way: rows this transaction inserts get rowids above the
+    table's largest before it (no other writer can interleave), and ``total_changes()``
+    says whether that was all of them. Without duplicates (the common case) that costs two
+    one-row statements. ``RETURNING`` would cost a statement step per returned row, and
+    ``sqlite3`` hands the GIL over and back around each step."""
     cur.execute("SELECT COALESCE(MAX(rowid), 0), total_changes() FROM runs")
     top, changes_before = cur.fetchall()[0]
-    insert_rows(sql, cur, INSERT_RUN_SQLITE, runs, (now,), multi_row, or_ignore=True)
+    run_chunks(cur, chunks, False, False, now)
     cur.execute("SELECT total_changes()")
     if cur.fetchall()[0][0] - changes_before == len(runs):
         return [row[0] for row in runs]
