@@ -34,8 +34,8 @@ def default_index_path() -> str:
 
 
 def default_decode_workers() -> int:
-    """Collector decode worker processes when not configured: one per usable CPU (at most
-    4), none on a single CPU (a worker there would only add pickling)."""
+    """Collector ingest worker processes when not configured: one per usable CPU (at most
+    4), none on a single CPU (a worker there would only add a process hop)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     n = min(cpus or 1, 4)
     return n if n > 1 else 0
@@ -98,7 +98,7 @@ _ALL = [
     _s("tls_cert", str, None, "PEM certificate for TLS on every listener"),
     _s("tls_key", str, None, "PEM private key for TLS on every listener"),
     _s("max_inflight", int, 64, "batches queued for the store before 503 / UNAVAILABLE"),
-    _s("decode_workers", int, default_decode_workers, "decode processes (0 = in-process)"),
+    _s("decode_workers", int, default_decode_workers, "ingest worker processes (0 = in-process)"),
     _s("openlineage_url", str, None, "OpenLineage/Marquez base URL: export RunEvents over HTTP"),
     _s("openlineage_transport", str, None, "OpenLineage transport: http, file or console"),
     _s("openlineage_endpoint", str, "api/v1/lineage", "OpenLineage HTTP endpoint path"),

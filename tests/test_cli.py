@@ -57,7 +57,8 @@ def test_trace_formats(index: tuple[str, str, str]) -> None:
 
 def test_run_and_component_queries(index: tuple[str, str, str]) -> None:
     db, _, train_id = index
-    code, out = invoke("inspect", train_id[:13], "--db", db, "--format", "json")
+    # a prefix past the UUIDv7 millisecond field: runs started in the same ms share 13 chars
+    code, out = invoke("inspect", train_id[:23], "--db", db, "--format", "json")
     info = json.loads(out)
     assert code == 0 and info["run_id"] == train_id
     assert info["params"] == {"C": 2} and info["metrics"] == {"acc": 0.75}

@@ -180,7 +180,7 @@ def tune_gc() -> None:
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key")
 @click.option("--max-inflight", type=int, help="queued batches before 503 (MLTRACE_MAX_INFLIGHT)")
-@click.option("--decode-workers", type=int, help="decode processes (MLTRACE_DECODE_WORKERS)")
+@click.option("--decode-workers", type=int, help="ingest worker processes (MLTRACE_DECODE_WORKERS)")
 @click.option("--log-level", default="INFO", show_default=True)
 def serve_command(log_level: str, **options: Any) -> None:
     """Run the collector: OTLP receivers, lineage index and query API."""
