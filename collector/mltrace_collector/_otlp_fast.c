@@ -1446,6 +1446,12 @@ prepare_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if ((done = PyList_New(0)) == NULL || (todo = PyList_New(0)) == NULL)
         goto done;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(spans); i++) {
+        if (i % 32 == 31) {
+            /* A request takes milliseconds here, all with the GIL: hand it to a thread that
+             * waits for it (an ingest worker's committer, holding the writers' lock). */
+            Py_BEGIN_ALLOW_THREADS
+            Py_END_ALLOW_THREADS
+        }
         if (plain_span(&c, PyList_GET_ITEM(spans, i), resources, stored, done, todo, &other) != OK)
             goto done;
     }
