@@ -70,8 +70,9 @@ class IngestPipeline:
         self._observers: list[Observer] = []
         self._writer = threading.Thread(target=self._write_loop, name="mltrace-writer", daemon=True)
         self._writer.start()
-        # writer_busy_s: wall seconds spent committing (the single writer's ceiling is about
-        # runs_committed / writer_busy_s); writer_cpu_s: its CPU seconds in that time.
+        # writer_busy_s: wall seconds spent in commits, summed over the writers (with ingest
+        # workers it includes waiting for the writers' lock); writer_cpu_s: their CPU
+        # seconds in that time (the serial part: about runs_committed / writer_cpu_s).
         self.stats: dict[str, float] = {
             "spans_received": 0,
             "runs_committed": 0,
