@@ -121,6 +121,9 @@ class Collector:
             auth_token=s.auth_token,
             tls_cert=s.tls_cert,
             tls_key=s.tls_key,
+            # as many exports in flight as the pipeline admits (bigger group commits; the
+            # one past the limit gets UNAVAILABLE rather than waiting in gRPC's queue)
+            max_workers=max(16, s.max_inflight),
         )
         log.info(
             "otel-mltrace collector: OTLP/gRPC on %s, OTLP/HTTP + API on %s, store %s",

@@ -162,10 +162,11 @@ class SqliteStore(Store):
         blocks the writer or readers), so a commit only appends to the WAL and syncs it.
         Copying and syncing pages in the committing thread cost the single writer ~10% of
         its time. Every 1 s rather than more often: index pages that several commits touch
-        are copied once (collector CPU 8-18 -> 6-12 us/span in bench_ingest). If the WAL still outgrows ``WAL_RESTART_BYTES`` (the checkpoint could not
-        catch up) the thread restarts it, briefly holding writers back. The writer's own
-        auto-checkpoint stays on, at a higher bound, as the fallback. For the collector; the
-        SDK's short-lived writers keep SQLite's default."""
+        are copied once (collector CPU 8-18 -> 6-12 us/span in bench_ingest). If the WAL
+        still outgrows ``WAL_RESTART_BYTES`` (the checkpoint could not catch up) the thread
+        restarts it, briefly holding writers back. The writer's own auto-checkpoint stays
+        on, at a higher bound, as the fallback. For the collector; the SDK's short-lived
+        writers keep SQLite's default."""
         if self.path == ":memory:" or self._checkpointer is not None:
             return
         self.defer_checkpoints()
