@@ -1,21 +1,22 @@
 """Ingest rows and the statements that write them, shared by both backends.
 
-Ingest is split in two so that the collector's writer thread (the one serial stage) does
-as little Python as possible: :func:`prepare` turns runs into rows and JSON text and runs
-in the receiver threads; :func:`write` merges the prepared batches of one group commit and
-inserts them with multi-row ``INSERT ... VALUES (...), (...)`` statements (one statement
-per up to ``MAX_PARAMS`` values instead of one per row: fewer statement steps, and for
-SQLite fewer GIL hand-overs, since ``sqlite3`` releases the GIL around every step).
+Ingest is split in three so that the writer (the one serial stage: the store's write lock)
+does as little Python as possible: :func:`prepare` turns runs into rows and JSON text (in
+an ingest worker or a receiver thread); :func:`plan_write` merges the prepared batches of
+one group commit, orders them and, for SQLite, builds the multi-row ``INSERT ... VALUES
+(...), (...)`` statements with their parameters (one statement per up to ``MAX_PARAMS``
+values: fewer statement steps, and fewer GIL hand-overs, since ``sqlite3`` releases the
+GIL around every step); :func:`write_plan` runs them inside the transaction.
 
-``ingested_ns`` is bound at write time, inside the committing thread, so that it keeps
-increasing in commit order (the Prometheus exporter reads runs ingested since its last
-watermark).
+``ingested_ns`` is bound inside the transaction, so that it keeps increasing in commit
+order (the Prometheus exporter reads runs ingested since its last watermark).
 
 Example::
 
-    prepared = prepare(runs, chunks)             # any thread
-    with store._transaction() as cur:            # the writer
-        write(store._sql, cur, [prepared], time.time_ns())
+    prepared = prepare(runs, chunks)                        # any thread
+    plan = plan_write([prepared], store._known, store._sql)  # before the write lock
+    with store._transaction() as cur:                       # the writer
+        write_plan(store._sql, cur, plan, time.time_ns(), or_ignore=True)
 """
 
 from __future__ import annotations
@@ -408,20 +409,6 @@ def write_plan(
             insert_rows(sql, cur, INSERT_OUTPUT, plan.outputs, multi_row=multi_row)
     ingest_extras(sql, cur, batch.records, batch.chunks)
     return plan.artifacts
-
-
-def write(
-    sql: Callable[[str], str],
-    cur: Cursor,
-    batches: Sequence[Prepared],
-    now: int,
-    multi_row: bool = True,
-    known: KnownArtifacts | None = None,
-    or_ignore: bool = False,
-) -> list[tuple[Any, ...]]:
-    """:func:`plan_write` and :func:`write_plan` in one call (inside the transaction)."""
-    prebuild = sql if multi_row and or_ignore else None
-    return write_plan(sql, cur, plan_write(batches, known, prebuild), now, multi_row, or_ignore)
 
 
 def _first_ids(runs: Sequence[tuple[Any, ...]]) -> list[str]:
