@@ -82,7 +82,7 @@ def test_stored_json_columns_match_plain_json_dumps(tmp_path: Path) -> None:
 
 
 def test_multi_row_statements_group_commit_and_first_seen(tmp_path: Path) -> None:
-    """``writes.insert_rows`` chunks (powers of two, remainders) store every row once; a
+    """``writes.statement_chunks`` chunks (powers of two, remainders) store every row once; a
     group of prepared batches with a duplicate keeps the earliest ``first_seen_ns``."""
     from mltrace_collector.model import RunRecord
     from mltrace_collector.store.writes import prepare

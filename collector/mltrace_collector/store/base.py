@@ -81,10 +81,9 @@ class Store(ABC):
 
     placeholder = "?"
     backend = "sql"
-    multi_row_insert = True
-    """Ingest with multi-row ``INSERT ... VALUES`` statements (see ``writes.insert_rows``)."""
     insert_or_ignore = False
-    """Ingest with ``INSERT OR IGNORE`` (SQLite: no statement journals; ``insert_rows``)."""
+    """Ingest with multi-row ``INSERT OR IGNORE`` statements built before the write lock
+    (SQLite: ``writes.statement_chunks``); else row by row (``writes.insert_rows``)."""
 
     def __init__(self) -> None:
         self._closed = False
@@ -151,13 +150,10 @@ class Store(ABC):
 
     def ingest_prepared(self, batches: Sequence[Prepared]) -> None:
         """Store batches made by ``writes.prepare`` (in any thread) in one transaction."""
-        prebuild = self._sql if self.multi_row_insert and self.insert_or_ignore else None
+        prebuild = self._sql if self.insert_or_ignore else None
         plan = plan_write(batches, self._known, prebuild)  # before the write lock
         with self._transaction() as cur:
-            now = time.time_ns()
-            written = write_plan(
-                self._sql, cur, plan, now, self.multi_row_insert, self.insert_or_ignore
-            )
+            written = write_plan(self._sql, cur, plan, time.time_ns())
         self._known.committed(written)  # after the commit: a rolled-back row is not known
 
     def shared_target(self) -> str | None:

@@ -72,9 +72,9 @@ class PostgresStore(Store):
 
     placeholder = "%s"
     backend = "postgres"
-    # psycopg converts placeholders in Python and caches only short statements: a long
-    # multi-row INSERT is re-parsed on every call. executemany pipelines single-row ones.
-    multi_row_insert = False
+    # Ingest row by row (insert_or_ignore stays False): psycopg converts placeholders in
+    # Python and caches only short statements, so a long multi-row INSERT is re-parsed on
+    # every call; executemany pipelines single-row ones.
 
     def __init__(
         self,

@@ -215,13 +215,6 @@ Chunk = tuple[str, list[Any], int]
 """One multi-row statement: its text, its parameters, its number of rows."""
 
 
-def _sql_head(statement: tuple[str, int, str], or_ignore: bool) -> tuple[str, int, str]:
-    head, width, tail = statement
-    if or_ignore:
-        head = head.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
-    return head, width, tail
-
-
 def statement_chunks(
     sql: Callable[[str], str],
     statement: tuple[str, int, str],
@@ -232,8 +225,16 @@ def statement_chunks(
     """The multi-row statements that insert ``rows``: chunks of a power of two rows, so
     at most a dozen distinct statements are ever prepared per table (the drivers cache
     prepared statements by their text). ``bind_once``: each row lacks the statement's
-    last column, which is bound once as ``?1`` (parameter 0, set by :func:`run_chunks`)."""
-    head, width, tail = _sql_head(statement, or_ignore)
+    last column, which is bound once as ``?1`` (parameter 0, set by :func:`run_chunks`).
+
+    ``or_ignore`` (SQLite): ``INSERT OR IGNORE``. A multi-row statement that could abort
+    halfway (a ``NOT NULL`` column) makes SQLite keep a statement journal, a copy of
+    every page the statement changes: 9 KB of writes per ingested run, ~10-15% of the
+    writer's time. Rows are built complete (``prepare``), so nothing is ignored in
+    practice; :func:`write_plan` checks that every row went in."""
+    head, width, tail = statement
+    if or_ignore:
+        head = head.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
     row_width = width - 1 if bind_once else width
     per = 1 << ((MAX_PARAMS // width).bit_length() - 1)
     chunks: list[Chunk] = []
@@ -275,32 +276,19 @@ def insert_rows(
     statement: tuple[str, int, str],
     rows: Sequence[tuple[Any, ...]],
     suffix: tuple[Any, ...] = (),
-    multi_row: bool = True,
-    or_ignore: bool = False,
 ) -> list[Any]:
-    """Insert ``rows`` (each followed by ``suffix``, at most one value) with multi-row
-    statements (:func:`statement_chunks`); returns the first column of what a
-    ``RETURNING`` statement returned ([] for other statements). Without ``multi_row``:
-    one single-row statement through ``executemany``.
-
-    ``or_ignore`` (SQLite): ``INSERT OR IGNORE``. A multi-row statement that could abort
-    halfway (a ``NOT NULL`` column) makes SQLite keep a statement journal, a copy of
-    every page the statement changes: 9 KB of writes per ingested run, ~10-15% of the
-    writer's time. Rows are built complete (``prepare``), so nothing is ignored in
-    practice; statements without a conflict clause check that every row went in."""
-    head, width, tail = _sql_head(statement, or_ignore)
-    returning = " RETURNING " in f" {tail} "
-    if multi_row:
-        chunks = statement_chunks(sql, statement, rows, or_ignore, bind_once=bool(suffix))
-        check_all = or_ignore and not tail
-        return run_chunks(cur, chunks, returning, check_all, suffix[0] if suffix else None)
-    returned: list[Any] = []
+    """Insert ``rows`` (each followed by ``suffix``) row by row through ``executemany``
+    (PostgreSQL: psycopg pipelines it); returns the first column of what a ``RETURNING``
+    statement returned ([] for other statements)."""
+    head, width, tail = statement
     params = [row + suffix for row in rows] if suffix else rows
-    if not returning:
-        cur.executemany(sql(_statement(head, width, 1, tail)), params)
-        return returned
+    text = sql(_statement(head, width, 1, tail))
+    if " RETURNING " not in f" {tail} ":
+        cur.executemany(text, params)
+        return []
+    returned: list[Any] = []
     pg: Any = cur  # psycopg's executemany(returning=True): one result set per row
-    pg.executemany(sql(_statement(head, width, 1, tail)), params, returning=True)
+    pg.executemany(text, params, returning=True)
     while True:  # empty where the row was not inserted
         returned.extend(r[0] for r in pg.fetchall())
         if not pg.nextset():
@@ -379,12 +367,11 @@ def write_plan(
     cur: Cursor,
     plan: WritePlan,
     now: int,
-    multi_row: bool = True,
-    or_ignore: bool = False,
 ) -> list[tuple[Any, ...]]:
     """Insert ``plan`` inside the caller's transaction; returns the artifact rows it
     upserted (for ``known.committed`` after the commit). ``now``: the runs'
-    ``ingested_ns``. ``multi_row``, ``or_ignore``: see :func:`insert_rows`."""
+    ``ingested_ns``. A plan with prebuilt statements (SQLite) runs them; otherwise rows
+    go in one by one (:func:`insert_rows`)."""
     batch, built = plan.batch, plan.prebuilt
     inserted: list[str] = []
     if built is not None:
@@ -399,14 +386,14 @@ def write_plan(
         run_chunks(cur, built["outputs"], False, False)
     else:
         if plan.runs:
-            inserted = insert_rows(sql, cur, INSERT_RUN, plan.runs, (now,), multi_row)
+            inserted = insert_rows(sql, cur, INSERT_RUN, plan.runs, (now,))
         io = _io_rows(batch, inserted)
         if io:
-            insert_rows(sql, cur, INSERT_IO, io, multi_row=multi_row, or_ignore=or_ignore)
+            insert_rows(sql, cur, INSERT_IO, io)
         if plan.artifacts:
-            insert_rows(sql, cur, UPSERT_ARTIFACT, plan.artifacts, multi_row=multi_row)
+            insert_rows(sql, cur, UPSERT_ARTIFACT, plan.artifacts)
         if plan.outputs:
-            insert_rows(sql, cur, INSERT_OUTPUT, plan.outputs, multi_row=multi_row)
+            insert_rows(sql, cur, INSERT_OUTPUT, plan.outputs)
     ingest_extras(sql, cur, batch.records, batch.chunks)
     return plan.artifacts
 
