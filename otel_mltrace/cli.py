@@ -25,6 +25,7 @@ from rich.console import Console
 from mltrace_collector import render
 from mltrace_collector.client import RemoteError, RemoteQueries
 from mltrace_collector.queries import LineageQueries, NotFound
+from mltrace_collector.stale import why as stale_why
 from otel_mltrace.config import describe, resolve
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -266,13 +267,14 @@ def components(ctx: Context, fmt: str | None) -> None:
 @fmt_option(("tree", "json"))
 @pass_ctx
 def stale(ctx: Context, older_than: str | None, show_all: bool, fmt: str | None) -> None:
-    """Components whose newest run read outdated inputs (newer versions exist, or too old)."""
+    """Live runs (an output is still the newest version) that read outdated inputs (a newer
+    version exists, or older than the threshold) or have a stale run upstream."""
     threshold = parse_duration(older_than) if older_than else float(resolve("stale_after_seconds"))
 
     def go() -> None:
         rows = [r for r in ctx.queries().stale(threshold) if show_all or r["stale"]]
         for r in rows:
-            r["why"] = "; ".join(r["reasons"]) or "fresh"
+            r["why"] = stale_why(r)
         table = render.rows_table("stale", rows, ("component", "run_id", "stale", "why"))
         render.emit(ctx.console, rows, fmt or ctx.fmt, table)
 

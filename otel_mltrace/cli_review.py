@@ -115,10 +115,10 @@ def review(ctx: Context, limit: int, fmt: str | None) -> None:
         if (fmt or ctx.fmt) == "json":
             render.emit(ctx.console, result, "json")
             return
-        if not result["flagged"]:
-            ctx.console.print("no flagged outputs with lineage: flag some with `otel-mltrace flag`")
-        for table in review_tables(result):
-            ctx.console.print(table)
+        ctx.console.print(result["verdict"])
+        if result["runs"]:
+            for table in review_tables(result):
+                ctx.console.print(table)
         if result["unresolved_flags"]:
             ctx.console.print(f"[dim]flags without upstream: {result['unresolved_flags']}[/dim]")
 

@@ -90,7 +90,7 @@ def create_api(queries: LineageQueries, health: Callable[[], dict[str, Any]]) ->
 
     @app.get("/api/v1/stale", tags=["components"])
     def stale(older_than_s: float = Query(86400.0, gt=0), now_ns: int | None = Query(None)) -> JSON:
-        """Newest run of each component with staleness reasons."""
+        """Every live run: stale or not, its reasons and the path to a stale upstream run."""
         return queries.stale(older_than_s, now_ns)
 
     @app.get("/api/v1/flags", tags=["review"])

@@ -205,8 +205,9 @@ def walk_downstream(
         todo: list[tuple[str, str | None, bool]] = []
         for aid, producer_id in queued:
             version = split_id(aid)[1]
-            # An unversioned URI is a different thing per writer: visit it once per producer.
-            key = (aid, producer_id if version is None else None)
+            # Visit an output once per producer: its unversioned readers are matched to the
+            # writer they stitched to, and two runs may write the same versioned ID.
+            key = (aid, producer_id)
             if key in walk.seen_artifacts:
                 continue
             walk.seen_artifacts.add(key)

@@ -16,7 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from mltrace_collector import review
@@ -24,6 +23,7 @@ from mltrace_collector.checks import run_checks
 from mltrace_collector.lineage_walk import Graph, iso, run_summary, walk_downstream, walk_upstream
 from mltrace_collector.model import split_artifact_id
 from mltrace_collector.records import is_record, trace_record
+from mltrace_collector.stale import stale_runs
 from mltrace_collector.store.base import Row, Store
 from mltrace_collector.store.extras import record_sets_of
 from mltrace_collector.store.graph_reads import (
@@ -190,50 +190,6 @@ class LineageQueries:
         return out
 
     def stale(self, older_than_s: float, now_ns: int | None = None) -> list[dict[str, Any]]:
-        """The newest run of each component, with why it is stale (if it is).
-
-        Stale: an input has a newer version than the one read, or an input was produced
-        (or first seen, for raw data) more than ``older_than_s`` seconds ago.
-        """
-        now = now_ns if now_ns is not None else time.time_ns()
-        result = []
-        for row in self.store.latest_runs():
-            reasons: list[str] = []
-            newest_input_ns: int | None = None
-            for io in self.store.run_io(row["run_id"]):
-                if io["direction"] != "in":
-                    continue
-                aid = io["artifact_id"]
-                producer = self.producer_for(aid, row["start_ns"])
-                known = self.store.artifact(aid)
-                made_ns = producer["end_ns"] if producer else (known or {}).get("first_seen_ns")
-                if made_ns is not None:
-                    newest_input_ns = max(newest_input_ns or made_ns, made_ns)
-                if io["versioned"]:
-                    latest = self.store.latest_version(io["uri"])
-                    if (
-                        latest is not None
-                        and latest["artifact_id"] != aid
-                        and known is not None
-                        and latest["first_seen_ns"] > known["first_seen_ns"]
-                    ):
-                        reasons.append(
-                            f"input {io['uri']} has a newer version {latest['version']} "
-                            f"(first seen {iso(latest['first_seen_ns'])})"
-                        )
-                if made_ns is not None and (now - made_ns) / 1e9 > older_than_s:
-                    reasons.append(
-                        f"input {aid} is {(now - made_ns) / 86400e9:.1f} days old "
-                        f"(threshold {older_than_s / 86400:.1f} days)"
-                    )
-            result.append(
-                {
-                    **run_summary(row),
-                    "stale": bool(reasons),
-                    "reasons": reasons,
-                    "newest_input_age_s": (now - newest_input_ns) / 1e9
-                    if newest_input_ns is not None
-                    else None,
-                }
-            )
-        return result
+        """Every live run with whether it is stale, why, and the path to a stale upstream
+        run (rules in docs/semantics.md; see :func:`mltrace_collector.stale.stale_runs`)."""
+        return stale_runs(self, older_than_s, now_ns)

@@ -2,10 +2,11 @@
 
 A record (e.g. one prediction) resolves to the run(s) that declared it and the output
 artifact it belongs to; its upstream is that run's normal lineage. When the run declared
-``sources``, the record's source record resolves the same way, one more hop up, and
-:func:`record_lineage` keeps only the input artifact the source came from among the run's
-record-indexed inputs: a prediction made from feature row 17 is not blamed on the
-featurize runs that produced the other feature rows.
+``sources``, each source record resolves among the record sets of the run's inputs (record
+IDs are scoped to the artifact version they were logged with, see ``record_scope``), one
+more hop up, and ``LineageCache.record_lineage`` keeps only the input the source came from
+among the run's record-indexed inputs: a prediction made from feature row 17 is not blamed
+on the featurize runs that produced the other feature rows.
 
 Example::
 
@@ -18,8 +19,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mltrace_collector.model import split_artifact_id
-from mltrace_collector.store.base import Row
-from mltrace_collector.store.extras import has_records, record_sets_of
+from mltrace_collector.record_scope import SetKey, indexed_sets, input_sets, resolve_sources
+from mltrace_collector.store.base import Row, Store
+from mltrace_collector.store.extras import record_sets_of, set_id
 from mltrace_collector.store.graph_reads import producers_for, run_artifacts, run_summaries
 
 if TYPE_CHECKING:
@@ -53,7 +55,13 @@ def _edge(graph: dict[str, Any], source: str, target: str, relation: str) -> Non
 
 def trace_record(q: LineageQueries, record_id: str, depth: int) -> dict[str, Any]:
     """Upstream graph of one record: record -> output artifact -> producing run -> … ;
-    with sources, source records (relation ``source``) and their producers too."""
+    with sources, source records (relation ``source``) and their producers too.
+
+    A record ID alone means its newest occurrence (the set of the run that ended last);
+    each source resolves among the record sets of what the run read
+    (:mod:`mltrace_collector.record_scope`), so a key kept across versions never mixes
+    them. A node is keyed by the record ID, or ``"ID @ output"`` when the same ID occurs
+    again further up (another version)."""
     graph: dict[str, Any] = {
         "root": {"kind": "record", "id": record_id},
         "direction": "upstream",
@@ -63,48 +71,81 @@ def trace_record(q: LineageQueries, record_id: str, depth: int) -> dict[str, Any
         "edges": [],
         "truncated": False,
     }
-    pending, hops = [record_id], 0
+    sets = record_sets_of(q.store, record_id)
+    newest = sets[0]["run_id"] if sets else None
+    root_keys = sorted(
+        {(s["run_id"], s["output_artifact_id"]) for s in sets if s["run_id"] == newest}
+    )
+    node_of: dict[tuple[str, SetKey | None], str] = {}
+
+    def node(rid: str, key: SetKey | None) -> str:
+        if (rid, key) not in node_of:
+            taken = set(node_of.values())
+            names = (
+                [rid, f"{rid} @ {key[1]}", f"{rid} @ {key[1]} by {key[0]}"]
+                if key
+                else [rid, f"{rid} (not in the inputs)"]
+            )
+            name = next((n for n in names if n not in taken), names[-1])
+            node_of[(rid, key)] = name
+        return node_of[(rid, key)]
+
+    root_key = ("", "") if not root_keys else root_keys[0]
+    pending: list[tuple[str, list[SetKey], str]] = [
+        (record_id, root_keys, node(record_id, root_key))
+    ]
+    hops = 0
     traced: set[str] = set()  # a run's upstream is merged once, however many sets name it
     while pending:
         if hops > min(depth, MAX_SOURCE_HOPS):
             graph["truncated"] = True
             break
-        next_ids: list[str] = []
-        for rid in pending:
-            if rid in graph["records"]:
+        next_ids: list[tuple[str, list[SetKey], str]] = []
+        for rid, keys, name in pending:
+            if name in graph["records"]:
                 continue
-            sets = record_sets_of(q.store, rid)
-            sources = sorted({s["source_record_id"] for s in sets if s["source_record_id"]})
-            graph["records"][rid] = {
-                "id": rid,
-                "produced_by": sorted({s["run_id"] for s in sets}),
-                "outputs": sorted({s["output_artifact_id"] for s in sets}),
-                "sources": sources,
-            }
-            for s in sets:
-                aid, run_id = s["output_artifact_id"], s["run_id"]
+            entry = {"id": rid, "produced_by": [], "outputs": [], "sources": []}
+            graph["records"][name] = entry
+            for run_id, aid in keys:
+                entry["produced_by"] = sorted({*entry["produced_by"], run_id})
+                entry["outputs"] = sorted({*entry["outputs"], aid})
                 uri, version = split_artifact_id(aid)
                 graph["artifacts"].setdefault(
                     aid, {"id": aid, "uri": uri, "version": version, "raw": False}
                 )["raw"] = False
-                _edge(graph, aid, rid, "record")
+                _edge(graph, aid, name, "record")
                 _edge(graph, run_id, aid, "output")
                 if run_id not in traced:
                     traced.add(run_id)
                     row = run_summaries(q.store, [run_id]).get(run_id)
                     if row is not None:
                         _merge(graph, q.trace_run(row, depth))
-            for src in sources:
-                _edge(graph, src, rid, "source")
-                next_ids.append(src)
+                srcs = record_sources(q.store, rid, (run_id, aid))
+                for src, found in resolve_sources(q.store, run_id, srcs).items():
+                    groups: list[tuple[SetKey | None, str]] = [(k, node(src, k)) for k in found]
+                    if not groups:
+                        groups = [(None, node(src, None))]
+                    for k, src_name in groups:
+                        entry["sources"] = sorted({*entry["sources"], src_name})
+                        _edge(graph, src_name, name, "source")
+                        next_ids.append((src, [k] if k else [], src_name))
         pending, hops = next_ids, hops + 1
-    for src in list(graph["records"]):  # a source that was never declared as a record
-        for s in graph["records"][src]["sources"]:
+    for name in list(graph["records"]):  # a source that was never declared as a record
+        for s in graph["records"][name]["sources"]:
             graph["records"].setdefault(
                 s, {"id": s, "produced_by": [], "outputs": [], "sources": []}
             )
-    graph["root"]["id"] = record_id
     return graph
+
+
+def record_sources(store: Store, record_id: str, key: SetKey) -> list[str]:
+    """Source record IDs declared for ``record_id`` in the set ``key``."""
+    rows = store.query(
+        "SELECT source_record_id FROM records WHERE record_id = ? AND set_id = ? "
+        "AND source_record_id <> '' ORDER BY source_record_id",
+        (record_id, set_id(*key)),
+    )
+    return [r["source_record_id"] for r in rows]
 
 
 class LineageCache:
@@ -116,7 +157,7 @@ class LineageCache:
         self.q = q
         self.runs: dict[str, Row] = {}
         self._closure: dict[str, frozenset[str]] = {}
-        self._indexed: dict[str, bool] = {}
+        self._inputs: dict[str, dict[str, SetKey | None]] = {}
 
     def row(self, run_id: str) -> Row | None:
         if run_id not in self.runs:
@@ -125,11 +166,6 @@ class LineageCache:
                 return None
             self.runs[run_id] = row
         return self.runs[run_id]
-
-    def record_indexed(self, artifact_id: str) -> bool:
-        if artifact_id not in self._indexed:
-            self._indexed[artifact_id] = has_records(self.q.store, artifact_id)
-        return self._indexed[artifact_id]
 
     def upstream(self, run_id: str, skip_inputs: frozenset[str] = frozenset()) -> frozenset[str]:
         """``run_id`` and every run upstream of it (artifact level), minus ``skip_inputs``."""
@@ -162,20 +198,19 @@ class LineageCache:
             self._closure[run_id] = closure
         return closure
 
-    def record_lineage(
-        self, run_id: str, output: str, source_run: str | None, source_output: str | None
-    ) -> frozenset[str]:
-        """Runs upstream of a record of ``output`` made by ``run_id`` from a source record
-        produced by ``source_run`` into ``source_output`` (None: no indexed source)."""
-        if source_run is None or source_output is None:
+    def record_lineage(self, run_id: str, sources: frozenset[SetKey]) -> frozenset[str]:
+        """Runs upstream of a record made by ``run_id`` whose sources resolved to the input
+        record ``sources`` (empty: no resolved source, so the run's whole upstream): the
+        run's other record-indexed inputs are left out, each source set's run's upstream
+        is added."""
+        if not sources:
             return self.upstream(run_id)
-        row = self.row(run_id)
-        inputs = [] if row is None else self.q.store.run_io(run_id)
-        skip = frozenset(
-            io["artifact_id"]
-            for io in inputs
-            if io["direction"] == "in"
-            and io["artifact_id"] != source_output
-            and self.record_indexed(io["artifact_id"])
-        )
-        return self.upstream(run_id, skip) | self.upstream(source_run)
+        if run_id not in self._inputs:
+            resolved = input_sets(self.q.store, run_id)
+            indexed = indexed_sets(self.q.store, {k for k in resolved.values() if k})
+            self._inputs[run_id] = {a: k for a, k in resolved.items() if k in indexed}
+        skip = frozenset(a for a, k in self._inputs[run_id].items() if k not in sources)
+        result = set(self.upstream(run_id, skip))
+        for source_run, _ in sources:
+            result |= self.upstream(source_run)
+        return frozenset(result)

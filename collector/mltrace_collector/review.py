@@ -17,7 +17,9 @@ flagged and ``b`` of the ``nU`` unflagged items having *u* in their lineage:
     score    = coverage * ln(lift)                                 the ranking key
 
 A run that feeds every output has lift ≈ 1, so score ≈ 0 however common it is; a run
-feeding the flagged outputs far more often than the unflagged ones ranks first.
+feeding the flagged outputs far more often than the unflagged ones ranks first. Only
+runs (components, revisions) with ``flagged_count > 0`` and ``score > 0`` are listed;
+when none is, ``verdict`` says so in words instead of listing noise.
 
 Example::
 
@@ -33,6 +35,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mltrace_collector.record_scope import SetKey, scoped_records
 from mltrace_collector.records import LineageCache
 from mltrace_collector.store import extras
 
@@ -126,6 +129,26 @@ def score_row(a: int, n_flagged: int, b: int, n_unflagged: int) -> dict[str, Any
     }
 
 
+def verdict(n_flagged: int, n_unflagged: int, suspects: bool) -> str:
+    """One plain sentence on what the ranking means (shown above the tables)."""
+    if not n_flagged:
+        return "no flagged item has lineage: flag outputs, records or runs with `otel-mltrace flag`"
+    if not n_unflagged:
+        return (
+            f"all {n_flagged} items compared are flagged: there are no unflagged items of the "
+            "same kind to compare with, so no upstream run can be singled out"
+        )
+    if not suspects:
+        return (
+            f"no upstream run is over-represented among the {n_flagged} flagged items: every "
+            f"run in their lineage feeds the {n_unflagged} unflagged items at least as often"
+        )
+    return (
+        f"upstream runs ranked by how much more often they feed the {n_flagged} flagged "
+        f"items than the {n_unflagged} unflagged ones"
+    )
+
+
 # -- populations --------------------------------------------------------------------------
 Item = tuple[frozenset[str], int, int]
 """(lineage run IDs, flagged weight, unflagged weight)."""
@@ -134,28 +157,17 @@ Item = tuple[frozenset[str], int, int]
 def _record_population(
     cache: LineageCache, run_id: str, output: str, flagged: set[str]
 ) -> list[Item]:
-    store = cache.q.store
-    groups: dict[tuple[str | None, str | None], int] = {}
-    for g in extras.source_groups(store, run_id, output):
-        groups[(g["source_run_id"], g["source_output"])] = int(g["n"])
-    bad: dict[tuple[str | None, str | None], int] = defaultdict(int)
-    producer_inputs = {io["artifact_id"] for io in store.run_io(run_id) if io["direction"] == "in"}
-    for rid in flagged:
-        sets = [s for s in extras.record_sets_of(store, rid) if s["run_id"] == run_id]
-        sources = {s["source_record_id"] for s in sets if s["output_artifact_id"] == output}
-        key: tuple[str | None, str | None] = (None, None)
-        for src in sorted(s for s in sources if s):
-            found = extras.record_sets_of(store, src)
-            found.sort(key=lambda s: s["output_artifact_id"] not in producer_inputs)
-            if found:
-                key = (found[0]["run_id"], found[0]["output_artifact_id"])
-                break
-        bad[key] += 1
+    """Records of one set, grouped by the input record sets their sources resolve to."""
+    bad: dict[frozenset[SetKey], int] = defaultdict(int)
+    good: dict[frozenset[SetKey], int] = defaultdict(int)
+    for record_id, sources in scoped_records(cache.q.store, run_id, output):
+        if record_id in flagged:
+            bad[sources] += 1
+        else:
+            good[sources] += 1
     items = []
-    for key in set(groups) | set(bad):
-        lineage = cache.record_lineage(run_id, output, key[0], key[1])
-        n_bad = bad.get(key, 0)
-        items.append((lineage, n_bad, max(0, groups.get(key, 0) - n_bad)))
+    for key in sorted(set(bad) | set(good), key=sorted):
+        items.append((cache.record_lineage(run_id, key), bad[key], good[key]))
     return items
 
 
@@ -196,6 +208,9 @@ def _rank(
             a[key] += bad
             b[key] += good
     rows = [(key, score_row(a[key], n_f, b[key], n_u)) for key in a]
+    # Only what covers flagged items and is over-represented among them is a suspect: a
+    # run with coverage 0 (score 0) or lift <= 1 (score <= 0) explains nothing.
+    rows = [kr for kr in rows if kr[1]["flagged_count"] > 0 and kr[1]["score"] > 0]
     rows.sort(key=lambda kr: (-kr[1]["score"], kr[1]["p_value"], str(kr[0])))
     return rows
 
@@ -255,8 +270,10 @@ def review(q: LineageQueries, limit: int = 20) -> dict[str, Any]:
     for key, stats in revs[:limit]:
         comps = sorted({component_of(r) for r in cache.runs if revision_of(r) == key})
         revisions.append({"code_revision": key, "components": comps, **stats})
+    n_flagged = sum(i[1] for i in items)
     return {
-        "flagged": sum(i[1] for i in items),
+        "verdict": verdict(n_flagged, sum(i[2] for i in items), bool(runs)),
+        "flagged": n_flagged,
         "unflagged": sum(i[2] for i in items),
         "unresolved_flags": unresolved,
         "runs": [{"rank": i + 1, **r} for i, r in enumerate(runs)],

@@ -1,0 +1,126 @@
+"""Record IDs are scoped to the artifact version they were logged with.
+
+A record is the pair *(record ID, record set)*, a set being one (run, output artifact).
+A source record named by a run resolves **only among the record sets of what that run
+read**: for each input, the set of the producer the input stitches to (``trace``'s
+rule) for the artifact that producer wrote. So a stable business key (``wine_id``) kept
+through raw -> clean -> predictions across three data versions never mixes versions and
+never forms a cycle: each hop goes to the version the run actually read.
+
+Example::
+
+    sets = input_sets(store, "run-42")           # {input ID as read: (producer run, output)}
+    found = resolve_sources(store, "run-42", ["wine-0115"])   # {"wine-0115": [(run, out)]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from mltrace_collector.store.extras import set_id
+from mltrace_collector.store.graph_reads import MAX_PARAMS, producers_for, run_artifacts, split_id
+
+if TYPE_CHECKING:
+    from mltrace_collector.store.base import Store
+
+SetKey = tuple[str, str]
+"""(run ID, output artifact ID) of a record set."""
+
+
+def input_sets(store: Store, run_id: str) -> dict[str, SetKey | None]:
+    """For each input of ``run_id`` (as read): the (producer run, artifact ID it wrote)
+    the input stitches to, or ``None`` for raw data."""
+    rows = store.query("SELECT start_ns FROM runs WHERE run_id = ?", (run_id,))
+    if not rows:
+        return {}
+    start = rows[0]["start_ns"]
+    inputs = run_artifacts(store, [run_id], "in")[run_id]
+    producers = producers_for(store, ((a, start) for a in inputs))
+    written = run_artifacts(
+        store, {p["run_id"] for p in producers.values() if p is not None}, "out"
+    )
+    found: dict[str, SetKey | None] = {}
+    for aid in inputs:
+        producer = producers[(aid, start)]
+        if producer is None:
+            found[aid] = None
+            continue
+        uri, version = split_id(aid)
+        if version is not None:
+            found[aid] = (producer["run_id"], aid)
+            continue
+        same_uri = [o for o in written[producer["run_id"]] if split_id(o)[0] == uri]
+        found[aid] = (producer["run_id"], same_uri[0]) if same_uri else None
+    return found
+
+
+def indexed_sets(store: Store, keys: Iterable[SetKey]) -> set[SetKey]:
+    """Those of ``keys`` that hold record IDs."""
+    wanted = {set_id(*k): k for k in keys}
+    ids = sorted(wanted)
+    found: set[SetKey] = set()
+    for i in range(0, len(ids), MAX_PARAMS):
+        chunk = ids[i : i + MAX_PARAMS]
+        marks = ", ".join("?" * len(chunk))
+        sql = f"SELECT set_id FROM record_sets WHERE set_id IN ({marks})"  # noqa: S608 - "?" only
+        for row in store.query(sql, chunk):
+            found.add(wanted[int(row["set_id"])])
+    return found
+
+
+def resolve_sources(
+    store: Store, run_id: str, source_ids: Iterable[str]
+) -> dict[str, list[SetKey]]:
+    """Where each source record of a record made by ``run_id`` lives: the record sets,
+    among those of the run's inputs, that hold that ID (empty: not indexed there)."""
+    allowed = {k for k in input_sets(store, run_id).values() if k is not None}
+    by_set = {set_id(*k): k for k in allowed}
+    found: dict[str, list[SetKey]] = {s: [] for s in source_ids}
+    if not by_set or not found:
+        return found
+    sets = sorted(by_set)
+    for src in sorted(found):
+        for i in range(0, len(sets), MAX_PARAMS - 1):
+            chunk = sets[i : i + MAX_PARAMS - 1]
+            marks = ", ".join("?" * len(chunk))
+            rows = store.query(
+                f"SELECT DISTINCT set_id FROM records WHERE record_id = ? AND set_id IN ({marks})",  # noqa: S608 - "?" only
+                (src, *chunk),
+            )
+            found[src] += [by_set[int(r["set_id"])] for r in rows]
+        found[src].sort()
+    return found
+
+
+def scoped_records(
+    store: Store, run_id: str, output: str
+) -> Iterator[tuple[str, frozenset[SetKey]]]:
+    """Each record of the set (``run_id``, ``output``) with the input record sets its
+    sources resolve to (empty: no source declared, or none found among the inputs)."""
+    allowed = {k for k in input_sets(store, run_id).values() if k is not None}
+    by_set = {set_id(*k): k for k in indexed_sets(store, allowed)}
+    sets = sorted(by_set)[: MAX_PARAMS - 1]  # a run reads fewer record-indexed inputs
+    marks = ", ".join("?" * len(sets))
+    join = (
+        f"LEFT JOIN records src ON src.record_id = r.source_record_id "
+        f"AND r.source_record_id <> '' AND src.set_id IN ({marks}) "
+        if sets
+        else "LEFT JOIN records src ON 1 = 0 "
+    )
+    rows = store.query(
+        f"SELECT r.record_id, src.set_id AS source_set FROM records r {join}"  # noqa: S608 - "?" only
+        "WHERE r.set_id = ? ORDER BY r.record_id",
+        (*sets, set_id(run_id, output)),
+    )
+    current: str | None = None
+    keys: set[SetKey] = set()
+    for row in rows:
+        if row["record_id"] != current:
+            if current is not None:
+                yield current, frozenset(keys)
+            current, keys = row["record_id"], set()
+        if row["source_set"] is not None:
+            keys.add(by_set[int(row["source_set"])])
+    if current is not None:
+        yield current, frozenset(keys)

@@ -1,0 +1,205 @@
+"""``otel-mltrace stale``: every *live* run that is stale, with the reason and the path.
+
+The rules are written down in ``docs/semantics.md``; in short:
+
+* the **newest version** of a URI is what its latest writer (largest end, then run ID)
+  wrote; a URI nobody wrote (raw data) has as newest version its versioned ID first seen
+  last;
+* a run is **live** when one of its outputs is still the newest version of its URI (a
+  run without outputs: when it is its component's newest run) — so two variants of
+  ``train`` writing two model URIs are both live;
+* a run is **directly stale** when an input has a newer version than the one it got, or
+  an input was made (producer end; first seen, for raw data) more than the threshold ago;
+* a live run is **stale** when it is directly stale or any run upstream of it (through the
+  producers it actually read from) is; ``upstream`` names the nearest such run and the
+  path to it.
+
+The whole index is read once (lean rows and run I/O), so the answer does not depend on
+which component ran last or on the order spans arrived in.
+
+Example::
+
+    rows = stale_runs(LineageQueries(store), older_than_s=7 * 86400)
+    [r["run_id"] for r in rows if r["stale"]]
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from mltrace_collector.lineage_walk import iso, run_summary
+from mltrace_collector.store.base import Row
+from mltrace_collector.store.graph_reads import SUMMARY_COLUMNS, producers_for
+
+if TYPE_CHECKING:
+    from mltrace_collector.queries import LineageQueries
+
+_Input = tuple[str, str, bool]  # artifact ID, URI, versioned
+
+
+class _Index:
+    """Runs, their I/O and the artifacts table, loaded once."""
+
+    def __init__(self, q: LineageQueries) -> None:
+        store = q.store
+        cols = ", ".join(SUMMARY_COLUMNS)
+        self.runs: dict[str, Row] = {
+            r["run_id"]: r
+            for r in store.query(f"SELECT {cols} FROM runs")  # noqa: S608 - constant column list
+        }
+        self.ins: dict[str, list[_Input]] = {run_id: [] for run_id in self.runs}
+        self.outs: dict[str, list[_Input]] = {run_id: [] for run_id in self.runs}
+        rows = store.query(
+            "SELECT run_id, direction, artifact_id, uri, versioned FROM run_io "
+            "ORDER BY run_id, direction, artifact_id"
+        )
+        for row in rows:
+            target = self.ins if row["direction"] == "in" else self.outs
+            if row["run_id"] in target:
+                target[row["run_id"]].append(
+                    (row["artifact_id"], row["uri"], bool(row["versioned"]))
+                )
+        self.first_seen: dict[str, int] = {}
+        self.raw_newest: dict[str, tuple[int, str]] = {}
+        for art in store.query("SELECT artifact_id, uri, version, first_seen_ns FROM artifacts"):
+            self.first_seen[art["artifact_id"]] = int(art["first_seen_ns"])
+            if art["version"] is not None:
+                key = (int(art["first_seen_ns"]), art["artifact_id"])
+                self.raw_newest[art["uri"]] = max(self.raw_newest.get(art["uri"], key), key)
+        # latest writer of each URI: (end_ns, run_id, artifact ID written)
+        self.latest_write: dict[str, tuple[int, str, str]] = {}
+        for run_id, outs in self.outs.items():
+            end = int(self.runs[run_id]["end_ns"])
+            for aid, uri, _ in outs:
+                write = (end, run_id, aid)
+                self.latest_write[uri] = max(self.latest_write.get(uri, write), write)
+        pairs = [
+            (aid, self.runs[r]["start_ns"]) for r, ins in self.ins.items() for aid, _, _ in ins
+        ]
+        self.producer = producers_for(store, pairs)
+        newest_of: dict[str, tuple[int, str]] = {}
+        for run_id, row in self.runs.items():
+            key = (int(row["start_ns"]), run_id)
+            newest_of[row["component"]] = max(newest_of.get(row["component"], key), key)
+        self.component_newest = {run_id for _, run_id in newest_of.values()}
+
+    def producer_of(self, run_id: str, aid: str) -> Row | None:
+        return self.producer[(aid, self.runs[run_id]["start_ns"])]
+
+    def live(self, run_id: str) -> bool:
+        if not self.outs[run_id]:
+            return run_id in self.component_newest
+        for aid, uri, versioned in self.outs[run_id]:
+            _, writer, newest = self.latest_write[uri]
+            if (versioned and newest == aid) or (not versioned and writer == run_id):
+                return True
+        return False
+
+    def direct_reasons(self, run_id: str, now_ns: int, older_than_s: float) -> list[str]:
+        reasons: list[str] = []
+        for aid, uri, versioned in self.ins[run_id]:
+            producer = self.producer_of(run_id, aid)
+            got_from = producer["run_id"] if producer else None
+            latest = self.latest_write.get(uri)
+            if latest is not None:
+                end, writer, newest = latest
+                if writer != got_from and (not versioned or newest != aid):
+                    made_by = self.runs[writer]
+                    reasons.append(
+                        f"input {uri} has a newer version {newest} "
+                        f"(written by {made_by['component']} run {writer} at {iso(end)})"
+                    )
+            elif versioned and uri in self.raw_newest:
+                seen, newest = self.raw_newest[uri]
+                if newest != aid and seen > self.first_seen.get(aid, seen):
+                    reasons.append(
+                        f"input {uri} has a newer version {newest} (first seen {iso(seen)})"
+                    )
+            made = producer["end_ns"] if producer else self.first_seen.get(aid)
+            if made is not None and (now_ns - made) / 1e9 > older_than_s:
+                reasons.append(
+                    f"input {aid} is {(now_ns - made) / 86400e9:.1f} days old "
+                    f"(threshold {older_than_s / 86400:.1f} days)"
+                )
+        return reasons
+
+
+def stale_runs(
+    q: LineageQueries, older_than_s: float, now_ns: int | None = None
+) -> list[dict[str, Any]]:
+    """Every live run (see the module docstring), by component then start, with ``stale``,
+    ``reasons`` (its own), ``upstream`` (nearest stale upstream run: ``run_id``,
+    ``component``, ``reasons`` and ``path`` = [this run, input, producer, input, …, that
+    run], or ``None``) and ``newest_input_age_s``."""
+    now = now_ns if now_ns is not None else time.time_ns()
+    index = _Index(q)
+    direct: dict[str, list[str]] = {}
+
+    def reasons_of(run_id: str) -> list[str]:
+        if run_id not in direct:
+            direct[run_id] = index.direct_reasons(run_id, now, older_than_s)
+        return direct[run_id]
+
+    def nearest_stale_upstream(run_id: str) -> dict[str, Any] | None:
+        parent: dict[str, tuple[str, str] | None] = {run_id: None}
+        queue = deque([run_id])
+        while queue:
+            current = queue.popleft()
+            for aid, _, _ in index.ins[current]:
+                producer = index.producer_of(current, aid)
+                if producer is None or producer["run_id"] in parent:
+                    continue
+                up = producer["run_id"]
+                parent[up] = (current, aid)
+                if reasons_of(up):
+                    path = [up]
+                    step = parent[up]
+                    while step is not None:
+                        path += [step[1], step[0]]
+                        step = parent[step[0]]
+                    return {
+                        "run_id": up,
+                        "component": index.runs[up]["component"],
+                        "reasons": reasons_of(up),
+                        "path": path[::-1],
+                    }
+                queue.append(up)
+        return None
+
+    result = []
+    for run_id, row in index.runs.items():
+        if not index.live(run_id):
+            continue
+        own = reasons_of(run_id)
+        upstream = nearest_stale_upstream(run_id)
+        made = [
+            p["end_ns"] if p else index.first_seen.get(aid)
+            for aid, _, _ in index.ins[run_id]
+            for p in [index.producer_of(run_id, aid)]
+        ]
+        newest = max((m for m in made if m is not None), default=None)
+        result.append(
+            {
+                **run_summary(row),
+                "stale": bool(own) or upstream is not None,
+                "reasons": own,
+                "upstream": upstream,
+                "newest_input_age_s": (now - newest) / 1e9 if newest is not None else None,
+            }
+        )
+    result.sort(key=lambda r: (r["component"], r["start_ns"], r["run_id"]))
+    return result
+
+
+def why(row: dict[str, Any]) -> str:
+    """One line for the CLI table: own reasons, then the upstream cause with its path."""
+    parts = list(row["reasons"])
+    up = row.get("upstream")
+    if up:
+        parts.append(
+            f"upstream {up['component']} run {up['run_id']} is stale "
+            f"({'; '.join(up['reasons'])}); path: {' <- '.join(up['path'])}"
+        )
+    return "; ".join(parts) or "fresh"

@@ -1,0 +1,192 @@
+"""Random pipelines and the comparison of the real queries with ``tests.lineage_model``.
+
+Shared by ``tests/test_semantics_properties.py`` (a bounded number of examples per
+backend) and ``scripts/semantics_soak.py`` (a longer run). A pipeline has components
+with variants (a ``variant`` param choosing the output URI, like logreg/rf models),
+re-runs, fan-in and fan-out, versioned and unversioned URIs, overwrites, raw data read
+in several versions, record IDs from a small pool of stable keys carried across versions,
+and flags on records.
+
+Example::
+
+    pipeline = pipelines().example()
+    check_against_model(store, pipeline, random.Random(0))
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from hypothesis import strategies as st
+
+from mltrace_collector.model import RecordChunk, RunRecord
+from mltrace_collector.queries import LineageQueries
+from mltrace_collector.store.base import Store
+from tests.lineage_model import Edge, Model, MRun, split
+
+KEYS = [f"k{i}" for i in range(5)]
+NOW = 10_000_000
+DAY = 86_400 * 10**9
+
+
+@dataclass
+class Pipeline:
+    runs: list[MRun]
+    flags: list[str]
+    older_than_ns: int
+
+
+@st.composite
+def pipelines(draw: st.DrawFn, max_runs: int = 9) -> Pipeline:
+    n = draw(st.integers(2, max_runs))
+    runs: list[MRun] = []
+    written: list[str] = []  # artifact IDs written so far
+    raw = ["raw/a@v:1", "raw/a@v:2", "raw/b", "raw/c@v:1"]
+    for i in range(n):
+        comp = draw(st.sampled_from(["ingest", "clean", "train", "predict"]))
+        variant = draw(st.sampled_from(["x", "y"])) if comp == "train" else ""
+        start = 1000 * (i + 1) + draw(st.integers(0, 400))
+        end = start + draw(st.integers(0, 1500))  # overlaps: a reader may start first
+        pool = raw + written + sorted({split(w)[0] for w in written})
+        inputs = tuple(sorted(set(draw(st.lists(st.sampled_from(pool), max_size=3)))))
+        outputs: list[str] = []
+        for k in range(draw(st.integers(0 if i else 1, 2))):
+            uri = f"{comp}{variant}/o{k}"
+            version = draw(st.sampled_from([None, "v:1", "v:2", "v:3"]))
+            outputs.append(uri if version is None else f"{uri}@{version}")
+        outputs = sorted(set(outputs))
+        records: list[tuple[str, str, str]] = []
+        for out in outputs:
+            if draw(st.booleans()):
+                for key in draw(
+                    st.lists(st.sampled_from(KEYS), min_size=1, max_size=4, unique=True)
+                ):
+                    source = draw(st.sampled_from(["", key, key, *KEYS]))
+                    records.append((out, key, source))
+        runs.append(
+            MRun(f"r{i:02d}", comp, start, end, inputs, tuple(outputs), tuple(records),
+                 {"variant": variant})
+        )  # fmt: skip
+        written += outputs
+    record_ids = sorted({rid for r in runs for _, rid, _ in r.records})
+    flags = (
+        draw(st.lists(st.sampled_from(record_ids), max_size=3, unique=True)) if record_ids else []
+    )
+    older_than = draw(st.sampled_from([DAY, NOW - 3000, NOW - 6000]))
+    return Pipeline(runs, flags, older_than)
+
+
+def run_record(run: MRun, rng: random.Random) -> RunRecord:
+    by_output: dict[str, list[tuple[str, str]]] = {}
+    for out, rid, src in run.records:
+        by_output.setdefault(out, []).append((rid, src))
+    chunks = []
+    for out, rows in sorted(by_output.items()):
+        rng.shuffle(rows)
+        half = max(1, len(rows) // 2)
+        parts = [rows[:half], rows[half:]] if len(rows) > 1 else [rows]
+        for index, part in enumerate(parts):
+            chunks.append(
+                RecordChunk(
+                    out, index, len(parts), tuple(r for r, _ in part), tuple(s for _, s in part)
+                )
+            )
+    return RunRecord(
+        run_id=run.run_id, component=run.component, trace_id=f"{rng.getrandbits(128):032x}",
+        span_id=f"{rng.getrandbits(64):016x}", parent_span_id=None, service="svc",
+        start_ns=run.start, end_ns=run.end, status="ok", status_message=None,
+        inputs=run.inputs, outputs=run.outputs, params=dict(run.params),
+        record_chunks=tuple(chunks),
+    )  # fmt: skip
+
+
+def ingest_shuffled(store: Store, runs: list[MRun], rng: random.Random) -> None:
+    """Every run's span in random order, some twice (a retried batch), in random batches."""
+    records = [run_record(r, rng) for r in runs]
+    spans = records + [r for r in records if rng.random() < 0.3]
+    rng.shuffle(spans)
+    while spans:
+        k = rng.randint(1, 4)
+        store.ingest(spans[:k])
+        spans = spans[k:]
+
+
+def _same(what: str, got: tuple[set[str], set[Edge]], want: tuple[set[str], set[Edge]]) -> None:
+    """Assert equal graphs; the message names the query and what differs."""
+    if got != want:
+        raise AssertionError(
+            f"{what}: runs only in the answer {sorted(got[0] - want[0])}, only in the model "
+            f"{sorted(want[0] - got[0])}; edges only in the answer {sorted(got[1] - want[1])}, "
+            f"only in the model {sorted(want[1] - got[1])}"
+        )
+
+
+def _edges(graph: dict[str, object]) -> set[tuple[str, str, str]]:
+    edges = graph["edges"]
+    assert isinstance(edges, list)
+    return {(e["source"], e["target"], e["relation"]) for e in edges}
+
+
+def check_against_model(store: Store, p: Pipeline, rng: random.Random) -> None:
+    """Ingest ``p`` into the empty ``store`` and assert every query equals the model's."""
+    ingest_shuffled(store, p.runs, rng)
+    model = Model(p.runs)
+    q = LineageQueries(store)
+    for run in p.runs:
+        graph = q.trace(run.run_id)
+        _same(
+            f"trace {run.run_id}", (set(graph["runs"]), _edges(graph)), model.trace_run(run.run_id)
+        )
+        graph = q.downstream(run.run_id)
+        want = model.downstream_run(run.run_id)
+        _same(f"downstream {run.run_id}", (set(graph["runs"]), _edges(graph)), want)
+    for aid in sorted({o for r in p.runs for o in r.outputs}):
+        graph = q.trace(aid)
+        _same(f"trace {aid}", (set(graph["runs"]), _edges(graph)), model.trace_artifact(aid))
+    check_stale(q, model, p)
+    for rid in sorted({rid for r in p.runs for _, rid, _ in r.records}):
+        graph = q.trace(rid)
+        want_runs, want_records = model.trace_record(rid)
+        got_records = {
+            (e["id"], tuple(e["produced_by"]), tuple(e["outputs"]))
+            for e in graph["records"].values()
+        }
+        want_occurrences = {
+            (r, tuple(sorted({k[0] for k in keys})), tuple(sorted({k[1] for k in keys})))
+            for r, keys in want_records
+        }
+        assert (set(graph["runs"]), got_records) == (want_runs, want_occurrences), (
+            "record trace",
+            rid,
+        )
+    if p.flags:
+        q.flag(p.flags)
+        got = q.review(limit=1000)
+        want_rows = model.review_runs(p.flags)
+        assert {(r["run_id"], r["flagged_count"], r["unflagged_count"]) for r in got["runs"]} == {
+            (u, a, b) for u, a, b, _ in want_rows
+        }, "review"
+        if want_rows:
+            top = {u for u, _, _, s in want_rows if s == want_rows[0][3]}
+            assert got["runs"][0]["run_id"] in top, "review top culprit"
+        else:
+            assert got["runs"] == [] and "ranked" not in got["verdict"], got["verdict"]
+
+
+def check_stale(q: LineageQueries, model: Model, p: Pipeline) -> None:
+    rows = q.stale(p.older_than_ns / 1e9, now_ns=NOW)
+    want = model.stale(NOW, p.older_than_ns)
+    got = {r["run_id"]: (r["stale"], bool(r["reasons"])) for r in rows}
+    assert got == want, "stale"
+    for r in rows:
+        up = r["upstream"]
+        if up is None:
+            continue
+        path = up["path"]
+        assert path[0] == r["run_id"] and path[-1] == up["run_id"]
+        for i in range(0, len(path) - 2, 2):
+            reader, aid, producer = model.runs[path[i]], path[i + 1], path[i + 2]
+            found = model.input_producer(reader, aid)
+            assert aid in reader.inputs and found is not None and found.run_id == producer
+        assert model.direct_stale(up["run_id"], NOW, p.older_than_ns)
