@@ -268,18 +268,26 @@ class Model:
                     todo += [(src, (k,)) for k in found] or [(src, ())]
         return runs, occurrences
 
-    def record_lineage(self, run_id: str, sources: frozenset[SetKey]) -> frozenset[str]:
-        if not sources:
-            return frozenset(self.upstream_ids(run_id))
-        skip = frozenset(
-            a
-            for a, k in self.input_sets(run_id).items()
-            if k is not None and self.has_set(k) and k not in sources
+    def record_lineage(
+        self, key: SetKey, record_id: str, seen: frozenset[SetKey] = frozenset()
+    ) -> set[str]:
+        """docs/semantics.md, "The lineage of a record", recursively."""
+        run_id = key[0]
+        found = {
+            (k, src) for src in self.sources(record_id, key) for k in self.resolve(run_id, src)
+        }
+        if not found:
+            return self.upstream_ids(run_id)
+        indexed = frozenset(
+            a for a, k in self.input_sets(run_id).items() if k is not None and self.has_set(k)
         )
-        result = self.upstream_ids(run_id, skip)
-        for source_run, _ in sources:
-            result |= self.upstream_ids(source_run)
-        return frozenset(result)
+        result = self.upstream_ids(run_id, indexed)
+        for k, src in found:
+            if k in seen | {key}:
+                result |= self.upstream_ids(k[0])
+            else:
+                result |= self.record_lineage(k, src, seen | {key})
+        return result
 
     # -- review -----------------------------------------------------------------------------
     def review_runs(self, flags: list[str]) -> list[tuple[str, int, int, float]]:
@@ -292,23 +300,18 @@ class Model:
                 groups[sets[0]].add(rid)
         items: list[tuple[frozenset[str], int, int]] = []
         for (run_id, out), flagged in groups.items():
-            counts: dict[frozenset[SetKey], list[int]] = defaultdict(lambda: [0, 0])
-            ids = sorted({rid for o, rid, _ in self.runs[run_id].records if o == out})
-            for rid in ids:
-                found: set[SetKey] = set()
-                for src in self.sources(rid, (run_id, out)):
-                    found |= set(self.resolve(run_id, src))
-                counts[frozenset(found)][0 if rid in flagged else 1] += 1
-            for key, (bad, good) in counts.items():
-                items.append((self.record_lineage(run_id, key), bad, good))
+            for rid in sorted({rid for o, rid, _ in self.runs[run_id].records if o == out}):
+                is_bad = rid in flagged
+                lineage = frozenset(self.record_lineage((run_id, out), rid))
+                items.append((lineage, int(is_bad), int(not is_bad)))
         n_f = sum(i[1] for i in items)
         n_u = sum(i[2] for i in items)
         a: dict[str, int] = defaultdict(int)
         b: dict[str, int] = defaultdict(int)
-        for lineage, bad, good in items:
-            for u in lineage:
-                a[u] += bad
-                b[u] += good
+        for lin, n_bad, n_good in items:
+            for u in lin:
+                a[u] += n_bad
+                b[u] += n_good
         rows = []
         for u in a:
             lift = ((a[u] + 1) / (n_f + 2)) / ((b[u] + 1) / (n_u + 2))

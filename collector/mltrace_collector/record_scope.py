@@ -93,11 +93,19 @@ def resolve_sources(
     return found
 
 
+def indexed_inputs(store: Store, run_id: str) -> list[str]:
+    """Inputs of ``run_id`` (as read) whose stitched record set holds record IDs."""
+    resolved = input_sets(store, run_id)
+    indexed = indexed_sets(store, {k for k in resolved.values() if k is not None})
+    return sorted(a for a, k in resolved.items() if k in indexed)
+
+
 def scoped_records(
     store: Store, run_id: str, output: str
-) -> Iterator[tuple[str, frozenset[SetKey]]]:
-    """Each record of the set (``run_id``, ``output``) with the input record sets its
-    sources resolve to (empty: no source declared, or none found among the inputs)."""
+) -> Iterator[tuple[str, frozenset[tuple[SetKey, str]]]]:
+    """Each record of the set (``run_id``, ``output``) with its sources as found among the
+    run's input record sets: ``{(input set, source record ID)}`` (empty: no source
+    declared, or none found)."""
     allowed = {k for k in input_sets(store, run_id).values() if k is not None}
     by_set = {set_id(*k): k for k in indexed_sets(store, allowed)}
     sets = sorted(by_set)[: MAX_PARAMS - 1]  # a run reads fewer record-indexed inputs
@@ -109,18 +117,18 @@ def scoped_records(
         else "LEFT JOIN records src ON 1 = 0 "
     )
     rows = store.query(
-        f"SELECT r.record_id, src.set_id AS source_set FROM records r {join}"  # noqa: S608 - "?" only
-        "WHERE r.set_id = ? ORDER BY r.record_id",
+        f"SELECT DISTINCT r.record_id, src.set_id AS source_set, src.record_id AS source_id "  # noqa: S608 - "?" only
+        f"FROM records r {join}WHERE r.set_id = ? ORDER BY r.record_id",
         (*sets, set_id(run_id, output)),
     )
     current: str | None = None
-    keys: set[SetKey] = set()
+    keys: set[tuple[SetKey, str]] = set()
     for row in rows:
         if row["record_id"] != current:
             if current is not None:
                 yield current, frozenset(keys)
             current, keys = row["record_id"], set()
         if row["source_set"] is not None:
-            keys.add(by_set[int(row["source_set"])])
+            keys.add((by_set[int(row["source_set"])], row["source_id"]))
     if current is not None:
         yield current, frozenset(keys)

@@ -19,7 +19,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mltrace_collector.model import split_artifact_id
-from mltrace_collector.record_scope import SetKey, indexed_sets, input_sets, resolve_sources
+from mltrace_collector.record_scope import (
+    SetKey,
+    indexed_inputs,
+    resolve_sources,
+    scoped_records,
+)
 from mltrace_collector.store.base import Row, Store
 from mltrace_collector.store.extras import record_sets_of, set_id
 from mltrace_collector.store.graph_reads import producers_for, run_artifacts, run_summaries
@@ -90,7 +95,7 @@ def trace_record(q: LineageQueries, record_id: str, depth: int) -> dict[str, Any
             node_of[(rid, key)] = name
         return node_of[(rid, key)]
 
-    root_key = ("", "") if not root_keys else root_keys[0]
+    root_key = ("", "")  # the root is its own node, even if a source names its set again
     pending: list[tuple[str, list[SetKey], str]] = [
         (record_id, root_keys, node(record_id, root_key))
     ]
@@ -157,7 +162,7 @@ class LineageCache:
         self.q = q
         self.runs: dict[str, Row] = {}
         self._closure: dict[str, frozenset[str]] = {}
-        self._inputs: dict[str, dict[str, SetKey | None]] = {}
+        self._sets: dict[SetKey, dict[str, frozenset[str]]] = {}
 
     def row(self, run_id: str) -> Row | None:
         if run_id not in self.runs:
@@ -198,19 +203,31 @@ class LineageCache:
             self._closure[run_id] = closure
         return closure
 
-    def record_lineage(self, run_id: str, sources: frozenset[SetKey]) -> frozenset[str]:
-        """Runs upstream of a record made by ``run_id`` whose sources resolved to the input
-        record ``sources`` (empty: no resolved source, so the run's whole upstream): the
-        run's other record-indexed inputs are left out, each source set's run's upstream
-        is added."""
-        if not sources:
-            return self.upstream(run_id)
-        if run_id not in self._inputs:
-            resolved = input_sets(self.q.store, run_id)
-            indexed = indexed_sets(self.q.store, {k for k in resolved.values() if k})
-            self._inputs[run_id] = {a: k for a, k in resolved.items() if k in indexed}
-        skip = frozenset(a for a, k in self._inputs[run_id].items() if k not in sources)
-        result = set(self.upstream(run_id, skip))
-        for source_run, _ in sources:
-            result |= self.upstream(source_run)
-        return frozenset(result)
+    def set_lineages(self, key: SetKey) -> dict[str, frozenset[str]]:
+        """Lineage (run IDs) of every record of the set ``key`` = (run, output).
+
+        A record without a resolved source has its run's whole upstream. A record whose
+        sources resolved has its run, the upstream through the run's inputs that hold no
+        records, and — recursively — the lineage of each source record in its set: a
+        prediction made from clean row 17, itself from raw row 17 of batch 3, is not
+        blamed on the baseline batch the other clean rows came from."""
+        if key in self._sets:
+            return self._sets[key]
+        self._sets[key] = {}  # a cycle (clock skew) ends here
+        run_id = key[0]
+        rows = list(scoped_records(self.q.store, run_id, key[1]))
+        lineages: dict[str, frozenset[str]] = {}
+        base: frozenset[str] | None = None
+        for record_id, sources in rows:
+            if not sources:
+                lineages[record_id] = self.upstream(run_id)
+                continue
+            if base is None:
+                base = self.upstream(run_id, frozenset(indexed_inputs(self.q.store, run_id)))
+            found = set(base)
+            for source_key, source_id in sources:
+                upstream = self.set_lineages(source_key).get(source_id)
+                found |= upstream if upstream is not None else self.upstream(source_key[0])
+            lineages[record_id] = frozenset(found)
+        self._sets[key] = lineages
+        return lineages

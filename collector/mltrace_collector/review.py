@@ -35,7 +35,6 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mltrace_collector.record_scope import SetKey, scoped_records
 from mltrace_collector.records import LineageCache
 from mltrace_collector.store import extras
 
@@ -157,18 +156,15 @@ Item = tuple[frozenset[str], int, int]
 def _record_population(
     cache: LineageCache, run_id: str, output: str, flagged: set[str]
 ) -> list[Item]:
-    """Records of one set, grouped by the input record sets their sources resolve to."""
-    bad: dict[frozenset[SetKey], int] = defaultdict(int)
-    good: dict[frozenset[SetKey], int] = defaultdict(int)
-    for record_id, sources in scoped_records(cache.q.store, run_id, output):
+    """Records of one set, grouped by their record-level lineage."""
+    bad: dict[frozenset[str], int] = defaultdict(int)
+    good: dict[frozenset[str], int] = defaultdict(int)
+    for record_id, lineage in cache.set_lineages((run_id, output)).items():
         if record_id in flagged:
-            bad[sources] += 1
+            bad[lineage] += 1
         else:
-            good[sources] += 1
-    items = []
-    for key in sorted(set(bad) | set(good), key=sorted):
-        items.append((cache.record_lineage(run_id, key), bad[key], good[key]))
-    return items
+            good[lineage] += 1
+    return [(lineage, bad[lineage], good[lineage]) for lineage in set(bad) | set(good)]
 
 
 def _component_population(
