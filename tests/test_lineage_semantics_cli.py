@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,16 @@ import pytest
 from click.testing import CliRunner
 
 import otel_mltrace as mlt
+from mltrace_collector.exporters.staleness import StaleCache
+from mltrace_collector.model import RunRecord
+from mltrace_collector.queries import LineageQueries
+from mltrace_collector.store.base import Store
 from otel_mltrace.cli import main
+from tests import backends
+
+lineage_store = backends.lineage_store  # fixtures (SQLite and a real PostgreSQL)
+postgres_server = backends.postgres_server
+postgres_url = backends.postgres_url
 
 
 @pytest.fixture
@@ -37,14 +47,14 @@ def index(tmp_path: Path) -> Iterator[str]:
 
 
 def cli(db: str, *args: str) -> Any:
-    mlt.flush()
+    assert mlt.flush(60), "the embedded index did not take the spans in 60 s"
     result = CliRunner().invoke(main, ["--db", db, *args, "--format", "json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
 
 
 def cli_text(db: str, *args: str) -> str:
-    mlt.flush()
+    assert mlt.flush(60), "the embedded index did not take the spans in 60 s"
     result = CliRunner().invoke(main, ["--db", db, *args])
     assert result.exit_code == 0, result.output
     return result.output
@@ -190,3 +200,26 @@ def test_wine_scenario_stable_keys_three_versions(index: str, tmp_path: Path) ->
     assert (
         rows[third["predict"]]["stale"] and rows[third["predict"]]["upstream"]["run_id"] in trains
     )
+
+
+def test_stale_gauge_sees_an_overwritten_unversioned_input(lineage_store: Store) -> None:
+    """``mltrace_component_stale`` (StaleCache, the direct rules) agrees with `stale` on
+    the basic case: the newest ``use`` run read mem://v/out, which was overwritten."""
+
+    def run(
+        run_id: str, comp: str, start: int, ins: tuple[str, ...], outs: tuple[str, ...]
+    ) -> RunRecord:
+        return RunRecord(run_id=run_id, component=comp, trace_id="a" * 32, span_id=f"{start:016x}",
+                         parent_span_id=None, service="s", start_ns=start, end_ns=start + 10,
+                         status="ok", status_message=None, inputs=ins, outputs=outs)  # fmt: skip
+
+    t = time.time_ns() - 10**9  # recent: no input is older than the threshold
+    lineage_store.ingest([
+        run("make-1", "make", t, (), ("mem://v/out",)),
+        run("use-1", "use", t + 100, ("mem://v/out",), ("mem://v/used",)),
+    ])  # fmt: skip
+    cache = StaleCache(LineageQueries(lineage_store), stale_after_s=7 * 86400)
+    assert cache.get({"use": ("use-1", t + 100)}, 1)["use"][0] is False
+    lineage_store.ingest([run("make-2", "make", t + 300, (), ("mem://v/out",))])
+    cache._full_at = 0.0  # the refresh interval (at least 1 s) elapsed
+    assert cache.get({"use": ("use-1", t + 100)}, 2)["use"][0] is True

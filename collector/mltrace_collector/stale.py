@@ -30,8 +30,13 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from mltrace_collector.lineage_walk import iso, run_summary
-from mltrace_collector.store.base import Row
-from mltrace_collector.store.graph_reads import SUMMARY_COLUMNS, producers_for
+from mltrace_collector.store.base import Row, Store
+from mltrace_collector.store.graph_reads import (
+    SUMMARY_COLUMNS,
+    latest_producers_by_uri,
+    producers_for,
+    run_artifacts,
+)
 
 if TYPE_CHECKING:
     from mltrace_collector.queries import LineageQueries
@@ -191,6 +196,28 @@ def stale_runs(
         )
     result.sort(key=lambda r: (r["component"], r["start_ns"], r["run_id"]))
     return result
+
+
+def has_newer_version(store: Store, io: Row, producer: Row | None, known: Row | None) -> bool:
+    """Rule 1 of "directly stale" for one input row of ``Store.run_io`` (``producer``: the
+    run it stitched to; ``known``: its ``artifacts`` row), with a few indexed queries —
+    for callers that check a handful of runs rather than the whole index."""
+    latest = latest_producers_by_uri(store, [(io["uri"], None)])[(io["uri"], None)]
+    if latest is not None:
+        if producer is not None and latest["run_id"] == producer["run_id"]:
+            return False
+        if not io["versioned"]:
+            return True
+        written = run_artifacts(store, [latest["run_id"]], "out")[latest["run_id"]]
+        return io["artifact_id"] not in written
+    newest = store.latest_version(io["uri"])
+    return bool(
+        io["versioned"]
+        and newest is not None
+        and known is not None
+        and newest["artifact_id"] != io["artifact_id"]
+        and newest["first_seen_ns"] > known["first_seen_ns"]
+    )
 
 
 def why(row: dict[str, Any]) -> str:

@@ -1,13 +1,14 @@
 """Staleness of each component's newest run, for ``mltrace_component_stale``/``_input_age``.
 
-The rules are those of ``LineageQueries.stale`` (``otel-mltrace stale``): a run is stale
-when an input has a newer version than the one it read, or when an input was produced
-(first seen, for raw data) more than ``stale_after_s`` ago. The per-input lookups are
-split so that a scrape stays cheap: what depends on the index (newer versions, when each
-input was made) is computed once per run and refreshed when new runs were ingested, at
-most every ``max(MIN_INTERVAL_S, 20 x the last full pass)``; what depends on the clock
-(ages) is evaluated at every scrape. Only components under the label cap are checked
-(a bounded number of runs); overflowed ones export no staleness.
+The rules are the direct ones of ``LineageQueries.stale`` (docs/semantics.md): the newest
+run of a component is stale when an input has a newer version than the one it read, or
+when an input was produced (first seen, for raw data) more than ``stale_after_s`` ago.
+(Staleness inherited from upstream runs, and variants, are ``otel-mltrace stale``'s.)
+The per-input lookups are split so that a scrape stays cheap: what depends on the index
+(newer versions, when each input was made) is computed once per run and refreshed when
+new runs were ingested, at most every ``max(MIN_INTERVAL_S, 20 x the last full pass)``;
+what depends on the clock (ages) is evaluated at every scrape. Only components under the
+label cap are checked (a bounded number of runs); overflowed ones export no staleness.
 
 Example::
 
@@ -22,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mltrace_collector.queries import LineageQueries
+from mltrace_collector.stale import has_newer_version
 
 MIN_INTERVAL_S = 1.0
 
@@ -55,14 +57,8 @@ class StaleCache:
             if made is not None:
                 newest = made if newest is None else max(newest, made)
                 oldest = made if oldest is None else min(oldest, made)
-            if io["versioned"] and known is not None:
-                latest = store.latest_version(io["uri"])
-                if (
-                    latest is not None
-                    and latest["artifact_id"] != aid
-                    and latest["first_seen_ns"] > known["first_seen_ns"]
-                ):
-                    newer = True
+            if has_newer_version(store, io, producer, known):
+                newer = True
         return _Inputs(newer, newest, oldest)
 
     def get(
