@@ -80,10 +80,8 @@ class _Index:
             for aid, uri, _ in outs:
                 write = (end, run_id, aid)
                 self.latest_write[uri] = max(self.latest_write.get(uri, write), write)
-        pairs = [
-            (aid, self.runs[r]["start_ns"]) for r, ins in self.ins.items() for aid, _, _ in ins
-        ]
-        self.producer = producers_for(store, pairs)
+        self.store = store
+        self.producer: dict[tuple[str, int | None], Row | None] = {}
         newest_of: dict[str, tuple[int, str]] = {}
         for run_id, row in self.runs.items():
             key = (int(row["start_ns"]), run_id)
@@ -91,7 +89,20 @@ class _Index:
         self.component_newest = {run_id for _, run_id in newest_of.values()}
 
     def producer_of(self, run_id: str, aid: str) -> Row | None:
-        return self.producer[(aid, self.runs[run_id]["start_ns"])]
+        key = (aid, self.runs[run_id]["start_ns"])
+        if key not in self.producer:
+            self.prefetch([run_id])
+        return self.producer[key]
+
+    def prefetch(self, run_ids: list[str]) -> list[str]:
+        """Look up the producers of the inputs of ``run_ids`` in a few batched queries;
+        returns the producers' run IDs (the next level upstream)."""
+        pairs = [(aid, self.runs[r]["start_ns"]) for r in run_ids for aid, _, _ in self.ins[r]]
+        missing = [p for p in pairs if p not in self.producer]
+        if missing:
+            self.producer.update(producers_for(self.store, missing))
+        found = (self.producer[p] for p in pairs)
+        return sorted({p["run_id"] for p in found if p is not None and p["run_id"] in self.runs})
 
     def live(self, run_id: str) -> bool:
         if not self.outs[run_id]:
@@ -173,10 +184,16 @@ def stale_runs(
                 queue.append(up)
         return None
 
+    live = [run_id for run_id in index.runs if index.live(run_id)]
+    # Only live runs and what is upstream of them matter: fetch their producers level by
+    # level, in batches, rather than one lookup per input of every run in the index.
+    level, seen = live, set(live)
+    while level:
+        level = [r for r in index.prefetch(level) if r not in seen]
+        seen.update(level)
     result = []
-    for run_id, row in index.runs.items():
-        if not index.live(run_id):
-            continue
+    for run_id in live:
+        row = index.runs[run_id]
         own = reasons_of(run_id)
         upstream = nearest_stale_upstream(run_id)
         made = [
