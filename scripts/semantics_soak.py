@@ -8,7 +8,7 @@ prints the first counterexample hypothesis finds (shrunk).
 Usage::
 
     python scripts/semantics_soak.py --examples 2000
-    python scripts/semantics_soak.py --examples 300 --postgres postgresql://postgres@127.0.0.1:5432/postgres
+    python scripts/semantics_soak.py --examples 300 --start-postgres
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hypothesis import HealthCheck, given, settings
 
-from mltrace_collector.store.base import Store, open_store
+from mltrace_collector.store.base import open_store
 from tests.semantics_check import Pipeline, check_against_model, pipelines
 
 
@@ -34,27 +34,45 @@ def main() -> int:
     parser.add_argument("--examples", type=int, default=1000)
     parser.add_argument("--max-runs", type=int, default=12, help="runs per pipeline, at most")
     parser.add_argument("--postgres", help="admin URL of a PostgreSQL server (default: SQLite)")
+    parser.add_argument(
+        "--start-postgres",
+        action="store_true",
+        help="start a throwaway PostgreSQL on 127.0.0.1 (tests/servers/postgres.py) and use it",
+    )
     args = parser.parse_args()
+    if args.start_postgres:
+        from tests.servers.postgres import PostgresServer
+
+        with PostgresServer.start() as pg:
+            args.postgres = pg.create_database().rsplit("/", 1)[0] + "/postgres"
+            return soak_all(args)
+    return soak_all(args)
+
+
+def soak_all(args: argparse.Namespace) -> int:
     folder = Path(tempfile.mkdtemp(prefix="mltrace-soak-"))
 
-    def fresh() -> Store:
-        if not args.postgres:
-            return open_store(str(folder / f"{uuid.uuid4().hex}.db"))
+    def admin(statement: str) -> None:
         import psycopg
 
-        name = f"soak_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(args.postgres, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return open_store(args.postgres.rsplit("/", 1)[0] + "/" + name)
+            conn.execute(statement)
 
     @settings(max_examples=args.examples, deadline=None, suppress_health_check=list(HealthCheck))
     @given(pipeline=pipelines(max_runs=args.max_runs))
     def soak(pipeline: Pipeline) -> None:
-        store = fresh()
+        name = f"soak_{uuid.uuid4().hex[:12]}"  # a fresh database (or file) per example
+        if args.postgres:
+            admin(f'CREATE DATABASE "{name}"')
+            store = open_store(args.postgres.rsplit("/", 1)[0] + "/" + name)
+        else:
+            store = open_store(str(folder / f"{name}.db"))
         try:
             check_against_model(store, pipeline, random.Random(len(pipeline.runs)))
         finally:
             store.close()
+            if args.postgres:
+                admin(f'DROP DATABASE "{name}" WITH (FORCE)')
 
     began = time.monotonic()
     soak()
