@@ -58,7 +58,12 @@ def soak_all(args: argparse.Namespace) -> int:
         with psycopg.connect(args.postgres, autocommit=True) as conn:
             conn.execute(statement)
 
-    @settings(max_examples=args.examples, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=args.examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(pipeline=pipelines(max_runs=args.max_runs))
     def soak(pipeline: Pipeline) -> None:
         name = f"soak_{uuid.uuid4().hex[:12]}"  # a fresh database (or file) per example
