@@ -30,6 +30,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from mltrace_collector.lineage_walk import iso, run_summary
+from mltrace_collector.model import split_artifact_id
 from mltrace_collector.store.base import Row, Store
 from mltrace_collector.store.graph_reads import (
     SUMMARY_COLUMNS,
@@ -124,14 +125,15 @@ class _Index:
                 if writer != got_from and (not versioned or newest != aid):
                     made_by = self.runs[writer]
                     reasons.append(
-                        f"input {uri} has a newer version {newest} "
+                        f"input {uri} has a newer version {_version(newest)} "
                         f"(written by {made_by['component']} run {writer} at {iso(end)})"
                     )
             elif versioned and uri in self.raw_newest:
                 seen, newest = self.raw_newest[uri]
                 if newest != aid and seen > self.first_seen.get(aid, seen):
                     reasons.append(
-                        f"input {uri} has a newer version {newest} (first seen {iso(seen)})"
+                        f"input {uri} has a newer version {_version(newest)} "
+                        f"(first seen {iso(seen)})"
                     )
             made = producer["end_ns"] if producer else self.first_seen.get(aid)
             if made is not None and (now_ns - made) / 1e9 > older_than_s:
@@ -239,11 +241,23 @@ def has_newer_version(store: Store, io: Row, producer: Row | None, known: Row | 
 
 def why(row: dict[str, Any]) -> str:
     """One line for the CLI table: own reasons, then the upstream cause with its path."""
+    from mltrace_collector.render import short
+
     parts = list(row["reasons"])
     up = row.get("upstream")
     if up:
+        hops = [p if i % 2 == 0 else short(p) for i, p in enumerate(up["path"])]
         parts.append(
             f"upstream {up['component']} run {up['run_id']} is stale "
-            f"({'; '.join(up['reasons'])}); path: {' <- '.join(up['path'])}"
+            f"({'; '.join(up['reasons'])}); path: {' <- '.join(hops)}"
         )
     return "; ".join(parts) or "fresh"
+
+
+def _version(artifact_id: str) -> str:
+    """The version part of an ID, digest shortened (``sha256:7623e966506d``)."""
+    uri, version = split_artifact_id(artifact_id)
+    if version is None:
+        return "(an unversioned write)"
+    algo, _, rest = version.partition(":")
+    return f"{algo}:{rest[:12]}" if len(rest) > 16 else version
