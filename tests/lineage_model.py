@@ -291,19 +291,41 @@ class Model:
 
     # -- review -----------------------------------------------------------------------------
     def review_runs(self, flags: list[str]) -> list[tuple[str, int, int, float]]:
-        """(run ID, flagged count, unflagged count, score) of the listed suspects, ranked
-        (record flags only; each flag is a record ID)."""
+        """(run ID, flagged count, unflagged count, score) of the listed suspects, ranked.
+        A flag names a run, else an artifact, else a record (docs/semantics.md, Review)."""
         groups: dict[SetKey, set[str]] = defaultdict(set)
-        for rid in flags:
-            sets = self.record_sets(rid)
-            if sets:
-                groups[sets[0]].add(rid)
+        by_component: dict[tuple[str, str], set[str]] = defaultdict(set)
+        outputs = {o for r in self.runs.values() for o in r.outputs}
+        for target in flags:
+            if target in self.runs:
+                by_component[(self.runs[target].component, "run")].add(target)
+            elif target in outputs:
+                p = self.producer(target, None)
+                assert p is not None
+                by_component[(p.component, "artifact")].add(target)
+            elif self.record_sets(target):
+                groups[self.record_sets(target)[0]].add(target)
         items: list[tuple[frozenset[str], int, int]] = []
         for (run_id, out), flagged in groups.items():
             for rid in sorted({rid for o, rid, _ in self.runs[run_id].records if o == out}):
                 is_bad = rid in flagged
                 lineage = frozenset(self.record_lineage((run_id, out), rid))
                 items.append((lineage, int(is_bad), int(not is_bad)))
+        for (component, kind), flagged in by_component.items():
+            same = [r for r in self.runs.values() if r.component == component]
+            same.sort(key=lambda r: (r.start, r.run_id), reverse=True)
+            population = same[:200]
+            if kind == "run":
+                population += [
+                    self.runs[f] for f in sorted(flagged) if self.runs[f] not in population
+                ]
+            seen: set[str] = set()
+            for run in population:
+                lineage = frozenset(self.upstream_ids(run.run_id))
+                for target in [run.run_id] if kind == "run" else sorted(run.outputs):
+                    if target not in seen:
+                        seen.add(target)
+                        items.append((lineage, int(target in flagged), int(target not in flagged)))
         n_f = sum(i[1] for i in items)
         n_u = sum(i[2] for i in items)
         a: dict[str, int] = defaultdict(int)

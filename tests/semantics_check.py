@@ -70,9 +70,9 @@ def pipelines(draw: st.DrawFn, max_runs: int = 9) -> Pipeline:
         )  # fmt: skip
         written += outputs
     record_ids = sorted({rid for r in runs for _, rid, _ in r.records})
-    flags = (
-        draw(st.lists(st.sampled_from(record_ids), max_size=3, unique=True)) if record_ids else []
-    )
+    flaggable = [*record_ids, *record_ids, *sorted({o for r in runs for o in r.outputs})]
+    flaggable += [r.run_id for r in runs]
+    flags = draw(st.lists(st.sampled_from(flaggable), max_size=3, unique=True))
     older_than = draw(st.sampled_from([DAY, NOW - 3000, NOW - 6000]))
     return Pipeline(runs, flags, older_than)
 
