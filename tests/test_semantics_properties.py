@@ -11,12 +11,14 @@ PostgreSQL; every table emptied before each example). A longer run: ``scripts/se
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from mltrace_collector import record_scope
 from mltrace_collector import stale as stale_module
 from mltrace_collector.store.base import Store, open_store
 from tests import backends
@@ -123,3 +125,24 @@ def test_a_mutated_rule_is_caught_by_the_model(
     with pytest.raises(AssertionError, match="stale"):
         check_against_model(store, pipeline, random.Random(0))
     store.close()
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(pipeline=pipelines())
+def test_huge_fan_in_path_agrees_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipeline: Pipeline
+) -> None:
+    """Record sources of a run reading more record sets than one statement may list are
+    matched in Python (``record_scope.scoped_records``): same answers."""
+    monkeypatch.setattr(record_scope, "MAX_PARAMS", 2)  # two record-indexed inputs: Python
+    store = open_store(str(tmp_path / f"fan-in-{uuid.uuid4().hex}.db"))
+    try:
+        check_against_model(store, pipeline, random.Random(1))
+    finally:
+        store.close()

@@ -108,18 +108,25 @@ def scoped_records(
     declared, or none found)."""
     allowed = {k for k in input_sets(store, run_id).values() if k is not None}
     by_set = {set_id(*k): k for k in indexed_sets(store, allowed)}
-    sets = sorted(by_set)[: MAX_PARAMS - 1]  # a run reads fewer record-indexed inputs
-    marks = ", ".join("?" * len(sets))
-    join = (
-        f"LEFT JOIN records src ON src.record_id = r.source_record_id "
-        f"AND r.source_record_id <> '' AND src.set_id IN ({marks}) "
-        if sets
-        else "LEFT JOIN records src ON 1 = 0 "
-    )
+    sets = sorted(by_set)
+    if len(sets) >= MAX_PARAMS:  # a huge fan-in: match any source set, keep the allowed below
+        join = (
+            "LEFT JOIN records src ON src.record_id = r.source_record_id "
+            "AND r.source_record_id <> '' "
+        )
+        params = []
+    elif sets:
+        join = (
+            "LEFT JOIN records src ON src.record_id = r.source_record_id "
+            f"AND r.source_record_id <> '' AND src.set_id IN ({', '.join('?' * len(sets))}) "
+        )
+        params = sets
+    else:
+        join, params = "LEFT JOIN records src ON 1 = 0 ", []
     rows = store.query(
         f"SELECT DISTINCT r.record_id, src.set_id AS source_set, src.record_id AS source_id "  # noqa: S608 - "?" only
         f"FROM records r {join}WHERE r.set_id = ? ORDER BY r.record_id",
-        (*sets, set_id(run_id, output)),
+        (*params, set_id(run_id, output)),
     )
     current: str | None = None
     keys: set[tuple[SetKey, str]] = set()
@@ -128,7 +135,8 @@ def scoped_records(
             if current is not None:
                 yield current, frozenset(keys)
             current, keys = row["record_id"], set()
-        if row["source_set"] is not None:
-            keys.add((by_set[int(row["source_set"])], row["source_id"]))
+        source = None if row["source_set"] is None else by_set.get(int(row["source_set"]))
+        if source is not None and row["source_id"]:
+            keys.add((source, row["source_id"]))
     if current is not None:
         yield current, frozenset(keys)
