@@ -135,12 +135,12 @@ def test_a_mutated_rule_is_caught_by_the_model(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(pipeline=pipelines())
-def test_huge_fan_in_path_agrees_too(
+def test_chunked_record_set_lookups_agree_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipeline: Pipeline
 ) -> None:
-    """Record sources of a run reading more record sets than one statement may list are
-    matched in Python (``record_scope.scoped_records``): same answers."""
-    monkeypatch.setattr(record_scope, "MAX_PARAMS", 2)  # two record-indexed inputs: Python
+    """Record-set lookups split into many statements (a run reading more record sets than
+    one statement may list) give the same answers."""
+    monkeypatch.setattr(record_scope, "MAX_PARAMS", 2)  # one set per statement
     store = open_store(str(tmp_path / f"fan-in-{uuid.uuid4().hex}.db"))
     try:
         check_against_model(store, pipeline, random.Random(1))
