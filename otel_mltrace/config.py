@@ -50,6 +50,13 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(f"expected a boolean (true/false/1/0), got {raw!r}")
 
 
+def _parse_check_errors(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"warn", "fail"}:
+        raise ValueError(f"expected warn or fail, got {raw!r}")
+    return value
+
+
 def _parse_headers(raw: str) -> dict[str, str]:
     """``k1=v1,k2=v2`` as in ``OTEL_EXPORTER_OTLP_HEADERS``."""
     out: dict[str, str] = {}
@@ -89,6 +96,7 @@ _ALL = [
     _s("export_timeout", float, 10.0, "seconds an export may block at shutdown"),
     _s("stat_cache", str, None, "path of the persistent artifact stat cache (unset = memory)"),
     _s("disabled", _parse_bool, False, "turn the SDK into a no-op"),
+    _s("check_errors", _parse_check_errors, "warn", "a check that cannot run: warn or fail"),
     # collector
     _s("db", str, default_index_path, "collector store: SQLite path or postgresql:// URL"),
     _s("grpc_address", str, "127.0.0.1:4317", "OTLP/gRPC listen address"),
