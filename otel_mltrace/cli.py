@@ -21,11 +21,21 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from mltrace_collector import render
 from mltrace_collector.client import RemoteError, RemoteQueries
 from mltrace_collector.queries import LineageQueries, NotFound
-from otel_mltrace.config import describe, resolve
+from otel_mltrace.cli_settings import (
+    FLAG,
+    FLAG_AFTER,
+    Given,
+    choose_target,
+    explain,
+    rank_of,
+    stronger,
+)
+from otel_mltrace.config import resolve
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
@@ -62,9 +72,9 @@ def local_artifact(ident: str) -> str:
 
 @dataclass
 class Context:
-    db: str | None
-    server: str | None
-    token: str | None
+    db: Given
+    server: Given
+    token: Given
     fmt: str
     console: Console
     _queries: Any = None
@@ -72,18 +82,19 @@ class Context:
     def queries(self) -> Any:
         """``LineageQueries`` over the local index, or ``RemoteQueries`` on ``--server``."""
         if self._queries is None:
-            if self.server:
-                self._queries = RemoteQueries(self.server, token=self.token)
+            target = choose_target(self.db, self.server)
+            if target.server:
+                self._queries = RemoteQueries(target.server, token=self.token.value)
             else:
                 from mltrace_collector.store.base import open_store
 
-                target = str(resolve("db", self.db))
-                if "://" not in target and not os.path.exists(target):
+                db = str(target.db)
+                if "://" not in db and not os.path.exists(db):
                     raise NotFound(
-                        f"no lineage index at {target}; run an instrumented pipeline first, "
+                        f"no lineage index at {db}; run an instrumented pipeline first, "
                         "or point at one with --db PATH / --server URL"
                     )
-                self._queries = LineageQueries(open_store(target))
+                self._queries = LineageQueries(open_store(db))
         return self._queries
 
 
@@ -119,32 +130,47 @@ def main(
 
     Queries read the embedded index (MLTRACE_INDEX; default
     ~/.local/share/otel-mltrace/index.db) unless --db or --server says otherwise.
+    Precedence: a flag (before or after the command name) > MLTRACE_* variable > default.
     """
-    if db is None and server is None:
-        db = str(resolve("index"))
+    db_given = Given("db", db, rank_of(click_ctx, "db", db))
+    server_given = Given("server", server, rank_of(click_ctx, "server", server))
+    token_given = Given("auth_token", token, rank_of(click_ctx, "token", token))
+    flagged = {"db": db if db_given.rank == FLAG else None}
+    flagged["auth_token"] = token if token_given.rank == FLAG else None
+    # `otel-mltrace --db x serve`: the flag before the command reaches serve's own options
+    click_ctx.default_map = {"serve": {k: v for k, v in flagged.items() if v is not None}}
     console = Console(soft_wrap=True)
     if not console.is_terminal:
         console = Console(soft_wrap=True, width=200)  # piped output: don't cut lines at 80
-    click_ctx.obj = Context(db, server, token, fmt, console)
+    click_ctx.obj = Context(db_given, server_given, token_given, fmt, console)
 
 
 def pass_ctx(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Pass the ``Context``; also accept ``--db``/``--server`` after the subcommand name.
+    """Pass the ``Context``; also accept ``--db``/``--server``/``--token`` after the
+    subcommand name.
 
     ``otel-mltrace trace X --db lineage.db`` and ``otel-mltrace --db lineage.db trace X``
-    mean the same; the option nearer the command wins.
+    mean the same; the option nearer the command wins, and any flag beats MLTRACE_* variables
+    (``otel_mltrace.cli_settings``).
     """
 
     @click.option("--db", "local_db", default=None, help="local index (SQLite path or URL)")
     @click.option("--server", "local_server", default=None, help="collector base URL")
+    @click.option("--token", "local_token", default=None, help="bearer token for --server")
     @functools.wraps(fn)
-    def wrapper(*args: Any, local_db: str | None, local_server: str | None, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any,
+        local_db: str | None,
+        local_server: str | None,
+        local_token: str | None,
+        **kwargs: Any,
+    ) -> Any:
         ctx = click.get_current_context().find_object(Context)
         assert ctx is not None
-        if local_db is not None:
-            ctx.db, ctx.server, ctx._queries = local_db, None, None
-        if local_server is not None:
-            ctx.server, ctx._queries = local_server, None
+        ctx.db = stronger(ctx.db, Given("db", local_db, FLAG_AFTER))
+        ctx.server = stronger(ctx.server, Given("server", local_server, FLAG_AFTER))
+        ctx.token = stronger(ctx.token, Given("auth_token", local_token, FLAG_AFTER))
+        ctx._queries = None
         return fn(ctx, *args, **kwargs)
 
     return wrapper
@@ -195,8 +221,9 @@ def inspect(ctx: Context, run_id: str, fmt: str | None) -> None:
         for chk in info.get("checks", []):
             color = {"pass": "green", "fail": "red"}.get(chk["status"], "yellow")
             c.print(
-                f"  check {chk['phase']:<6} {chk['name']}: [{color}]{chk['status']}[/{color}] "
-                f"({chk['duration_s'] * 1000:.1f} ms, on_fail={chk['on_fail']}) {chk['message']}",
+                f"  check {chk['phase']:<6} {escape(chk['name'])}: "  # names hold [col]
+                f"[{color}]{chk['status']}[/{color}] ({chk['duration_s'] * 1000:.1f} ms, "
+                f"on_fail={chk['on_fail']}) {escape(chk['message'])}",
                 markup=True,
             )
         for s in info["output_summaries"]:
@@ -280,9 +307,17 @@ def stale(ctx: Context, older_than: str | None, show_all: bool, fmt: str | None)
 
 
 @main.command("config")
-def show_config() -> None:
-    """List every MLTRACE_ setting (precedence: flag/argument > env var > default)."""
-    click.echo(describe())
+@fmt_option(("tree", "json"))
+@pass_ctx
+def show_config(ctx: Context, fmt: str | None) -> None:
+    """Every MLTRACE_ setting: default, current value and where it came from.
+
+    Precedence: flag/argument > MLTRACE_* environment variable > default.
+    """
+    given = (ctx.db, ctx.server, ctx.token)
+    rows = explain({g.name: g.value for g in given if g.rank >= FLAG})
+    columns = ("env", "value", "source", "default", "help")
+    render.emit(ctx.console, rows, fmt or ctx.fmt, render.rows_table("settings", rows, columns))
 
 
 def _register_serve() -> None:
