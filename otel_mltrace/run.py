@@ -95,7 +95,7 @@ class Run:
     ) -> None:
         self.component = _validate.component_name(component)
         self.id = run_id if run_id is not None else uuid7()
-        self._checks = [as_check(c) for c in checks or ()]
+        self._checks = [as_check(c) for c in _validate.string_list("checks", checks)]
         self.check_results: list[CheckResult] = []
         """Results of the checks evaluated so far (see ``otel_mltrace.checks``)."""
         self._data_in: dict[str, Any] = {}
@@ -110,7 +110,7 @@ class Run:
         if self._checks:
             self._data_out.update(zip(self._outputs, output_list, strict=True))
         initial: dict[str, Any] = {semconv.COMPONENT: self.component, semconv.RUN_ID: self.id}
-        for k, v in (params or {}).items():
+        for k, v in _validate.mapping("params", params).items():
             initial[semconv.PARAM_PREFIX + _validate.key("param", k)] = _validate.param_value(k, v)
         tag_list = _validate.string_list("tags", tags)
         if tag_list:
@@ -230,9 +230,10 @@ class Run:
         >>> out = run.add_output("predictions.csv")                       # doctest: +SKIP
         >>> run.log_records(out, pred_ids, sources=feature_row_ids)      # doctest: +SKIP
         """
+        from otel_mltrace._outputs import output_of
         from otel_mltrace.records import emit_records
 
-        return emit_records(self, output, ids, sources)
+        return emit_records(self, output_of(self, output), ids, sources)
 
     def log_param(self, key: str, value: Any) -> None:
         """Record a scalar parameter (str, bool, int, float) as ``mltrace.param.<key>``."""
@@ -326,6 +327,10 @@ def component(
     """
     if callable(name):
         return component()(name)
+
+    for kind, names in (("inputs", inputs), ("outputs", outputs), ("params", params)):
+        _validate.name_list(kind, names)
+    _validate.string_list("checks", checks)
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         comp = _validate.component_name(name if name is not None else fn.__name__)

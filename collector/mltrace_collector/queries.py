@@ -21,6 +21,7 @@ from typing import Any
 
 from mltrace_collector import review
 from mltrace_collector.checks import run_checks
+from mltrace_collector.jsonsafe import finite_or_text
 from mltrace_collector.lineage_walk import Graph, iso, run_summary, walk_downstream, walk_upstream
 from mltrace_collector.model import split_artifact_id
 from mltrace_collector.records import is_record, trace_record
@@ -162,7 +163,7 @@ class LineageQueries:
             "code_function": row.get("code_function"),
             "code_file": row.get("code_file"),
             "params": row["params"],
-            "metrics": row["metrics"],
+            "metrics": finite_or_text(row["metrics"]),
             "tags": row["tags"],
             "inputs": inputs,
             "outputs": [e["artifact_id"] for e in io if e["direction"] == "out"],
@@ -178,7 +179,10 @@ class LineageQueries:
         rows = self.store.history(component, since_ns, until_ns, limit)
         if not rows and not any(c["component"] == component for c in self.store.components()):
             raise NotFound(f"no component {component!r}; list them with `otel-mltrace components`")
-        return [{**run_summary(r), "params": r["params"], "metrics": r["metrics"]} for r in rows]
+        return [
+            {**run_summary(r), "params": r["params"], "metrics": finite_or_text(r["metrics"])}
+            for r in rows
+        ]
 
     def runs(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         return [run_summary(r) for r in self.store.recent_runs(limit, offset)]

@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from mltrace_collector.jsonsafe import finite_or_text
+
 FORMATS = ("tree", "json", "dot", "mermaid")
 
 
@@ -84,6 +86,16 @@ def lineage_tree(graph: dict[str, Any]) -> Tree:
     return tree
 
 
+def _dot_label(text: str) -> str:
+    """A dot string: quotes and backslashes escaped, each line break as dot's ``\\n``.
+
+    ``json.dumps`` is not dot: it escapes a newline as a literal backslash-n *and* the
+    backslash of an already escaped one, which Graphviz draws as the text ``\\n``.
+    """
+    body = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{body}"'
+
+
 def to_dot(graph: dict[str, Any]) -> str:
     """Graphviz dot: runs as boxes, artifacts as ellipses (raw ones shaded)."""
     lines = ["digraph lineage {", "  rankdir=LR;"]
@@ -93,11 +105,11 @@ def to_dot(graph: dict[str, Any]) -> str:
         return ids.setdefault(key, f"n{len(ids)}")
 
     for run_id, run in graph["runs"].items():
-        text = f"{run['component']}\\n{run_id[:13]}\\n{run['status']}"
-        lines.append(f"  {node(run_id)} [shape=box, label={json.dumps(text)}];")
+        text = f"{run['component']}\n{run_id[:13]}\n{run['status']}"
+        lines.append(f"  {node(run_id)} [shape=box, label={_dot_label(text)}];")
     for aid, art in graph["artifacts"].items():
         style = ", style=filled, fillcolor=lightgrey" if art.get("raw") else ""
-        lines.append(f"  {node(aid)} [shape=ellipse, label={json.dumps(short(aid))}{style}];")
+        lines.append(f"  {node(aid)} [shape=ellipse, label={_dot_label(short(aid))}{style}];")
     for e in graph["edges"]:
         lines.append(f"  {node(e['source'])} -> {node(e['target'])};")
     lines.append("}")
@@ -153,7 +165,8 @@ def rows_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str
 def emit(console: Console, value: Any, fmt: str, renderable: Any = None) -> None:
     """Print ``value`` as JSON, dot or mermaid, or ``renderable`` (tree/table) by default."""
     if fmt == "json":
-        console.file.write(json.dumps(value, indent=2, default=str) + "\n")
+        text = json.dumps(finite_or_text(value), indent=2, default=str, allow_nan=False)
+        console.file.write(text + "\n")
     elif fmt == "dot":
         console.print(to_dot(value), markup=False, highlight=False)
     elif fmt == "mermaid":
