@@ -70,6 +70,29 @@ def local_artifact(ident: str) -> str:
     return ident
 
 
+def local_candidates(ident: str) -> list[str]:
+    """What ``ident`` may name, in order: a path on this disk is identified by content (the
+    index then falls back to its location, see ``mltrace_collector.identify``); a path that
+    is gone is tried as the ID it may be, then as its ``file://`` location."""
+    if "://" in ident or os.path.exists(ident):
+        return [local_artifact(ident)]
+    from pathlib import Path
+
+    return [ident, Path(os.path.realpath(ident)).as_uri()]
+
+
+def first_found(idents: list[str], query: Callable[[str], Any]) -> Any:
+    """``query`` of the first of ``idents`` the index knows; the first NotFound otherwise."""
+    first: NotFound | None = None
+    for ident in idents:
+        try:
+            return query(ident)
+        except NotFound as exc:
+            first = first or exc
+    assert first is not None
+    raise first
+
+
 @dataclass
 class Context:
     db: Given
@@ -180,12 +203,20 @@ def _graph_command(name: str, help_text: str) -> None:
     @main.command(name, help=help_text)
     @click.argument("ident")
     @click.option("--depth", type=click.IntRange(0), default=1000, help="max run hops")
+    @click.option("--all-versions", is_flag=True, help="list every version of the location")
     @fmt_option(render.FORMATS)
     @pass_ctx
-    def command(ctx: Context, ident: str, depth: int, fmt: str | None) -> None:
+    def command(ctx: Context, ident: str, depth: int, all_versions: bool, fmt: str | None) -> None:
         def go() -> None:
-            graph = getattr(ctx.queries(), name)(local_artifact(ident), depth)
-            render.emit(ctx.console, graph, fmt or ctx.fmt, render.lineage_tree(graph))
+            query = getattr(ctx.queries(), name)
+            graph = first_found(local_candidates(ident), lambda i: query(i, depth))
+            shown = fmt or ctx.fmt
+            render.emit(ctx.console, graph, shown, render.lineage_tree(graph))
+            resolved = graph.get("resolved")
+            if resolved and shown in ("dot", "mermaid"):  # keep the graph text pure
+                click.echo(f"note: {resolved['note']}", err=True)
+            if resolved and all_versions and shown == "tree":
+                ctx.console.print(render.versions_table(resolved))
 
         _run(ctx, go)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from mltrace_collector import review
+from mltrace_collector import identify, review
 from mltrace_collector.checks import run_checks
 from mltrace_collector.jsonsafe import finite_or_text
 from mltrace_collector.lineage_walk import Graph, iso, run_summary, walk_downstream, walk_upstream
@@ -59,8 +59,9 @@ class LineageQueries:
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
-            raise NotFound(f"run ID prefix {run_id!r} is ambiguous; give more characters")
-        raise NotFound(f"no run {run_id!r} in the index; list runs with `otel-mltrace runs`")
+            raise NotFound(identify.ambiguous(self.store, run_id))
+        short = " (a prefix needs at least 6 characters)" if len(run_id) < 6 else ""
+        raise NotFound(f"no run {run_id!r} in the index{short}; list runs with `otel-mltrace runs`")
 
     def _resolve(self, ident: str) -> tuple[str, Row | None]:
         """``(kind, lean run row or None)`` of ``ident``: each lookup done once."""
@@ -77,10 +78,19 @@ class LineageQueries:
         matches = find_run_summaries(self.store, ident, limit=2) if len(ident) >= 6 else []
         if len(matches) == 1:
             return "run", matches[0]
+        if len(matches) > 1:
+            raise NotFound(identify.ambiguous(self.store, ident))
         raise NotFound(
             f"{ident!r} is neither a run ID, an artifact ID nor a record ID in the index; "
             "artifact IDs look like 'file:///path@sha256:…' (see `otel-mltrace inspect RUN`)"
         )
+
+    def _located(self, ident: str) -> tuple[str, identify.Located | None]:
+        """``ident``, or the indexed version it most likely means (``identify.locate``)."""
+        if "://" not in ident or self.store.artifact(ident) is not None:
+            return ident, None
+        found = identify.locate(self.store, ident)
+        return (found.artifact_id, found) if found is not None else (ident, None)
 
     def _kind(self, ident: str) -> str:
         return self._resolve(ident)[0]
@@ -94,7 +104,12 @@ class LineageQueries:
 
     # -- lineage --------------------------------------------------------------------------
     def trace(self, ident: str, depth: int = MAX_DEPTH) -> dict[str, Any]:
-        """Upstream closure of an artifact, run or record, down to raw artifacts (no producer)."""
+        """Upstream closure of an artifact, run or record, down to raw artifacts (no producer).
+
+        A location (bare URI, or an ID whose version the index lacks) answers for the
+        version ``identify.locate`` picks; ``graph["resolved"]`` says which and why.
+        """
+        asked, (ident, located) = ident, self._located(ident)
         kind, row = self._resolve(ident)
         if kind == "record":
             return trace_record(self, ident, depth)
@@ -106,6 +121,8 @@ class LineageQueries:
         if producer is not None:
             graph.edge(producer["run_id"], ident, "output")
             walk_upstream(self.store, graph, [producer], 1, depth)
+        if located is not None:
+            graph.data["resolved"] = located.describe(asked)
         return graph.data
 
     def trace_run(self, row: Row, depth: int = MAX_DEPTH) -> dict[str, Any]:
@@ -116,6 +133,7 @@ class LineageQueries:
 
     def downstream(self, ident: str, depth: int = MAX_DEPTH) -> dict[str, Any]:
         """Everything derived from an artifact or run: consumers, their outputs, and so on."""
+        asked, (ident, located) = ident, self._located(ident)
         kind, row = self._resolve(ident)
         if kind == "record":  # record-level consumers are not tracked: its output artifact's
             kind, ident = "artifact", record_sets_of(self.store, ident)[0]["output_artifact_id"]
@@ -129,6 +147,8 @@ class LineageQueries:
         walk_downstream(
             self.store, graph, kind, [(ident, producer["run_id"] if producer else None)], depth
         )
+        if located is not None:
+            graph.data["resolved"] = located.describe(asked)
         return graph.data
 
     # -- flags and review (see mltrace_collector.review) -----------------------------------
@@ -178,7 +198,11 @@ class LineageQueries:
         """Runs of ``component``, newest first."""
         rows = self.store.history(component, since_ns, until_ns, limit)
         if not rows and not any(c["component"] == component for c in self.store.components()):
-            raise NotFound(f"no component {component!r}; list them with `otel-mltrace components`")
+            known = [c["component"] for c in self.store.components()]
+            raise NotFound(
+                f"no component {component!r}{identify.did_you_mean(component, known)}; "
+                "list them with `otel-mltrace components`"
+            )
         return [
             {**run_summary(r), "params": r["params"], "metrics": finite_or_text(r["metrics"])}
             for r in rows

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
@@ -67,7 +68,9 @@ def lineage_tree(graph: dict[str, Any]) -> Tree:
         return _artifact_label(artifacts.get(node, {"id": node}))
 
     root_id = graph["root"]["id"]
-    tree = Tree(label(root_id))
+    resolved = graph.get("resolved")
+    note = f"\n[yellow]{escape(resolved['note'])}[/yellow]" if resolved else ""
+    tree = Tree(label(root_id) + note)
     expanded: set[str] = set()
 
     def grow(branch: Tree, node: str, path: set[str]) -> None:
@@ -135,6 +138,17 @@ def to_mermaid(graph: dict[str, Any]) -> str:
     for e in graph["edges"]:
         lines.append(f"  {node(e['source'])} --> {node(e['target'])}")
     return "\n".join(lines)
+
+
+def versions_table(resolved: dict[str, Any]) -> Table:
+    """Every version the index holds for the location asked about (``--all-versions``)."""
+    table = Table(title=f"versions of {resolved['asked']}")
+    for col in ("artifact_id", "first_seen", "chosen"):
+        table.add_column(col)
+    for v in resolved["versions"]:
+        chosen = "<- shown" if v["artifact_id"] == resolved["chosen"] else ""
+        table.add_row(v["artifact_id"], v["first_seen"], chosen)
+    return table
 
 
 def runs_table(title: str, runs: Sequence[dict[str, Any]]) -> Table:
