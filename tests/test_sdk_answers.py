@@ -89,12 +89,18 @@ def test_nan_metrics_over_otlp_to_api_and_cli(live: Collector) -> None:
     try:
         with mlt.run("train") as run:
             _log_special(run)
+            run.log_output("score", [math.nan, math.inf, 0.5, 0.7])
         mlt.flush()
     finally:
         mlt.shutdown()
     answer = httpx.get(f"{live.http_endpoint}/api/v1/runs/{run.id}", timeout=10)
     assert answer.status_code == 200, answer.text
     assert _strict(answer.text)["metrics"] == AS_JSON
+    # Prometheus: run metrics are not series (run IDs are never labels); NaN / inf output
+    # values are counted as the null and invalid shares of the output
+    body = httpx.get(f"{live.http_endpoint}/metrics", timeout=10).text
+    assert 'mltrace_output_null_ratio{component="train",output="score"} 0.25' in body
+    assert 'mltrace_output_invalid_ratio{component="train",output="score"} 0.25' in body
     out = CliRunner().invoke(
         main, ["--server", live.http_endpoint, "inspect", run.id, "--format", "json"]
     )
