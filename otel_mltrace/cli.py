@@ -90,6 +90,9 @@ def first_found(idents: list[str], query: Callable[[str], Any]) -> Any:
         except NotFound as exc:
             first = first or exc
     assert first is not None
+    if len(idents) > 1:
+        tried = ", ".join(idents[1:])
+        raise NotFound(f"{first.args[0] if first.args else first}; nothing was logged at {tried}")
     raise first
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,19 @@ def test_policy_fail_turns_an_unevaluable_check_into_a_failed_run(
     monkeypatch.setenv("MLTRACE_CHECK_ERRORS", "sometimes")
     with pytest.raises(ValueError, match="MLTRACE_CHECK_ERRORS='sometimes' is invalid"):
         expect_rows(min=1)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_without_pandas_files_are_read_by_the_standard_library_or_pyarrow(
+    tmp_path: Path, spans: Any, suffix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _write(tmp_path / f"preds{suffix}")
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as if pandas were not installed
+    checks = [expect_rows(min=1), expect_range("proba", min=0.5, on_fail="flag")]
+    with mlt.run("predict", checks=checks) as run:
+        run.add_output(str(path))
+    got = [(r.status, r.message) for r in run.check_results]
+    assert got == [
+        ("pass", f"rows preds{suffix}=4"),
+        ("fail", f"preds{suffix}[proba] min 0.3 < 0.5"),
+    ]

@@ -138,6 +138,7 @@ def test_deleted_relative_path_resolves_to_its_location(
     assert "the newest of 1 at file://" in graph["resolved"]["note"]
     code, out = cli(*where, "trace", "never-logged.csv")
     assert code == 2 and "'never-logged.csv' is neither a run ID" in out, out
+    assert f"nothing was logged at {(index.workdir / 'never-logged.csv').as_uri()}" in out
 
 
 def test_ambiguous_prefix_lists_the_candidates(where: list[str], index: Index) -> None:
