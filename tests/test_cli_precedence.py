@@ -161,3 +161,28 @@ def test_db_flag_before_serve_beats_the_env(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_older_than_flag_beats_the_stale_env(tmp_path: Path) -> None:
+    db = str(tmp_path / "stale.db")
+    data = tmp_path / "clean.csv"
+    mlt.configure(service_name="precedence", index=db)
+    try:
+        with mlt.run("clean") as r:
+            data.write_text("x\n1\n")
+            r.add_output(str(data))
+        with mlt.run("train", inputs=[str(data)]):
+            pass
+        mlt.flush()
+    finally:
+        mlt.shutdown()
+
+    def train_stale(extra: list[str], env: dict[str, str | None]) -> bool:
+        code, out = _components(["--db", db, "stale", "--all", "--format", "json", *extra], env)
+        assert code == 0, out
+        return bool([r for r in json.loads(out) if r["component"] == "train"][0]["stale"])
+
+    old_at_once = {"MLTRACE_STALE_AFTER_SECONDS": "0"}
+    assert train_stale([], old_at_once)  # env applies
+    assert not train_stale(["--older-than", "100d"], old_at_once)  # the flag beats it
+    assert not train_stale([], {})  # default: a day

@@ -156,3 +156,9 @@ def test_unknown_component_suggests_the_nearest(where: list[str]) -> None:
     assert code == 2 and "no component 'predcit' (did you mean 'predict'?)" in out, out
     code, out = cli(*where, "history", "zzz")
     assert code == 2 and "did you mean" not in out, out
+
+
+def test_a_component_name_given_to_trace_points_at_history(where: list[str]) -> None:
+    code, out = cli(*where, "trace", "predict")
+    assert code == 2 and "'predict' is a component: its runs are in" in out, out
+    assert "otel-mltrace history predict" in out

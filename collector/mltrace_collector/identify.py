@@ -149,3 +149,12 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     if not near:
         return ""
     return " (did you mean " + " or ".join(repr(n) for n in near) + "?)"
+
+
+def component_hint(ident: str, components: Iterable[str]) -> str:
+    """For a lineage query given a component's name: point at ``history``."""
+    known = list(components)
+    if ident in known:
+        return f"; {ident!r} is a component: its runs are in `otel-mltrace history {ident}`"
+    near = difflib.get_close_matches(ident, known, n=1, cutoff=0.75)
+    return f" (did you mean `otel-mltrace history {near[0]}`?)" if near else ""

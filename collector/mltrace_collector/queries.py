@@ -83,6 +83,7 @@ class LineageQueries:
         raise NotFound(
             f"{ident!r} is neither a run ID, an artifact ID nor a record ID in the index; "
             "artifact IDs look like 'file:///path@sha256:…' (see `otel-mltrace inspect RUN`)"
+            + identify.component_hint(ident, [c["component"] for c in self.store.components()])
         )
 
     def _located(self, ident: str) -> tuple[str, identify.Located | None]:
