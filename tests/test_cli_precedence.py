@@ -177,7 +177,7 @@ def test_older_than_flag_beats_the_stale_env(tmp_path: Path) -> None:
     finally:
         mlt.shutdown()
 
-    def train_stale(extra: list[str], env: dict[str, str | None]) -> bool:
+    def train_stale(extra: list[str], env: Mapping[str, str | None]) -> bool:
         code, out = _components(["--db", db, "stale", "--all", "--format", "json", *extra], env)
         assert code == 0, out
         return bool([r for r in json.loads(out) if r["component"] == "train"][0]["stale"])
