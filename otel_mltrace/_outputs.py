@@ -22,6 +22,14 @@ if TYPE_CHECKING:
     from otel_mltrace.run import Run
 
 
+def _same(declared: str | os.PathLike[str], given: str) -> bool:
+    if str(declared) == given:
+        return True
+    if "://" in given or "://" in str(declared):
+        return False
+    return os.path.realpath(declared) == os.path.realpath(given)
+
+
 def output_of(run: Run, output: Any) -> str:
     """The artifact ID among ``run.outputs`` that ``output`` names; ``ValueError`` if none."""
     if not isinstance(output, str) or not output:
@@ -44,6 +52,11 @@ def output_of(run: Run, output: Any) -> str:
         )
     if len(by_uri) == 1:
         return by_uri[0]
+    later = [x for x in run._later if isinstance(x, str | os.PathLike) and _same(x, output)]
+    if later:  # an output argument of @component, declared after the body returns
+        from otel_mltrace.artifacts import artifact_id
+
+        return artifact_id(later[0])
     declared = ", ".join(outputs) if outputs else "none yet"
     raise ValueError(
         f"log_records output {output!r} is not an output of run {run.component!r} "

@@ -77,6 +77,7 @@ class Run:
         "_data_out",
         "check_results",
         "_record_bytes",
+        "_later",
     )
 
     def __init__(
@@ -101,6 +102,7 @@ class Run:
         self._data_in: dict[str, Any] = {}
         self._data_out: dict[str, Any] = {}
         self._record_bytes = [0, 0]  # record bytes / chunks carried by the run span itself
+        self._later: list[Any] = []  # outputs @component declares after the body
         input_list = _validate.string_list("inputs", inputs)
         self._inputs: list[str] = [_to_id(x) for x in input_list]
         if self._checks:
@@ -357,6 +359,7 @@ def component(
             )
             if checks:
                 r._data_in = {a: values[a] for a in inputs}
+            r._later = [values[o] for o in outputs if o != "return"]
             return r, values
 
         def finish(r: Run, values: dict[str, Any], result: Any) -> None:

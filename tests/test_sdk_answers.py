@@ -124,6 +124,21 @@ def test_log_records_refuses_an_output_the_run_does_not_have(spans: Any, tmp_pat
     assert {e.attributes["mltrace.records.output"] for e in events} == {out}
 
 
+def test_log_records_inside_component_for_an_output_argument(spans: Any, tmp_path: Path) -> None:
+    @mlt.component("predict", outputs=["dest"])
+    def predict(dest: str) -> int:
+        Path(dest).write_text("id\np1\n")
+        run = mlt.current_run()
+        assert run is not None
+        return run.log_records(dest, ["p1"])  # declared by the decorator after the body
+
+    assert predict(str(tmp_path / "preds.csv")) == 1
+    span = spans.get_finished_spans()[-1]
+    (event,) = [e for e in span.events if e.name == "mltrace.records"]
+    assert event.attributes is not None and span.attributes is not None
+    assert list(span.attributes["mltrace.outputs"]) == [event.attributes["mltrace.records.output"]]
+
+
 def test_wrong_argument_shapes_raise_type_error_naming_the_argument(spans: Any) -> None:
     with pytest.raises(TypeError, match=r"params must be a mapping.*params=dict\(\[\('a', 1\)\]\)"):
         mlt.run("train", params=[("a", 1)])  # type: ignore[arg-type]
