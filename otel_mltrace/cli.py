@@ -23,9 +23,12 @@ import click
 from rich.console import Console
 
 from mltrace_collector import render
-from mltrace_collector.client import RemoteError, RemoteQueries
-from mltrace_collector.queries import LineageQueries, NotFound
+from mltrace_collector.client import RemoteError
+from mltrace_collector.queries import NotFound
+from mltrace_collector.run_search import BadQuery
+from otel_mltrace.cli_runs import filter_options, make_filter, show_runs
 from otel_mltrace.config import describe, resolve
+from otel_mltrace.query import open_queries
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
@@ -71,19 +74,9 @@ class Context:
 
     def queries(self) -> Any:
         """``LineageQueries`` over the local index, or ``RemoteQueries`` on ``--server``."""
-        if self._queries is None:
-            if self.server:
-                self._queries = RemoteQueries(self.server, token=self.token)
-            else:
-                from mltrace_collector.store.base import open_store
-
-                target = str(resolve("db", self.db))
-                if "://" not in target and not os.path.exists(target):
-                    raise NotFound(
-                        f"no lineage index at {target}; run an instrumented pipeline first, "
-                        "or point at one with --db PATH / --server URL"
-                    )
-                self._queries = LineageQueries(open_store(target))
+        if self._queries is None:  # the same choice as otel_mltrace.query.connect
+            db = None if self.server else str(resolve("db", self.db))
+            self._queries = open_queries(db, self.server, self.token)
         return self._queries
 
 
@@ -92,6 +85,9 @@ def _run(ctx: Context, fn: Callable[[], None]) -> None:
         fn()
     except NotFound as exc:
         ctx.console.print(f"[red]not found:[/red] {exc.args[0] if exc.args else exc}")
+        sys.exit(2)
+    except BadQuery as exc:  # before RemoteError: a collector's 400 is both
+        ctx.console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
         sys.exit(2)
     except RemoteError as exc:
         ctx.console.print(f"[red]error:[/red] {exc}")
@@ -210,36 +206,34 @@ def inspect(ctx: Context, run_id: str, fmt: str | None) -> None:
 
 @main.command()
 @click.argument("component")
-@click.option("--since", help="ISO time or duration ago (e.g. 7d)")
-@click.option("--until", help="ISO time or duration ago")
-@click.option("--limit", type=click.IntRange(1), default=20)
+@filter_options
 @fmt_option(("tree", "json"))
 @pass_ctx
-def history(
-    ctx: Context, component: str, since: str | None, until: str | None, limit: int, fmt: str | None
-) -> None:
-    """Runs of one component, newest first."""
+def history(ctx: Context, component: str, fmt: str | None, **opts: Any) -> None:
+    """Runs of one component, newest first, with params and metrics as columns.
+
+    Filter with --where 'params.model = rf' --where 'metrics.accuracy > 0.9', --tag,
+    --status, --since/--until; sort with --sort 'metrics.accuracy desc'.
+    """
 
     def go() -> None:
-        rows = ctx.queries().history(
-            component, parse_time(since) or 0, parse_time(until) or 2**62, limit
-        )
-        render.emit(ctx.console, rows, fmt or ctx.fmt, render.runs_table(component, rows))
+        rows = ctx.queries().search_runs(make_filter(component, opts))
+        show_runs(ctx, component, rows, opts["columns"], fmt or ctx.fmt)
 
     _run(ctx, go)
 
 
 @main.command()
-@click.option("--limit", type=click.IntRange(1), default=20)
-@click.option("--offset", type=click.IntRange(0), default=0)
+@click.option("--component", help="only runs of this component")
+@filter_options
 @fmt_option(("tree", "json"))
 @pass_ctx
-def runs(ctx: Context, limit: int, offset: int, fmt: str | None) -> None:
-    """Recent runs of all components, newest first (paged)."""
+def runs(ctx: Context, component: str | None, fmt: str | None, **opts: Any) -> None:
+    """Recent runs of all components, newest first (paged; same filters as history)."""
 
     def go() -> None:
-        rows = ctx.queries().runs(limit, offset)
-        render.emit(ctx.console, rows, fmt or ctx.fmt, render.runs_table("runs", rows))
+        rows = ctx.queries().search_runs(make_filter(component, opts))
+        show_runs(ctx, component or "runs", rows, opts["columns"], fmt or ctx.fmt)
 
     _run(ctx, go)
 
@@ -296,6 +290,7 @@ def _register_serve() -> None:
 
 
 _register_serve()
+import otel_mltrace.cli_compare  # noqa: E402  (registers compare)
 import otel_mltrace.cli_review  # noqa: E402,F401  (registers flag, unflag, flags, review)
 
 if __name__ == "__main__":  # `python -m otel_mltrace.cli`: use the imported module's group,

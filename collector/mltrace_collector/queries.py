@@ -24,6 +24,7 @@ from mltrace_collector.checks import run_checks
 from mltrace_collector.lineage_walk import Graph, iso, run_summary, walk_downstream, walk_upstream
 from mltrace_collector.model import split_artifact_id
 from mltrace_collector.records import is_record, trace_record
+from mltrace_collector.run_search import RunFilter, search_runs
 from mltrace_collector.store.base import Row, Store
 from mltrace_collector.store.extras import record_sets_of
 from mltrace_collector.store.graph_reads import (
@@ -182,6 +183,16 @@ class LineageQueries:
 
     def runs(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         return [run_summary(r) for r in self.store.recent_runs(limit, offset)]
+
+    def search_runs(self, f: RunFilter) -> list[dict[str, Any]]:
+        """Runs filtered and sorted by params, metrics, tags, status, time (run_search)."""
+        return search_runs(self, f)
+
+    def compare(self, run_ids: list[str], depth: int = MAX_DEPTH) -> dict[str, Any]:
+        """Params, metrics, code and upstream-lineage diff of runs (see ``compare``)."""
+        from mltrace_collector.compare import compare
+
+        return compare(self, run_ids, depth)
 
     def components(self) -> list[dict[str, Any]]:
         out = []
