@@ -27,6 +27,14 @@ __all__ = ["Comparison"]
 DIFF_MARK = "≠"
 
 
+def version(aid: str | None) -> str:
+    """The version part of an artifact ID, shortened (the URI is its own column)."""
+    if not aid:
+        return "—"
+    head, sep, tail = short(aid).rpartition("@")
+    return "@" + tail if sep and "," not in aid else short(aid)
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Runs side by side: params, metrics, code revisions and upstream-lineage diffs."""
@@ -80,8 +88,7 @@ class Comparison:
         rows = []
         for diff in self.lineage:
             for art in diff["artifacts"]:
-                a = short(art["a"]) if art["a"] else "—"
-                b = short(art["b"]) if art["b"] else "—"
+                a, b = version(art["a"]), version(art["b"])
                 rows.append([diff["b"][:13], art["uri"], a, b, "" if art["same"] else DIFF_MARK])
         return rows
 
@@ -92,6 +99,8 @@ class Comparison:
             values.add_column(col)
         for row in self.value_rows():
             kind, name, *vals, differs = row
+            if kind == "code":
+                vals = [(v or "")[:10] or None for v in vals]
             style = "bold red" if differs else None
             values.add_row(
                 kind, name, *(_cell(v) if v is not None else "—" for v in vals),
@@ -104,8 +113,8 @@ class Comparison:
                 table.add_column(col)
             for art in diff["artifacts"]:
                 table.add_row(
-                    art["uri"], short(art["a"]) if art["a"] else "—",
-                    short(art["b"]) if art["b"] else "—", "" if art["same"] else DIFF_MARK,
+                    art["uri"], version(art["a"]), version(art["b"]),
+                    "" if art["same"] else DIFF_MARK,
                     style=None if art["same"] else "red",
                 )  # fmt: skip
             out.append(table)

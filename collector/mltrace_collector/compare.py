@@ -5,6 +5,8 @@ Behind ``otel-mltrace compare A B [C …]``, ``GET /api/v1/compare`` and
 artifact URI (the place, whatever its version) and by component, and reports:
 
 * ``shared_runs``: upstream runs both lineages contain (the same run ID);
+* ``differing_runs``: per component, the upstream runs only one side has (a re-run that
+  wrote byte-identical outputs shows up here, while its artifacts stay ``same``);
 * ``artifacts``: every URI either lineage touches, with the version each side has;
 * ``first_divergence``: the differing URIs none of whose own upstream URIs differ, i.e.
   where the lineages part, with who read them and why they differ (different raw data,
@@ -154,7 +156,10 @@ def lineage_diff(
         a, b = _one(la.versions.get(uri, set())), _one(lb.versions.get(uri, set()))
         readers = sorted(la.readers_of(uri) | lb.readers_of(uri))
         cause = _cause(queries, uri, la, lb)
-        shown = f"{short(a) if a else _MISSING} vs {short(b) if b else _MISSING}"
+        tail = (
+            short(b).rpartition("@")[1:] if a and b and "," not in b else (short(b),) if b else ()
+        )
+        shown = f"{short(a) if a else _MISSING} vs {''.join(tail) or _MISSING}"
         first.append(
             {
                 "uri": uri,
@@ -170,7 +175,7 @@ def lineage_diff(
     return {
         "a": graph_a["root"]["id"],
         "b": graph_b["root"]["id"],
-        "identical": not differing and not differing_runs,
+        "identical": not differing,  # the same data; re-runs with equal outputs don't count
         "shared_runs": [{"run_id": r, "component": la.runs[r]["component"]} for r in shared],
         "differing_runs": differing_runs,
         "artifacts": artifacts,
@@ -215,6 +220,12 @@ def compare(queries: LineageQueries, run_ids: Sequence[str], depth: int = 1000) 
             if d["identical"]:
                 summary.append(f"upstream of {d['b']}: identical to {d['a']}")
             summary += [f["description"] for f in d["first_divergence"]]
+            summary += [
+                f"{r['component']}: different runs ({', '.join(r['a']) or '—'} vs "
+                f"{', '.join(r['b']) or '—'})"
+                + (" with identical outputs" if d["identical"] else "")
+                for r in d["differing_runs"]
+            ]
     return {
         "runs": rows,
         "same_run": same_run,
