@@ -26,7 +26,7 @@ from mltrace_collector import render
 from mltrace_collector.client import RemoteError
 from mltrace_collector.queries import NotFound
 from mltrace_collector.run_search import BadQuery
-from otel_mltrace.cli_runs import filter_options, make_filter, show_runs
+from otel_mltrace.cli_runs import filter_options, make_filter, series_line, show_runs
 from otel_mltrace.config import describe, resolve
 from otel_mltrace.query import open_queries
 
@@ -184,6 +184,8 @@ def inspect(ctx: Context, run_id: str, fmt: str | None) -> None:
         if info.get("status_message"):
             c.print(f"[red]{info['status_message']}[/red]")
         c.print(f"params  {info['params']}\nmetrics {info['metrics']}")
+        for name, s in info.get("metric_series", {}).items():
+            c.print(f"  series {name}: " + (s if isinstance(s, str) else series_line(s)))
         for i in info["inputs"]:
             c.print(f"  in  {i['artifact_id']}  <- {i['producer_run_id'] or 'raw'}")
         for o in info["outputs"]:

@@ -108,3 +108,9 @@ def show_runs(ctx: Any, title: str, rows: Sequence[dict[str, Any]], columns: str
             elif c == "duration_s":
                 row[i] = f"{row[i]:.2f}s"
     ctx.console.print(rich_table(title, header, body))
+
+
+def series_line(s: dict[str, Any]) -> str:
+    """``last=0.12 min=0.1 max=2.3 count=100`` for ``inspect`` (the series: ``--format json``)."""
+    line = f"last={s['last']:.6g} min={s['min']:.6g} max={s['max']:.6g} count={s['count']}"
+    return line + (f" ({s['thinned']} points thinned out)" if s.get("thinned") else "")

@@ -34,6 +34,8 @@ from mltrace_collector.store.graph_reads import (
     producers_for,
     run_summaries,
 )
+from otel_mltrace.metric_series import parse_series
+from otel_mltrace.semconv import METRIC_SERIES
 
 __all__ = ["MAX_DEPTH", "LineageQueries", "NotFound", "iso", "run_summary"]
 
@@ -169,7 +171,8 @@ class LineageQueries:
             "outputs": [e["artifact_id"] for e in io if e["direction"] == "out"],
             "output_summaries": self.store.run_outputs(row["run_id"]),
             "checks": run_checks(self.store, row["run_id"]),
-            "attributes": row["attributes"],
+            "metric_series": parse_series(row["attributes"], METRIC_SERIES),
+            "attributes": {k: v for k, v in row["attributes"].items() if k != METRIC_SERIES},
         }
 
     def history(
