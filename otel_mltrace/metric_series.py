@@ -10,7 +10,9 @@ Bound: at most ``MLTRACE_METRIC_SERIES_POINTS`` points (default 1000) per metric
 Past that, the series is thinned: every other stored point is dropped and from then on
 only every 2nd (then 4th, …) call is stored, so the points stay spread over the whole run;
 the newest point is always kept. ``count``, ``min``, ``max`` and ``last`` are exact over
-every call, and ``thinned`` says how many points were dropped.
+every call, and ``thinned`` says how many points were dropped. All series of one run
+together ship at most ``MAX_POINTS_PER_RUN`` points (the longest series are halved until
+they fit), so the attribute stays well under the 4 MiB an OTLP/gRPC message may carry.
 
 Example::
 
@@ -27,7 +29,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["MetricSeries", "SeriesSet", "parse_series", "to_ns"]
+__all__ = ["MAX_POINTS_PER_RUN", "MetricSeries", "SeriesSet", "parse_series", "to_ns"]
+
+MAX_POINTS_PER_RUN = 20_000
+"""Points shipped for all series of one run together (~40 bytes each in the JSON)."""
 
 
 def to_ns(timestamp: float | int | datetime | None) -> int:
@@ -118,6 +123,14 @@ class SeriesSet:
     def to_json(self) -> str | None:
         """The span attribute value: series of metrics logged at least twice (else None)."""
         found = {n: s.to_dict() for n, s in sorted(self.series.items()) if s.count > 1}
+        total = sum(len(d["values"]) for d in found.values())
+        while total > MAX_POINTS_PER_RUN:
+            longest = max(found.values(), key=lambda d: len(d["values"]))
+            before = len(longest["values"])
+            for col in ("steps", "timestamps_ns", "values"):  # keep the newest point
+                longest[col] = longest[col][-1::-2][::-1]
+            longest["thinned"] += before - len(longest["values"])
+            total -= before - len(longest["values"])
         return json.dumps(found, separators=(",", ":")) if found else None
 
 

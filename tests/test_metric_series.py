@@ -77,6 +77,19 @@ def test_thinning_accounts_for_every_point(n: int) -> None:
     assert m["values"][-1] == n - 1 and m["values"][0] == 0 and m["steps"] == m["values"]
 
 
+def test_all_series_of_a_run_share_one_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("otel_mltrace.metric_series.MAX_POINTS_PER_RUN", 100)
+    series = SeriesSet(80)
+    for i in range(300):
+        for name in ("a", "b", "c"):
+            series.add(name, float(i), None, 0)
+    data = json.loads(series.to_json() or "{}")
+    assert sum(len(d["values"]) for d in data.values()) <= 100
+    for d in data.values():
+        assert d["count"] == 300 and len(d["values"]) + d["thinned"] == 300
+        assert d["values"][-1] == 299 and d["steps"] == d["values"]
+
+
 def test_bad_step_and_timestamp_name_the_metric(tmp_path: Path) -> None:
     mlt.configure(service_name="series", index=str(tmp_path / "index.db"))
     with mlt.run("train") as run:
