@@ -185,6 +185,11 @@ class RunDetails:
     def to_dict(self) -> dict[str, Any]:
         return dict(self.data)
 
+    @property
+    def metric_series(self) -> dict[str, Any]:
+        """Metric name -> ``{count, min, max, last, thinned, steps, timestamps_ns, values}``."""
+        return dict(self.data.get("metric_series") or {})
+
     def _pairs(self) -> list[tuple[str, Any]]:
         pairs: list[tuple[str, Any]] = [
             ("run", f"{self.component} {self.run_id}"),
@@ -194,6 +199,11 @@ class RunDetails:
         ]
         pairs += [(f"params.{k}", v) for k, v in sorted(self.params.items())]
         pairs += [(f"metrics.{k}", v) for k, v in sorted(self.metrics.items())]
+        pairs += [
+            (f"series {k}", f"last={v['last']:.6g} min={v['min']:.6g} max={v['max']:.6g} "
+             f"count={v['count']}")
+            for k, v in sorted(self.metric_series.items()) if isinstance(v, dict)
+        ]  # fmt: skip
         pairs += [("input", f"{i['artifact_id']} <- {i['producer_run_id'] or 'raw'}")
                   for i in self.inputs]  # fmt: skip
         pairs += [("output", o) for o in self.outputs]

@@ -41,7 +41,8 @@ def test_series_in_the_embedded_index_and_the_cli(tmp_path: Path) -> None:
     assert (loss["count"], loss["min"], loss["max"], loss["last"]) == (100, 0.01, 1.0, 0.01)
     assert loss["steps"] == list(range(0, 1000, 10)) and loss["thinned"] == 0
     assert loss["timestamps_ns"][1] - loss["timestamps_ns"][0] == 1_000_000_000
-    assert loss["values"][:2] == [1.0, 0.5] and set(info.data["metric_series"]) == {"loss"}
+    assert loss["values"][:2] == [1.0, 0.5] and set(info.metric_series) == {"loss"}
+    assert "series loss</td><td>last=0.01 min=0.01 max=1 count=100" in info._repr_html_()
     out = CliRunner().invoke(main, ["inspect", run_id, "--db", db]).output
     assert "series loss: last=0.01 min=0.01 max=1 count=100" in out
     out = CliRunner().invoke(main, ["inspect", run_id, "--db", db, "--format", "json"]).output
