@@ -24,8 +24,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from mltrace_collector import render
-from mltrace_collector.client import RemoteError, RemoteQueries
-from mltrace_collector.queries import LineageQueries, NotFound
+from mltrace_collector.client import RemoteError
+from mltrace_collector.queries import NotFound
+from mltrace_collector.run_search import BadQuery
+from otel_mltrace.cli_runs import filter_options, make_filter, series_line, show_runs
 from otel_mltrace.cli_settings import (
     FLAG,
     FLAG_AFTER,
@@ -36,6 +38,7 @@ from otel_mltrace.cli_settings import (
     stronger,
 )
 from otel_mltrace.config import resolve
+from otel_mltrace.query import open_queries
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
@@ -107,20 +110,9 @@ class Context:
 
     def queries(self) -> Any:
         """``LineageQueries`` over the local index, or ``RemoteQueries`` on ``--server``."""
-        if self._queries is None:
+        if self._queries is None:  # the same opening as otel_mltrace.query.connect
             target = choose_target(self.db, self.server)
-            if target.server:
-                self._queries = RemoteQueries(target.server, token=self.token.value)
-            else:
-                from mltrace_collector.store.base import open_store
-
-                db = str(target.db)
-                if "://" not in db and not os.path.exists(db):
-                    raise NotFound(
-                        f"no lineage index at {db}; run an instrumented pipeline first, "
-                        "or point at one with --db PATH / --server URL"
-                    )
-                self._queries = LineageQueries(open_store(db))
+            self._queries = open_queries(target.db, target.server, self.token.value)
         return self._queries
 
 
@@ -129,6 +121,9 @@ def _run(ctx: Context, fn: Callable[[], None]) -> None:
         fn()
     except NotFound as exc:
         ctx.console.print(f"[red]not found:[/red] {exc.args[0] if exc.args else exc}")
+        sys.exit(2)
+    except BadQuery as exc:  # before RemoteError: a collector's 400 is both
+        ctx.console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
         sys.exit(2)
     except RemoteError as exc:
         ctx.console.print(f"[red]error:[/red] {exc}")
@@ -248,6 +243,8 @@ def inspect(ctx: Context, run_id: str, fmt: str | None) -> None:
         if info.get("status_message"):
             c.print(f"[red]{info['status_message']}[/red]")
         c.print(f"params  {info['params']}\nmetrics {info['metrics']}")
+        for name, s in info.get("metric_series", {}).items():
+            c.print(f"  series {name}: " + (s if isinstance(s, str) else series_line(s)))
         for i in info["inputs"]:
             c.print(f"  in  {i['artifact_id']}  <- {i['producer_run_id'] or 'raw'}")
         for o in info["outputs"]:
@@ -271,36 +268,34 @@ def inspect(ctx: Context, run_id: str, fmt: str | None) -> None:
 
 @main.command()
 @click.argument("component")
-@click.option("--since", help="ISO time or duration ago (e.g. 7d)")
-@click.option("--until", help="ISO time or duration ago")
-@click.option("--limit", type=click.IntRange(1), default=20)
+@filter_options
 @fmt_option(("tree", "json"))
 @pass_ctx
-def history(
-    ctx: Context, component: str, since: str | None, until: str | None, limit: int, fmt: str | None
-) -> None:
-    """Runs of one component, newest first."""
+def history(ctx: Context, component: str, fmt: str | None, **opts: Any) -> None:
+    """Runs of one component, newest first, with params and metrics as columns.
+
+    Filter with --where 'params.model = rf' --where 'metrics.accuracy > 0.9', --tag,
+    --status, --since/--until; sort with --sort 'metrics.accuracy desc'.
+    """
 
     def go() -> None:
-        rows = ctx.queries().history(
-            component, parse_time(since) or 0, parse_time(until) or 2**62, limit
-        )
-        render.emit(ctx.console, rows, fmt or ctx.fmt, render.runs_table(component, rows))
+        rows = ctx.queries().search_runs(make_filter(component, opts))
+        show_runs(ctx, component, rows, opts["columns"], fmt or ctx.fmt)
 
     _run(ctx, go)
 
 
 @main.command()
-@click.option("--limit", type=click.IntRange(1), default=20)
-@click.option("--offset", type=click.IntRange(0), default=0)
+@click.option("--component", help="only runs of this component")
+@filter_options
 @fmt_option(("tree", "json"))
 @pass_ctx
-def runs(ctx: Context, limit: int, offset: int, fmt: str | None) -> None:
-    """Recent runs of all components, newest first (paged)."""
+def runs(ctx: Context, component: str | None, fmt: str | None, **opts: Any) -> None:
+    """Recent runs of all components, newest first (paged; same filters as history)."""
 
     def go() -> None:
-        rows = ctx.queries().runs(limit, offset)
-        render.emit(ctx.console, rows, fmt or ctx.fmt, render.runs_table("runs", rows))
+        rows = ctx.queries().search_runs(make_filter(component, opts))
+        show_runs(ctx, component or "runs", rows, opts["columns"], fmt or ctx.fmt)
 
     _run(ctx, go)
 
@@ -365,6 +360,7 @@ def _register_serve() -> None:
 
 
 _register_serve()
+import otel_mltrace.cli_compare  # noqa: E402  (registers compare)
 import otel_mltrace.cli_review  # noqa: E402,F401  (registers flag, unflag, flags, review)
 
 if __name__ == "__main__":  # `python -m otel_mltrace.cli`: use the imported module's group,

@@ -97,6 +97,7 @@ _ALL = [
     _s("stat_cache", str, None, "path of the persistent artifact stat cache (unset = memory)"),
     _s("disabled", _parse_bool, False, "turn the SDK into a no-op"),
     _s("check_errors", _parse_check_errors, "warn", "a check that cannot run: warn or fail"),
+    _s("metric_series_points", int, 1000, "points kept per metric series and run (thinned)"),
     # collector
     _s("db", str, default_index_path, "collector store: SQLite path or postgresql:// URL"),
     _s("grpc_address", str, "127.0.0.1:4317", "OTLP/gRPC listen address"),

@@ -20,7 +20,7 @@ import inspect
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -32,6 +32,9 @@ from otel_mltrace.artifacts import artifact_id
 from otel_mltrace.checks import Check, CheckContext, CheckFailed, CheckResult, as_check, run_phase
 from otel_mltrace.distributions import OutputSummary, summarize, to_event_attributes
 from otel_mltrace.provider import get_tracer
+
+if TYPE_CHECKING:
+    from otel_mltrace.metric_series import SeriesSet
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -72,6 +75,7 @@ class Run:
         "_run_token",
         "_code_function",
         "_code_file",
+        "_series",
         "_checks",
         "_data_in",
         "_data_out",
@@ -124,6 +128,7 @@ class Run:
         self._run_token: contextvars.Token[Run | None] | None = None
         self._code_function = code_function
         self._code_file = code_file
+        self._series: SeriesSet | None = None
 
     # -- context manager -------------------------------------------------------------------
     def __enter__(self) -> Run:
@@ -172,6 +177,9 @@ class Run:
             span.set_attribute(semconv.INPUTS, self._inputs)
         if self._outputs:
             span.set_attribute(semconv.OUTPUTS, self._outputs)
+        series = self._series.to_json() if self._series is not None else None
+        if series is not None:
+            span.set_attribute(semconv.METRIC_SERIES, series)
         if exc is not None:
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
@@ -242,10 +250,27 @@ class Run:
         k = _validate.key("param", key)
         self.span.set_attribute(semconv.PARAM_PREFIX + k, _validate.param_value(k, value))
 
-    def log_metric(self, key: str, value: Any) -> None:
-        """Record a numeric metric of the run as ``mltrace.metric.<key>``."""
+    def log_metric(
+        self, key: str, value: Any, step: int | None = None, timestamp: Any = None
+    ) -> None:
+        """Record a numeric metric as ``mltrace.metric.<key>`` (the last value wins there).
+
+        Logged more than once, the series (``step``: int, default the call number;
+        ``timestamp``: datetime or Unix seconds, default now) is kept, bounded per run:
+        see ``otel_mltrace.metric_series``.
+
+        >>> for epoch in range(10):                                   # doctest: +SKIP
+        ...     run.log_metric("loss", train_epoch(), step=epoch)
+        """
         k = _validate.key("metric", key)
-        self.span.set_attribute(semconv.METRIC_PREFIX + k, _validate.metric_value(k, value))
+        number = _validate.metric_value(k, value)
+        if self._series is None:
+            from otel_mltrace.config import resolve
+            from otel_mltrace.metric_series import SeriesSet
+
+            self._series = SeriesSet(int(resolve("metric_series_points")))
+        self._series.add(k, number, step, timestamp)
+        self.span.set_attribute(semconv.METRIC_PREFIX + k, number)
 
     def log_output(self, name: str, values: Any, kind: str | None = None) -> OutputSummary:
         """Summarize an output's values (numbers or categories; nulls counted) as a span event.

@@ -30,6 +30,9 @@ PARAM_PREFIX: Final = "mltrace.param."
 """``mltrace.param.<name>``: scalar parameter of the run."""
 METRIC_PREFIX: Final = "mltrace.metric."
 """``mltrace.metric.<name>``: numeric metric of the run."""
+METRIC_SERIES: Final = "mltrace.metric_series"
+"""JSON object: metric name -> its series (``otel_mltrace.metric_series``), for metrics
+logged more than once."""
 
 # Semantic-convention attributes describing the code version (OTel semconv names).
 VCS_REVISION: Final = "vcs.ref.head.revision"

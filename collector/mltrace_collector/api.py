@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Body, FastAPI, HTTPException, Query
 from starlette.types import ASGIApp
 
+from mltrace_collector.api_query import add_query_routes
 from mltrace_collector.ingest import ExportHandler
 from mltrace_collector.queries import MAX_DEPTH, LineageQueries, NotFound
 from mltrace_collector.receivers.http_receiver import otlp_traces_route
@@ -121,6 +122,7 @@ def create_api(queries: LineageQueries, health: Callable[[], dict[str, Any]]) ->
         """Upstream runs, components and code revisions ranked by association with flags."""
         return _answer(lambda: queries.review(limit))
 
+    add_query_routes(app, queries)
     return app
 
 

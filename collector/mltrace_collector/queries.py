@@ -25,6 +25,7 @@ from mltrace_collector.jsonsafe import finite_or_text
 from mltrace_collector.lineage_walk import Graph, iso, run_summary, walk_downstream, walk_upstream
 from mltrace_collector.model import split_artifact_id
 from mltrace_collector.records import is_record, trace_record
+from mltrace_collector.run_search import RunFilter, search_runs
 from mltrace_collector.store.base import Row, Store
 from mltrace_collector.store.extras import record_sets_of
 from mltrace_collector.store.graph_reads import (
@@ -34,6 +35,8 @@ from mltrace_collector.store.graph_reads import (
     producers_for,
     run_summaries,
 )
+from otel_mltrace.metric_series import parse_series
+from otel_mltrace.semconv import METRIC_SERIES
 
 __all__ = ["MAX_DEPTH", "LineageQueries", "NotFound", "iso", "run_summary"]
 
@@ -190,7 +193,8 @@ class LineageQueries:
             "outputs": [e["artifact_id"] for e in io if e["direction"] == "out"],
             "output_summaries": self.store.run_outputs(row["run_id"]),
             "checks": run_checks(self.store, row["run_id"]),
-            "attributes": row["attributes"],
+            "metric_series": parse_series(row["attributes"], METRIC_SERIES),
+            "attributes": {k: v for k, v in row["attributes"].items() if k != METRIC_SERIES},
         }
 
     def history(
@@ -211,6 +215,16 @@ class LineageQueries:
 
     def runs(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         return [run_summary(r) for r in self.store.recent_runs(limit, offset)]
+
+    def search_runs(self, f: RunFilter) -> list[dict[str, Any]]:
+        """Runs filtered and sorted by params, metrics, tags, status, time (run_search)."""
+        return search_runs(self, f)
+
+    def compare(self, run_ids: list[str], depth: int = MAX_DEPTH) -> dict[str, Any]:
+        """Params, metrics, code and upstream-lineage diff of runs (see ``compare``)."""
+        from mltrace_collector.compare import compare
+
+        return compare(self, run_ids, depth)
 
     def components(self) -> list[dict[str, Any]]:
         out = []
