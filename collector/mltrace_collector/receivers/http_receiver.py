@@ -12,6 +12,7 @@ encoding (protobuf unless the request was JSON):
 - 415 Content-Type other than protobuf/JSON, or a content coding other than
   gzip/deflate/identity (RFC 9110 §15.5.16 + ``Accept-Encoding`` per §12.5.3);
 - 503 + ``Retry-After`` (whole seconds) when the handler raises ``Overloaded``;
+- 400 when the handler raises ``Rejected`` (data the index cannot store);
 - 500 when the handler fails unexpectedly (not retryable, like gRPC ``INTERNAL``).
 
 Example::
@@ -43,7 +44,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from ..ingest import ExportHandler, Overloaded
+from ..ingest import ExportHandler, Overloaded, Rejected
 from .otlp_json import parse_otlp_json, status_payload, to_otlp_json
 from .security import bearer_matches, unauthenticated_response, uvicorn_ssl_kwargs
 
@@ -175,6 +176,9 @@ async def _export(
         raise _Reject(
             503, str(exc), code=_UNAVAILABLE, headers={"Retry-After": retry_after}
         ) from None
+    except Rejected as exc:  # this request's data: the sender must not retry it as is
+        log.warning("rejected an OTLP/HTTP export: %s", exc)
+        raise _Reject(400, str(exc), field="body") from None
     except Exception:
         log.exception("OTLP/HTTP export failed in the handler")
         raise _Reject(500, "internal error while storing spans", code=_INTERNAL) from None
