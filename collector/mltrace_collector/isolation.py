@@ -98,7 +98,9 @@ def commit_each(store: Store, batches: Sequence[Prepared]) -> list[CommitResult]
 def is_duplicate_run(stored: StoredRun, trace_id: str, span_id: str) -> bool:
     """Whether a span (``trace_id``, ``span_id``) with the run ID of ``stored`` is a
     duplicate run: the one place that decides. The same span again is a retry, not a
-    duplicate."""
+    duplicate. (A run *start record* that the final span of its run supersedes must not
+    count as a duplicate either: that exception belongs here, keyed on how the stored
+    row marks a start record.)"""
     return (stored.trace_id, stored.span_id) != (trace_id, span_id)
 
 
