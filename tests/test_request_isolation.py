@@ -10,10 +10,13 @@ retried request by request, so that only the guilty request fails, with a 400.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections.abc import Iterator
+from multiprocessing import Pipe
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -22,12 +25,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from mltrace_collector import fast_rows, processor
-from mltrace_collector.decode_workers import decode_and_prepare
+from mltrace_collector.decode_workers import Decoded, Ready, _commit_loop, decode_and_prepare
 from mltrace_collector.ingest import Rejected
 from mltrace_collector.isolation import MAX_STORE_INT, commit_each, failure
-from mltrace_collector.model import RunRecord
+from mltrace_collector.model import DecodedBatch, RunRecord
 from mltrace_collector.service import Collector, CollectorSettings
-from mltrace_collector.store.base import Store
+from mltrace_collector.store.base import Store, open_store
 from mltrace_collector.store.writes import prepare
 from tests.backends import lineage_store  # noqa: F401  (fixture)
 from tests.otlp_builders import GrpcSender, request, run_span
@@ -84,6 +87,29 @@ def _record(run_id: str, start_ns: int) -> RunRecord:
         inputs=(),
         outputs=(f"s3://b/{run_id}",),
     )
+
+
+def test_worker_commit_loop_fails_only_the_refused_request(tmp_path: Path) -> None:
+    """An ingest worker's writer (``_commit_loop``, on a real SQLite file and a real pipe):
+    the refused request's reply carries the cause and ``invalid``; the others commit."""
+    store = open_store(str(tmp_path / "lineage.db"))
+    ready: queue.Queue[Ready | None] = queue.Queue()
+    ours, theirs = Pipe()
+    for task_id, run_id, start in [(0, "ok-0", 10), (1, "bad", 2**63), (2, "ok-2", 12)]:
+        ready.put(
+            (task_id, Decoded(DecodedBatch(), None, 1), None, prepare([_record(run_id, start)]))
+        )
+    ready.put(None)
+    writer = threading.Thread(target=_commit_loop, args=(theirs, store, ready))
+    writer.start()
+    writer.join(30)
+    replies, _ = ours.recv()
+    by_task = {task_id: (decoded, error, invalid) for task_id, decoded, error, invalid in replies}
+    assert by_task[0][0] is not None and by_task[2][0] is not None
+    decoded, error, invalid = by_task[1]
+    assert decoded is None and invalid and error is not None and "cannot store" in error
+    assert {row["run_id"] for row in store.recent_runs(10)} == {"ok-0", "ok-2"}
+    store.close()
 
 
 def test_group_commit_failure_is_retried_one_by_one(lineage_store: Store) -> None:  # noqa: F811
@@ -197,6 +223,15 @@ def test_data_the_store_refuses_fails_only_its_request(
         for _, status, content in poison_answers:
             assert status == 400
             assert b"cannot store this request's data" in content
+        assert service.grpc is not None
+        sender = GrpcSender(f"http://127.0.0.1:{service.grpc.port}")
+        try:
+            with pytest.raises(grpc.RpcError) as caught:
+                sender.send(_poison("start")[0].SerializeToString())
+        finally:
+            sender.close()
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "cannot store this request's data" in str(caught.value.details())
         counts = service.store.counts()
         assert counts["runs"] == VALID_REQUESTS * SPANS_PER_REQUEST
     finally:
