@@ -1229,6 +1229,10 @@ run_rows(Rows *c, PyObject *t, PyObject *attrs, PyObject *resource, PyObject *st
     item[1] = Py_NewRef(v);
     if (PyBytes_GET_SIZE(trace) != 16 || PyBytes_GET_SIZE(span) != 8)
         goto hand_back;
+    /* a time beyond the index's BIGINT (>= 2^63 ns): the processor rejects the span */
+    if (PyLong_AsUnsignedLongLong(start) > (unsigned long long)INT64_MAX ||
+        PyLong_AsUnsignedLongLong(end) > (unsigned long long)INT64_MAX)
+        goto hand_back;
     /* run ID: mltrace.run.id, else trace-span */
     if ((rc = lookup(attrs, c->s[S_RUN_ID], &v)) < 0)
         goto done;

@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import FastAPI, HTTPException, Query
 
 from mltrace_collector.compare import MAX_RUNS
+from mltrace_collector.isolation import MAX_STORE_INT
 from mltrace_collector.queries import MAX_DEPTH, LineageQueries, NotFound
 from mltrace_collector.run_search import MAX_LIMIT, NO_BOUND, VALID_FIELDS, RunFilter
 
@@ -48,11 +49,11 @@ def add_query_routes(app: FastAPI, queries: LineageQueries) -> None:
         ] = None,
         tags: Annotated[list[str] | None, Query(description="runs with all these tags")] = None,
         status: Annotated[list[str] | None, Query(description="any of these statuses")] = None,
-        since_ns: int = Query(0, ge=0),
-        until_ns: int = Query(NO_BOUND, ge=0),
+        since_ns: int = Query(0, ge=0, le=MAX_STORE_INT),
+        until_ns: int = Query(NO_BOUND, ge=0, le=MAX_STORE_INT),
         sort: str | None = Query(None, description="FIELD [asc|desc], e.g. metrics.f1 desc"),
         limit: int = Query(50, ge=1, le=MAX_LIMIT),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_STORE_INT),
     ) -> Any:
         """Runs filtered by params, metrics, tags, status and time; sorted by any field."""
         f = RunFilter(

@@ -22,6 +22,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from mltrace_collector.checks import decode_check
+from mltrace_collector.isolation import MAX_STORE_INT, timestamp_problem
 from mltrace_collector.model import (
     CheckRecord,
     DecodedBatch,
@@ -324,6 +325,10 @@ def _run_record(
         not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)
     ):
         raise SpanRejected(f"{semconv.TAGS} must be an array of strings")
+    start, end = times
+    if start > MAX_STORE_INT or end > MAX_STORE_INT:  # would fail the whole group commit
+        field, value = ("start", start) if start > MAX_STORE_INT else ("end", end)
+        raise SpanRejected(str(timestamp_problem(f"{field}_time_unix_nano", value)))
     params, metrics = _params_metrics(attrs)
     if with_events is not None:
         outputs, chunks = _events(with_events)
@@ -334,7 +339,6 @@ def _run_record(
         _text(v) if isinstance(v := attrs.get(key, resource.get(key)), str) else None
         for key in _CODE_KEYS
     ]
-    start, end = times
     return RunRecord(
         run_id=run_id,
         component=component,

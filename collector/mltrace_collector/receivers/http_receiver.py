@@ -12,6 +12,7 @@ encoding (protobuf unless the request was JSON):
 - 415 Content-Type other than protobuf/JSON, or a content coding other than
   gzip/deflate/identity (RFC 9110 §15.5.16 + ``Accept-Encoding`` per §12.5.3);
 - 503 + ``Retry-After`` (whole seconds) when the handler raises ``Overloaded``;
+- 400 when the handler raises ``Rejected`` (data the index cannot store);
 - 500 when the handler fails unexpectedly (not retryable, like gRPC ``INTERNAL``).
 
 Example::
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import socket
 import threading
 import time
@@ -43,7 +45,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from ..ingest import ExportHandler, Overloaded
+from ..ingest import ExportHandler, Overloaded, Rejected
 from .otlp_json import parse_otlp_json, status_payload, to_otlp_json
 from .security import bearer_matches, unauthenticated_response, uvicorn_ssl_kwargs
 
@@ -175,6 +177,9 @@ async def _export(
         raise _Reject(
             503, str(exc), code=_UNAVAILABLE, headers={"Retry-After": retry_after}
         ) from None
+    except Rejected as exc:  # this request's data: the sender must not retry it as is
+        log.warning("rejected an OTLP/HTTP export: %s", exc)
+        raise _Reject(400, str(exc), field="body") from None
     except Exception:
         log.exception("OTLP/HTTP export failed in the handler")
         raise _Reject(500, "internal error while storing spans", code=_INTERNAL) from None
@@ -290,6 +295,23 @@ class HttpServer:
             self._thread.join(5.0)
 
 
+def _tcp_listener(host: str, port: int, family: socket.AddressFamily) -> socket.socket:
+    """A listening socket whose connections get ``TCP_NODELAY``. asyncio sets it only on
+    sockets made with ``proto=IPPROTO_TCP``; ``socket.create_server`` makes proto 0, and
+    then every response after the first on a kept-alive connection waited ~40 ms (Nagle
+    holding the body behind the headers until the client's delayed ACK)."""
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        if os.name == "posix":  # as create_server: on Windows it would allow port theft
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(socket.SOMAXCONN)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def start_http_server(
     app: ASGIApp,
     address: str = "127.0.0.1:4318",
@@ -311,7 +333,7 @@ def start_http_server(
     """
     host, port = _split_address(address)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family)
+    sock = _tcp_listener(host, port, family)
     config = uvicorn.Config(
         app,
         log_config=None,

@@ -23,6 +23,7 @@ from importlib import resources
 from typing import Any, Protocol
 
 from mltrace_collector.model import RecordChunk, RunRecord
+from mltrace_collector.store.identity import StoredRun
 from mltrace_collector.store.writes import (
     RUN_COLUMNS,
     KnownArtifacts,
@@ -148,13 +149,16 @@ class Store(ABC):
         if runs or records:
             self.ingest_prepared([prepare(runs, records)])
 
-    def ingest_prepared(self, batches: Sequence[Prepared]) -> None:
-        """Store batches made by ``writes.prepare`` (in any thread) in one transaction."""
+    def ingest_prepared(self, batches: Sequence[Prepared]) -> dict[str, StoredRun]:
+        """Store batches made by ``writes.prepare`` (in any thread) in one transaction;
+        returns the stored span of every run ID that was already stored or came twice
+        (``isolation.duplicate_rejections`` tells retries from duplicates with it)."""
         prebuild = self._sql if self.insert_or_ignore else None
         plan = plan_write(batches, self._known, prebuild)  # before the write lock
         with self._transaction() as cur:
-            written = write_plan(self._sql, cur, plan, time.time_ns())
+            written, contested = write_plan(self._sql, cur, plan, time.time_ns())
         self._known.committed(written)  # after the commit: a rolled-back row is not known
+        return contested
 
     def shared_target(self) -> str | None:
         """What another process passes to ``open_store`` to write this same index (the

@@ -16,7 +16,7 @@ Example::
     prepared = prepare(runs, chunks)                        # any thread
     plan = plan_write([prepared], store._known, store._sql)  # before the write lock
     with store._transaction() as cur:                       # the writer
-        write_plan(store._sql, cur, plan, time.time_ns(), or_ignore=True)
+        write_plan(store._sql, cur, plan, time.time_ns())
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from mltrace_collector.model import RecordChunk, RunRecord, split_artifact_id
 from mltrace_collector.store.extras import ingest_extras
+from mltrace_collector.store.identity import StoredRun, contested_ids, stored_identities
 
 if TYPE_CHECKING:
     from mltrace_collector.store.base import Cursor
@@ -367,9 +368,10 @@ def write_plan(
     cur: Cursor,
     plan: WritePlan,
     now: int,
-) -> list[tuple[Any, ...]]:
+) -> tuple[list[tuple[Any, ...]], dict[str, StoredRun]]:
     """Insert ``plan`` inside the caller's transaction; returns the artifact rows it
-    upserted (for ``known.committed`` after the commit). ``now``: the runs'
+    upserted (for ``known.committed`` after the commit) and the stored span of each run ID
+    that was not inserted or came twice (``store.identity``). ``now``: the runs'
     ``ingested_ns``. A plan with prebuilt statements (SQLite) runs them; otherwise rows
     go in one by one (:func:`insert_rows`)."""
     batch, built = plan.batch, plan.prebuilt
@@ -395,7 +397,8 @@ def write_plan(
         if plan.outputs:
             insert_rows(sql, cur, INSERT_OUTPUT, plan.outputs)
     ingest_extras(sql, cur, batch.records, batch.chunks)
-    return plan.artifacts
+    contested = contested_ids(plan.runs, inserted)
+    return plan.artifacts, stored_identities(sql, cur, contested) if contested else {}
 
 
 def _first_ids(runs: Sequence[tuple[Any, ...]]) -> list[str]:
@@ -427,26 +430,7 @@ def _insert_runs_sqlite(
     if cur.fetchall()[0][0] - changes_before == len(runs):
         return [row[0] for row in runs]
     cur.execute("SELECT run_id FROM runs WHERE rowid > ? ORDER BY run_id", (top,))
-    inserted = [r[0] for r in cur.fetchall()]
-    _check_duplicates(sql, cur, runs, inserted)
-    return inserted
-
-
-def _check_duplicates(
-    sql: Callable[[str], str], cur: Cursor, runs: Sequence[tuple[Any, ...]], inserted: list[str]
-) -> None:
-    """Under ``INSERT OR IGNORE`` a run that was not inserted must already be stored (a
-    retried batch); anything else would be a run lost silently: fail the commit instead."""
-    missing = sorted({row[0] for row in runs} - set(inserted))
-    for i in range(0, len(missing), 512):
-        chunk = missing[i : i + 512]
-        marks = ", ".join("?" * len(chunk))
-        cur.execute(sql(f"SELECT run_id FROM runs WHERE run_id IN ({marks})"), chunk)
-        absent = set(chunk) - {r[0] for r in cur.fetchall()}
-        if absent:
-            raise RuntimeError(
-                f"runs not written (a NULL in a NOT NULL column?): {sorted(absent)[:5]}"
-            )
+    return [r[0] for r in cur.fetchall()]
 
 
 def _first(row: tuple[Any, ...]) -> Any:
