@@ -20,8 +20,10 @@ Example::
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import sys
 import threading
 
 from .refusals import REFUSALS
@@ -59,12 +61,25 @@ def watch_grpc_core_log() -> bool:
             return False
         _watching = True
     noticed = threading.Event()
-    threading.Thread(
+    pump = threading.Thread(
         target=_pump, args=(read_end, original, noticed), name="grpc-core-log", daemon=True
-    ).start()
+    )
+    pump.start()
+    atexit.register(_restore, original, pump)
     # the pump must never block on a write to the pipe it drains, so it does not log itself
     threading.Thread(target=_warn, args=(noticed,), name="grpc-refusal-log", daemon=True).start()
     return True
+
+
+def _restore(original: int, pump: threading.Thread) -> None:
+    """At exit: fd 2 back to the real stderr, then let the pump pass on what is left in
+    the pipe (a traceback, the last log lines) before the interpreter kills it."""
+    try:
+        sys.stderr.flush()
+        os.dup2(original, 2)  # the pipe's last writer is gone: the pump reads to EOF
+    except (OSError, ValueError):
+        return
+    pump.join(2.0)
 
 
 def _pump(read_end: int, original: int, noticed: threading.Event) -> None:
@@ -75,6 +90,7 @@ def _pump(read_end: int, original: int, noticed: threading.Event) -> None:
         except OSError:
             return
         if not chunk:
+            os.close(read_end)
             return
         try:
             os.write(original, chunk)
