@@ -10,12 +10,10 @@ slow or dead downstream never blocks or fails ingestion. One sender thread:
 2. batches prepared requests by concatenating their bytes and exports them
    (``forward_transport``), retrying retryable outcomes with exponential backoff + jitter
    or the server's RetryInfo / Retry-After delay;
-3. with a spill directory (``MLTRACE_FORWARD_SPILL_DIR``, ``forward_spill``) every request
-   is written there and fsync'd *before* the receiver acknowledges it (write-ahead), and
-   the sender reads it back: acknowledged spans are forwarded at least once even after a
-   crash (kill -9) and restart, within ``MLTRACE_FORWARD_SPILL_MAX_BYTES`` on disk (past
-   it, spans are dropped, counted and warned about). Without one, the queue is memory
-   only (lost on a crash) and overflow past ``MLTRACE_FORWARD_QUEUE_SIZE`` is dropped.
+3. with ``MLTRACE_FORWARD_SPILL_DIR`` every request is fsync'd there before the receiver
+   acknowledges it (write-ahead, ``forward_spill``) and read back by the sender: forwarded
+   at least once even after a kill -9, bounded on disk. Without it the queue is memory
+   only and overflow past ``MLTRACE_FORWARD_QUEUE_SIZE`` is dropped and counted.
 
 Counters for ``/metrics`` (docs/metrics.md): :class:`ForwardMetricsCollector` yields
 ``mltrace_forward_spans_total{outcome}`` and ``mltrace_forward_queue_spans`` from

@@ -92,10 +92,12 @@ def _pump(read_end: int, original: int, noticed: threading.Event) -> None:
         if not chunk:
             os.close(read_end)
             return
-        try:
-            os.write(original, chunk)
-        except OSError:
-            pass  # the original stderr is gone: keep draining, keep counting
+        view = memoryview(chunk)
+        while view:
+            try:
+                view = view[os.write(original, view) :]
+            except OSError:
+                break  # the original stderr is gone: keep draining, keep counting
         lines = (pending + chunk).split(b"\n")
         pending = lines.pop()[-4096:]
         for line in lines:
