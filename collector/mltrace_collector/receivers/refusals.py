@@ -10,7 +10,7 @@ Label values are bounded: at most ``MAX_NAMES`` distinct encodings per transport
 Example::
 
     REFUSALS.add("http", "br")
-    REFUSALS.snapshot()   # {"http": {"br": 1}}
+    REFUSALS.snapshot()   # {"grpc": {"unsupported": 0}, "http": {"br": 1}}
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ class EncodingRefusals:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: dict[str, dict[str, int]] = {}
+        # exported from the start, so increase() sees the first gRPC refusal too
+        self._counts: dict[str, dict[str, int]] = {"grpc": {"unsupported": 0}}
 
     def add(self, transport: str, encoding: str) -> None:
         name = encoding.strip().lower()
