@@ -11,15 +11,18 @@ once B acknowledged them), so the disk bound is not eaten by replayed data.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.otlp_builders import request, run_span
+from tests.otlp_builders import request, run_span, send_grpc
 from tests.serve_process import ServeProcess
 from tests.servers.ports import free_port
+from tests.test_forwarding import forwarding_collector
 
 PB = {"Content-Type": "application/x-protobuf"}
 REQUESTS, RUNS_PER_REQUEST = 8, 5
@@ -80,3 +83,35 @@ def test_acknowledged_spans_survive_kill_9(tmp_path: Path) -> None:
         for proc in (a, a2, b):
             if proc is not None:
                 proc.kill()
+
+
+def test_full_spill_drops_are_counted_and_explained(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The disk bound holds: past ``MLTRACE_FORWARD_SPILL_MAX_BYTES`` a request is dropped,
+    counted in the stats (``mltrace_forward_spans_total{outcome="dropped"}``) and warned
+    about with the setting to change; what fit is all still on disk."""
+    spill = tmp_path / "spill"
+    a, fwd = forwarding_collector(
+        tmp_path,
+        f"http://127.0.0.1:{free_port()}",  # nothing listens: every span stays queued
+        forward_spill_dir=str(spill),
+        forward_spill_max_bytes=5_000,
+        forward_hold_seconds=0,
+        forward_grace_seconds=0.2,
+        forward_timeout=1.0,
+    )
+    caplog.set_level(logging.WARNING, logger="mltrace_collector.forward")
+    try:
+        for i in range(20):
+            spans = [run_span("full", run_id=f"full-{i}-{j}") for j in range(5)]
+            send_grpc(a.grpc_endpoint, request(spans).SerializeToString())
+        stats = fwd.stats()
+        assert stats["dropped"] > 0 and stats["spilled"] > 0
+        assert stats["dropped"] + stats["spilled"] == 100 and stats["sent"] == 0
+        assert fwd.spill is not None and fwd.spill.size_bytes <= 5_000
+        assert "MLTRACE_FORWARD_SPILL_MAX_BYTES=5000" in caplog.text
+        assert "dropped instead of forwarded" in caplog.text
+    finally:
+        a.stop(grace_s=0.5)
+    assert sum(s.stat().st_size for s in spill.glob("segment-*")) <= 5_000
