@@ -62,6 +62,7 @@ class ServeProcess:
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         attempts: int = 3,
+        ports: tuple[int, int] | None = None,
     ) -> ServeProcess:
         """Start the collector on ``db`` (SQLite path or URL); its output goes to ``log``."""
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("MLTRACE_")}
@@ -69,7 +70,7 @@ class ServeProcess:
         child_env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + child_env.get("PYTHONPATH", "")
         last = ""
         for _ in range(attempts):
-            grpc_port, http_port = free_port(), free_port()
+            grpc_port, http_port = ports or (free_port(), free_port())  # (gRPC, HTTP)
             cmd = [
                 sys.executable, "-m", "otel_mltrace.cli", "serve", "--db", db,
                 "--grpc-address", f"127.0.0.1:{grpc_port}",

@@ -27,7 +27,9 @@ from mltrace_collector.api import create_app
 from mltrace_collector.pipeline import IngestPipeline
 from mltrace_collector.queries import LineageQueries
 from mltrace_collector.receivers.grpc_receiver import GrpcReceiver, start_grpc_server
+from mltrace_collector.receivers.grpc_refusals import watch_grpc_core_log
 from mltrace_collector.receivers.http_receiver import HttpServer, start_http_server
+from mltrace_collector.receivers.refusals import REFUSALS, refusal_metrics
 from mltrace_collector.store.base import Store, open_store
 from mltrace_collector.store.sqlite import SqliteStore
 from otel_mltrace.config import resolve_settings
@@ -83,6 +85,9 @@ class Collector:
         from mltrace_collector.exporters.prometheus import install_metrics
 
         install_metrics(self)  # GET /metrics on the HTTP listener (docs/metrics.md)
+        from mltrace_collector.exporters.prometheus import add_provider
+
+        add_provider(self, refusal_metrics, store_derived=False)  # refused compressions
         from mltrace_collector.checks import install_check_metrics
 
         install_check_metrics(self)  # mltrace_check_failures_total{component,check}
@@ -101,6 +106,7 @@ class Collector:
             "uptime_s": round(time.time() - self._started, 3),
             "runs": counts["runs"],
             **self.pipeline.stats,
+            "refused_encodings": REFUSALS.snapshot(),  # receivers/refusals.py
         }
 
     def start(self) -> None:
@@ -189,6 +195,7 @@ def serve_command(log_level: str, **options: Any) -> None:
     """Run the collector: OTLP receivers, lineage index and query API."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     settings = CollectorSettings.resolve(**options)
+    watch_grpc_core_log()  # count gRPC core's refusals of unknown grpc-encodings
     collector = Collector(settings)
     collector.start()
     tune_gc()
