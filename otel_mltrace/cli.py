@@ -26,6 +26,7 @@ from mltrace_collector import render
 from mltrace_collector.client import RemoteError, RemoteQueries
 from mltrace_collector.queries import LineageQueries, NotFound
 from otel_mltrace.config import describe, resolve
+from otel_mltrace.extras import MissingExtra, missing_message
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
@@ -83,7 +84,10 @@ class Context:
                         f"no lineage index at {target}; run an instrumented pipeline first, "
                         "or point at one with --db PATH / --server URL"
                     )
-                self._queries = LineageQueries(open_store(target))
+                try:
+                    self._queries = LineageQueries(open_store(target))
+                except MissingExtra as exc:  # a postgresql:// index without psycopg
+                    raise click.ClickException(str(exc)) from None
         return self._queries
 
 
@@ -105,6 +109,7 @@ def fmt_option(choices: tuple[str, ...]) -> Callable[[F], F]:
 
 
 @click.group()
+@click.version_option(package_name="otel-mltrace", prog_name="otel-mltrace")
 @click.option("--db", envvar="MLTRACE_DB", help="local index: SQLite path or postgresql:// URL")
 @click.option("--server", envvar="MLTRACE_SERVER", help="query a running collector at this URL")
 @click.option("--token", envvar="MLTRACE_AUTH_TOKEN", help="bearer token for --server")
@@ -291,6 +296,14 @@ def _register_serve() -> None:
     except ModuleNotFoundError as exc:  # the collector extra is not installed
         if exc.name not in {"fastapi", "grpc", "uvicorn", "starlette", "prometheus_client"}:
             raise
+        missing = missing_message(exc.name, extra="collector", feature="otel-mltrace serve")
+
+        @main.command("serve", context_settings={"ignore_unknown_options": True})
+        @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+        def serve_missing(args: tuple[str, ...]) -> None:
+            """Run the collector (needs the collector extra)."""
+            raise click.ClickException(missing)
+
         return
     main.add_command(serve_command)
 
