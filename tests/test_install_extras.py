@@ -7,7 +7,8 @@ that ``pyproject.toml`` declares.
   the features of missing extras (``serve``, a ``postgresql://`` index) name the extra.
 * ``[collector]``: ``otel-mltrace serve`` becomes healthy and stores a run sent to it over
   OTLP; OpenLineage configured without its extra stops the start naming ``[openlineage]``.
-* ``[postgres]``, ``[openlineage]``, ``[numpy]``, ``[pandas]``: what each adds works.
+* ``[postgres]``, ``[openlineage]``, ``[numpy]``, ``[pandas]``, ``[examples]``: what each
+  adds works (the digits example runs and is traced back).
 
 The wheel is built once per session from a copy of the sources (the repository stays
 clean); pip resolves dependencies from the package index through its cache, so only a
@@ -236,6 +237,22 @@ print(mlt.artifact_id(np.arange(10)))
     got = run([str(py), "arrays.py"], workdir, clean_env(workdir))
     ids = got.stdout.split()
     assert len(ids) == (2 if extra == "pandas" else 1) and all("@sha256:" in i for i in ids), ids
+
+
+def test_examples_alone(wheel: Path, workdir: Path) -> None:
+    """The digits example (six steps, six processes) into the embedded index, traced back."""
+    py = venv_for(wheel, workdir, "examples")
+    shutil.copytree(
+        REPO_ROOT / "examples",
+        workdir / "examples",
+        ignore=shutil.ignore_patterns("__pycache__", "workdir"),
+    )
+    env = clean_env(workdir)
+    run([str(py), "-m", "examples.digits.pipeline", "--workdir", "digits"], workdir, env)
+    predictions = workdir / "digits" / "predictions" / "predictions.csv"
+    trace = run([cli(py), "trace", str(predictions)], workdir, env)
+    for step in ("predict", "train", "featurize", "split", "ingest"):
+        assert step in trace.stdout, trace.stdout
 
 
 # -- the oldest Python the project declares ------------------------------------------------
