@@ -38,6 +38,7 @@ from otel_mltrace.cli_settings import (
     stronger,
 )
 from otel_mltrace.config import resolve
+from otel_mltrace.extras import MissingExtra, missing_message
 from otel_mltrace.query import open_queries
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -112,7 +113,10 @@ class Context:
         """``LineageQueries`` over the local index, or ``RemoteQueries`` on ``--server``."""
         if self._queries is None:  # the same opening as otel_mltrace.query.connect
             target = choose_target(self.db, self.server)
-            self._queries = open_queries(target.db, target.server, self.token.value)
+            try:
+                self._queries = open_queries(target.db, target.server, self.token.value)
+            except MissingExtra as exc:  # a postgresql:// index without psycopg
+                raise click.ClickException(str(exc)) from None
         return self._queries
 
 
@@ -137,6 +141,7 @@ def fmt_option(choices: tuple[str, ...]) -> Callable[[F], F]:
 
 
 @click.group()
+@click.version_option(package_name="otel-mltrace", prog_name="otel-mltrace")
 @click.option("--db", envvar="MLTRACE_DB", help="local index: SQLite path or postgresql:// URL")
 @click.option("--server", envvar="MLTRACE_SERVER", help="query a running collector at this URL")
 @click.option("--token", envvar="MLTRACE_AUTH_TOKEN", help="bearer token for --server")
@@ -355,6 +360,14 @@ def _register_serve() -> None:
     except ModuleNotFoundError as exc:  # the collector extra is not installed
         if exc.name not in {"fastapi", "grpc", "uvicorn", "starlette", "prometheus_client"}:
             raise
+        missing = missing_message(exc.name, extra="collector", feature="otel-mltrace serve")
+
+        @main.command("serve", context_settings={"ignore_unknown_options": True})
+        @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+        def serve_missing(args: tuple[str, ...]) -> None:
+            """Run the collector (needs the collector extra)."""
+            raise click.ClickException(missing)
+
         return
     main.add_command(serve_command)
 

@@ -31,6 +31,7 @@ from mltrace_collector.receivers.otlp_json import parse_otlp_json
 from mltrace_collector.store import writes
 from otel_mltrace import semconv
 from tests.leakcheck import traced_growth
+from tests.otlp_builders import kvs
 from tests.test_processor_fast import (
     HOSTILE,
     NAMED,
@@ -40,7 +41,6 @@ from tests.test_processor_fast import (
     _wire_cases,
     canonical,
     event,
-    kvs,
     output_event,
     records_event,
     req,

@@ -32,7 +32,8 @@ from mltrace_collector.receivers.http_receiver import HttpServer, start_http_ser
 from mltrace_collector.receivers.refusals import REFUSALS, refusal_metrics
 from mltrace_collector.store.base import Store, open_store
 from mltrace_collector.store.sqlite import SqliteStore
-from otel_mltrace.config import resolve_settings
+from otel_mltrace.config import resolve, resolve_settings
+from otel_mltrace.extras import MissingExtra, require
 
 log = logging.getLogger("mltrace_collector")
 
@@ -91,9 +92,15 @@ class Collector:
         from mltrace_collector.checks import install_check_metrics
 
         install_check_metrics(self)  # mltrace_check_failures_total{component,check}
-        from mltrace_collector.exporters.openlineage import install_openlineage
+        if resolve("openlineage_url") or resolve("openlineage_transport"):  # else no import
+            require(
+                "openlineage.client",
+                extra="openlineage",
+                feature="OpenLineage export (MLTRACE_OPENLINEAGE_URL / _TRANSPORT)",
+            )
+            from mltrace_collector.exporters.openlineage import install_openlineage
 
-        install_openlineage(self)  # MLTRACE_OPENLINEAGE_URL / _TRANSPORT set: RunEvents out
+            install_openlineage(self)  # RunEvents out
         from mltrace_collector.exporters.forward import install_forwarding
 
         install_forwarding(self)  # MLTRACE_FORWARD_ENDPOINT set: forward spans downstream
@@ -196,7 +203,10 @@ def serve_command(log_level: str, **options: Any) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     settings = CollectorSettings.resolve(**options)
     watch_grpc_core_log()  # count gRPC core's refusals of unknown grpc-encodings
-    collector = Collector(settings)
+    try:
+        collector = Collector(settings)
+    except MissingExtra as exc:  # a configured feature whose extra is not installed
+        raise click.ClickException(str(exc)) from None
     collector.start()
     tune_gc()
     click.echo(

@@ -32,6 +32,7 @@ from mltrace_collector.store.writes import (
     prepare,
     write_plan,
 )
+from otel_mltrace.extras import require
 
 Row = dict[str, Any]
 
@@ -318,6 +319,9 @@ def open_store(target: str, *, migrate: bool = True) -> Store:
     """A store for ``target``: a ``postgresql://`` URL or a SQLite file path."""
     store: Store
     if target.startswith(("postgresql://", "postgres://")):
+        feature = "A postgresql:// store"
+        require("psycopg", extra="postgres", feature=feature)
+        require("psycopg_pool", extra="postgres", feature=feature)
         from mltrace_collector.store.postgres import PostgresStore
 
         store = PostgresStore(target)
