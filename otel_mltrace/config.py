@@ -119,7 +119,7 @@ _ALL = [
     _s("forward_protocol", str, "grpc", "downstream protocol: grpc or http/protobuf"),
     _s("forward_queue_size", int, 10000, "spans held for forwarding before drops"),
     _s("forward_hold_seconds", float, 2.0, "wait for late producers before forwarding"),
-    _s("forward_spill_dir", str, None, "write-ahead forward queue dir (survives crashes)"),
+    _s("forward_spill_dir", str, None, "forward queue dir (default: beside the db; memory: off)"),
     _s("forward_spill_max_bytes", int, 256 * 1024 * 1024, "bound of the forward spill dir"),
     _s("forward_headers", _parse_headers, None, "headers on forwarded exports, k=v,k2=v2"),
     _s("forward_insecure", _parse_bool, False, "plaintext gRPC to a host:port endpoint"),

@@ -10,10 +10,11 @@ slow or dead downstream never blocks or fails ingestion. One sender thread:
 2. batches prepared requests by concatenating their bytes and exports them
    (``forward_transport``), retrying retryable outcomes with exponential backoff + jitter
    or the server's RetryInfo / Retry-After delay;
-3. with ``MLTRACE_FORWARD_SPILL_DIR`` every request is fsync'd there before the receiver
-   acknowledges it (write-ahead, ``forward_spill``) and read back by the sender: forwarded
-   at least once even after a kill -9, bounded on disk. Without it the queue is memory
-   only and overflow past ``MLTRACE_FORWARD_QUEUE_SIZE`` is dropped and counted.
+3. every request is fsync'd to the spill directory before the receiver acknowledges it
+   (write-ahead, ``forward_spill``; ``MLTRACE_FORWARD_SPILL_DIR``, by default beside the
+   SQLite index) and read back by the sender: forwarded at least once even after a kill -9,
+   bounded on disk. With ``MLTRACE_FORWARD_SPILL_DIR=memory`` the queue is memory only and
+   overflow past ``MLTRACE_FORWARD_QUEUE_SIZE`` is dropped and counted.
 
 Counters for ``/metrics`` (docs/metrics.md): :class:`ForwardMetricsCollector` yields
 ``mltrace_forward_spans_total{outcome}`` and ``mltrace_forward_queue_spans`` from
@@ -35,7 +36,7 @@ import random
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +54,7 @@ from mltrace_collector.exporters.forward_links import (
 )
 from mltrace_collector.exporters.forward_metrics import OUTCOMES, ForwardMetricsCollector
 from mltrace_collector.exporters.forward_queue import ForwardQueue, Item
-from mltrace_collector.exporters.forward_spill import SpillDir
+from mltrace_collector.exporters.forward_spill import MEMORY_ONLY, SpillDir, default_spill_dir
 from mltrace_collector.exporters.forward_transport import Transport, open_transport
 from mltrace_collector.model import DecodedBatch
 from mltrace_collector.processor import decode_request
@@ -385,6 +386,11 @@ def install_forwarding(
     settings = settings or ForwardSettings.resolve()
     if not settings.forward_endpoint:
         return None
+    if settings.forward_spill_dir is None:  # durable by default: survive a crash like the index
+        where = default_spill_dir(collector.settings.db, collector.settings.http_address)
+        settings = replace(settings, forward_spill_dir=where)
+    elif settings.forward_spill_dir == MEMORY_ONLY:
+        settings = replace(settings, forward_spill_dir=None)
     forwarder = Forwarder(settings, collector.queries.producer_for)
     collector.pipeline.add_observer(forwarder.observe)
     collector.on_stop.insert(0, forwarder.stop)  # drain before the store closes

@@ -33,6 +33,26 @@ from typing import BinaryIO
 
 log = logging.getLogger("mltrace_collector.forward")
 
+MEMORY_ONLY = "memory"
+"""``MLTRACE_FORWARD_SPILL_DIR=memory``: keep the forward queue in memory only (lost on a crash)."""
+
+
+def default_spill_dir(db: str, http_address: str) -> str:
+    """Where the forward queue is written ahead when ``MLTRACE_FORWARD_SPILL_DIR`` is unset:
+    beside a SQLite index (``<db>-forward-spill``), or for a PostgreSQL store, under the
+    user's data directory, one folder per HTTP listen address (two replicas on one host
+    never share one).
+
+    >>> default_spill_dir("/var/lib/mltrace/index.db", "127.0.0.1:4318")
+    '/var/lib/mltrace/index.db-forward-spill'
+    """
+    if "://" not in db:
+        return f"{db}-forward-spill"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    where = "".join(c if c.isalnum() else "_" for c in http_address)
+    return str(Path(base) / "otel-mltrace" / f"forward-spill-{where}")
+
+
 HEADER = struct.Struct("<IIIq")
 SEGMENT_BYTES = 4 * 1024 * 1024
 """A segment is closed once it reaches this size (one segment is loaded into memory at once)."""
