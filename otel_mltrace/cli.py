@@ -135,8 +135,27 @@ def _run(ctx: Context, fn: Callable[[], None]) -> None:
 
 
 def fmt_option(choices: tuple[str, ...]) -> Callable[[F], F]:
+    """``--format`` of one command; a group-level ``--format`` it cannot show is a usage
+    error naming the formats it can (``--format dot components`` has no graph to draw)."""
+
+    def inherit(click_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+        if value is not None:
+            return value
+        group_fmt = getattr(click_ctx.obj, "fmt", "tree")
+        if group_fmt not in choices:
+            raise click.UsageError(
+                f"--format {group_fmt} does not apply to '{click_ctx.info_name}'; "
+                f"it shows {' or '.join(choices)}"
+            )
+        return str(group_fmt)
+
     return click.option(
-        "--format", "fmt", type=click.Choice(choices), default=None, help="output format"
+        "--format",
+        "fmt",
+        type=click.Choice(choices),
+        default=None,
+        callback=inherit,
+        help="output format",
     )
 
 

@@ -180,9 +180,3 @@ def otlp_endpoint_from_env(environ: Mapping[str, str] | None = None) -> str | No
         if env.get(var):
             return env[var]
     return None
-
-
-def describe() -> str:
-    """A table of every setting, for ``otel-mltrace config`` and the README."""
-    rows = [f"{s.env:<32} {s.help}" for s in _ALL]
-    return "\n".join(rows)

@@ -55,6 +55,19 @@ def test_trace_formats(index: tuple[str, str, str]) -> None:
     assert json.loads(out)["truncated"] is True
 
 
+def test_group_format_a_command_cannot_show_is_a_usage_error(
+    index: tuple[str, str, str],
+) -> None:
+    db, model, _ = index
+    code, out = invoke("--db", db, "--format", "dot", "components")
+    assert code == 2 and "--format dot does not apply to 'components'" in out
+    assert "tree or json" in out and "Traceback" not in out
+    code, out = invoke("--db", db, "--format", "json", "components")
+    assert code == 0 and json.loads(out)[0]["component"] in {"clean", "train"}
+    code, out = invoke("--db", db, "--format", "dot", "trace", model)
+    assert code == 0 and out.startswith("digraph lineage {")
+
+
 def test_run_and_component_queries(index: tuple[str, str, str]) -> None:
     db, _, train_id = index
     # a prefix past the UUIDv7 millisecond field: runs started in the same ms share 13 chars
