@@ -90,6 +90,11 @@ def open_queries(db: str | None = None, server: str | None = None, token: str | 
     if server is None and db is None:
         server = os.environ.get(SETTINGS["server"].env) or None
         db = os.environ.get(SETTINGS["db"].env) or None
+        if server and db:  # as the CLI: two variables of equal rank are no silent pick
+            raise ValueError(
+                f"both {SETTINGS['db'].env}={db} and {SETTINGS['server'].env}={server} are set; "
+                "unset one, or pass db= or server= explicitly"
+            )
     if server:
         return RemoteQueries(server, token=token or os.environ.get("MLTRACE_AUTH_TOKEN"))
     from mltrace_collector.store.base import open_store

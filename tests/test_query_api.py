@@ -180,3 +180,10 @@ def test_module_functions_use_the_default_index(
     monkeypatch.setenv("MLTRACE_INDEX", os.path.join(os.path.dirname(built.db), "none.db"))
     with pytest.raises(query.NotFound, match="no lineage index at .*none.db"):
         query.runs()
+
+
+def test_two_index_variables_are_no_silent_pick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLTRACE_DB", "/tmp/a.db")
+    monkeypatch.setenv("MLTRACE_SERVER", "http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="MLTRACE_DB=/tmp/a.db and MLTRACE_SERVER"):
+        query.connect()
