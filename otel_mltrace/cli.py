@@ -58,8 +58,11 @@ def parse_time(text: str | None) -> int | None:
     """ISO-8601 time or a relative duration ago (``6h``) -> Unix ns."""
     if text is None:
         return None
+    iso = text.strip()
+    if iso[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat does not read the Z suffix
+        iso = iso[:-1] + "+00:00"
     try:
-        return int(datetime.fromisoformat(text).timestamp() * 1e9)
+        return int(datetime.fromisoformat(iso).timestamp() * 1e9)
     except ValueError:
         pass
     return int((datetime.now().timestamp() - parse_duration(text)) * 1e9)

@@ -105,6 +105,13 @@ def test_config_lists_every_setting() -> None:
     assert code == 0 and "MLTRACE_INDEX" in out and "MLTRACE_AUTH_TOKEN" in out
 
 
+def test_parse_time_reads_utc_z_suffix() -> None:
+    from otel_mltrace.cli import parse_time
+
+    assert parse_time("2026-01-01T00:00:00Z") == 1767225600 * 10**9
+    assert parse_time("2026-01-01T00:00:00+00:00") == 1767225600 * 10**9
+
+
 def test_parse_duration() -> None:
     assert parse_duration("90") == 90 and parse_duration("15m") == 900
     assert parse_duration("1.5h") == 5400 and parse_duration("7d") == 604800
