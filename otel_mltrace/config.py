@@ -89,6 +89,8 @@ _ALL = [
     _s("export_timeout", float, 10.0, "seconds an export may block at shutdown"),
     _s("stat_cache", str, None, "path of the persistent artifact stat cache (unset = memory)"),
     _s("disabled", _parse_bool, False, "turn the SDK into a no-op"),
+    _s("announce_runs", _parse_bool, True, "send a start record when a run starts"),
+    _s("handle_sigterm", _parse_bool, True, "on SIGTERM end open runs as error and flush"),
     # collector
     _s("db", str, default_index_path, "collector store: SQLite path or postgresql:// URL"),
     _s("grpc_address", str, "127.0.0.1:4317", "OTLP/gRPC listen address"),
@@ -122,6 +124,12 @@ _ALL = [
     _s("drift_thresholds", str, None, "drift alert thresholds, e.g. psi=0.25,js=0.1,ks=0.1"),
     _s("histogram_buckets", str, None, "histogram bounds: component/output=b1,b2;*/score=..."),
     _s("stale_after_seconds", float, 86400.0, "inputs older than this make a run stale"),
+    _s(
+        "abandon_after",
+        float,
+        86400.0,
+        "seconds after which a started run that never ended is abandoned",
+    ),
     # CLI
     _s("server", str, None, "collector base URL for CLI queries (instead of --db)"),
 ]

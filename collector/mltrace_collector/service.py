@@ -86,6 +86,9 @@ class Collector:
         from mltrace_collector.checks import install_check_metrics
 
         install_check_metrics(self)  # mltrace_check_failures_total{component,check}
+        from mltrace_collector.run_starts import install_open_run_metrics
+
+        install_open_run_metrics(self)  # mltrace_runs_abandoned_total, mltrace_runs_running
         from mltrace_collector.exporters.openlineage import install_openlineage
 
         install_openlineage(self)  # MLTRACE_OPENLINEAGE_URL / _TRANSPORT set: RunEvents out
