@@ -7,8 +7,9 @@
   with ``MLTRACE_HANDLE_SIGTERM=false`` (applications that own their signals) or when the
   current handler was not set from Python (nothing to chain to).
 * **SIGKILL / OOM** cannot be caught: instead each run is *announced* when it starts by a
-  tiny start record (``semconv.RUN_START_SPAN_NAME``), exported within about
-  ``ANNOUNCE_INTERVAL_S`` by a background thread, so the index shows the run as
+  tiny start record (``semconv.RUN_START_SPAN_NAME``), made and exported about
+  ``ANNOUNCE_DELAY_S`` after it started by a background thread (runs that ended by then
+  need none), so the index shows the run as
   ``running`` and, once it has not ended within ``MLTRACE_ABANDON_AFTER`` seconds, as
   ``abandoned``. ``MLTRACE_ANNOUNCE_RUNS=false`` turns start records off.
 
@@ -40,9 +41,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("otel_mltrace")
 
-ANNOUNCE_INTERVAL_S = 0.1
-"""Start records are flushed at most this often: a burst of runs costs one export."""
+ANNOUNCE_DELAY_S = 0.1
+"""A run still open this long after it started is announced (and flushed at once)."""
 
+_announced: set[int] = set()  # id(run) of open runs whose start record was made
 _open: dict[int, Run] = {}  # id(run) -> run, in start order; dict ops are atomic (GIL)
 _handler_state = {"checked": False}
 _previous: list[Any] = []  # the handler ours replaced (one entry once installed)
@@ -58,16 +60,19 @@ def flush_spans(timeout_s: float) -> None:
 
 # -- open runs -------------------------------------------------------------------------------
 def run_started(run: Run, span: trace.Span) -> None:
-    """Register ``run`` as open; announce it; install the SIGTERM handler on first use."""
+    """Register ``run`` as open; wake the announcer; install the SIGTERM handler on first
+    use. Costs a dict insert and a flag test: the start record itself is made by the
+    announcer thread, and only for runs still open when it looks (see ``_Announcer``)."""
     _open[id(run)] = run
     if not _handler_state["checked"]:
         _maybe_install()
     if _announce_enabled():
-        _announce(run, span)
+        _announcer.wake()
 
 
 def run_ended(run: Run) -> None:
     _open.pop(id(run), None)
+    _announced.discard(id(run))
 
 
 def open_runs() -> list[Run]:
@@ -90,6 +95,7 @@ def _announce_enabled() -> bool:
 
 
 def _announce(run: Run, span: trace.Span) -> None:
+    """Emit the start record of ``run``: a zero-length child of its span, at its start."""
     from otel_mltrace.provider import get_tracer
 
     attrs: dict[str, Any] = {
@@ -99,46 +105,67 @@ def _announce(run: Run, span: trace.Span) -> None:
     parent = run._initial.get(semconv.PARENT_RUN_ID)
     if parent is not None:
         attrs[semconv.PARENT_RUN_ID] = parent
+    started = getattr(span, "start_time", None)  # SDK spans; None: now
     ctx = trace.set_span_in_context(span)
-    get_tracer().start_span(semconv.RUN_START_SPAN_NAME, context=ctx, attributes=attrs).end()
-    _announcer.wake()
+    record = get_tracer().start_span(
+        semconv.RUN_START_SPAN_NAME, context=ctx, attributes=attrs, start_time=started
+    )
+    record.end(end_time=started)
 
 
 class _Announcer:
-    """One daemon thread that flushes soon after runs start, at most every
-    ``ANNOUNCE_INTERVAL_S``: a start record must be stored before a SIGKILL seconds later,
-    without each run paying for an export (the batch processor alone waits up to its
-    schedule delay)."""
+    """One daemon thread that announces runs ``ANNOUNCE_DELAY_S`` after they start and
+    flushes at once: a start record must be stored before a SIGKILL seconds later, and
+    the batch processor alone waits up to its schedule delay. Runs already ended by then
+    (most runs of a tight loop) need no start record: their own span is on its way, so
+    a short run costs only a queue append, and a burst of long ones one export."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pid = 0
         self._lock = threading.Lock()
 
     def wake(self) -> None:
-        if self._thread is None or self._pid != os.getpid():  # a fork has no thread
+        if self._thread is None:
             with self._lock:
-                if self._thread is None or self._pid != os.getpid():
-                    self._pid = os.getpid()
+                if self._thread is None:
                     self._thread = threading.Thread(
                         target=self._loop, name="otel-mltrace-announce", daemon=True
                     )
                     self._thread.start()
-        self._event.set()
+        if not self._event.is_set():
+            self._event.set()
+
+    def after_fork(self) -> None:  # the child has no thread: start one on the next run
+        self._thread, self._event, self._lock = None, threading.Event(), threading.Lock()
 
     def _loop(self) -> None:
         while True:
             self._event.wait()
-            time.sleep(ANNOUNCE_INTERVAL_S)  # gather the burst
+            time.sleep(ANNOUNCE_DELAY_S)  # let short runs end; gather the burst
             self._event.clear()
             try:
-                flush_spans(float(resolve("export_timeout")))
+                if self.announce_pending():
+                    flush_spans(float(resolve("export_timeout")))
             except Exception:  # never let the thread die: later runs still need it
-                log.debug("otel-mltrace: flushing start records failed", exc_info=True)
+                log.debug("otel-mltrace: announcing runs failed", exc_info=True)
+
+    @staticmethod
+    def announce_pending() -> int:
+        """Emit start records of the open runs not announced yet; returns how many."""
+        emitted = 0
+        for key, run in list(_open.items()):  # a C-level copy: safe against other threads
+            span = run._span
+            if span is not None and key not in _announced and _open.get(key) is run:
+                _announced.add(key)
+                _announce(run, span)
+                emitted += 1
+        return emitted
 
 
 _announcer = _Announcer()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_announcer.after_fork)
 
 
 # -- SIGTERM ---------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ ANNOUNCE_DEADLINE_S = 10.0
 def child_env(extra: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLTRACE_", "OTEL_"))}
     env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONFAULTHANDLER"] = "1"
     env.update(extra)
     return env
 
@@ -74,7 +75,12 @@ class Child:
 
     def signal(self, signum: int) -> tuple[int, str]:
         self.proc.send_signal(signum)
-        out, err = self.proc.communicate(timeout=60)
+        try:
+            out, err = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # show where it hangs (PYTHONFAULTHANDLER)
+            self.proc.send_signal(signal.SIGABRT)
+            out, err = self.proc.communicate(timeout=30)
+            raise AssertionError(f"child still alive 30 s after signal {signum}:\n{err}") from None
         return self.proc.returncode, out + err
 
     def kill(self) -> None:
