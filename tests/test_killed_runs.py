@@ -198,7 +198,7 @@ def test_sigkill_leaves_running_then_abandoned(
         info = q.inspect(child.inner[:12])  # a unique prefix works as for ended runs
         assert info["status"] == "abandoned" and "never ended" in info["status_message"]
         monkeypatch.setenv("MLTRACE_ABANDON_AFTER", "0")
-        with pytest.raises(ValueError, match="MLTRACE_ABANDON_AFTER"):
+        with pytest.raises(ValueError, match="MLTRACE_ABANDON_AFTER=.0. is invalid"):
             q.history("train")
     finally:
         store.close()

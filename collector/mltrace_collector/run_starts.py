@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from mltrace_collector.model import RunStart
 from otel_mltrace import semconv
-from otel_mltrace.config import resolve
+from otel_mltrace.config import _positive_seconds, resolve
 
 if TYPE_CHECKING:
     from mltrace_collector.store.base import Cursor, Row, Store
@@ -122,14 +122,12 @@ def write_starts(
 
 # -- reads -----------------------------------------------------------------------------------
 def abandon_after_s(explicit: float | None = None) -> float:
-    """``MLTRACE_ABANDON_AFTER`` (seconds), or ``explicit``; rejects a value <= 0."""
-    value = float(resolve("abandon_after", explicit))
-    if not value > 0:
-        raise ValueError(
-            f"MLTRACE_ABANDON_AFTER must be a number of seconds > 0, got {value!r}; "
-            "set it above your longest run (default 86400)"
-        )
-    return value
+    """``MLTRACE_ABANDON_AFTER`` (seconds > 0), or ``explicit``; a ``ValueError`` naming
+    the variable and the bad value otherwise."""
+    value = resolve("abandon_after", explicit)
+    if explicit is not None:
+        value = _positive_seconds(str(explicit))
+    return float(value)
 
 
 def summarize(row: Row, abandon_after: float, now_ns: int) -> dict[str, Any]:
