@@ -197,6 +197,8 @@ def install_sigterm_handler() -> bool:
     if previous is None:  # set from C: it cannot be chained, so leave it alone
         log.info("otel-mltrace: SIGTERM has a non-Python handler; not installing ours")
         return False
+    if previous == signal.SIG_IGN:  # the process survives SIGTERM: its runs go on too
+        return False
     if previous is _on_sigterm:
         return True
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -222,8 +224,6 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     previous = _previous[0] if _previous else signal.SIG_DFL
     if callable(previous):
         previous(signum, frame)
-    elif previous == signal.SIG_IGN:
-        return
     else:  # SIG_DFL: die of the signal as we would have, so the exit status stays 143
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)

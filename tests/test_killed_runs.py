@@ -34,6 +34,8 @@ CHILD = textwrap.dedent(
             print("application handler ran", flush=True)
             sys.exit(3)
         signal.signal(signal.SIGTERM, application_handler)
+    elif sys.argv[1] == "ignore":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with mlt.run("train", inputs=["s3://bucket/features.parquet"]) as outer:
         with mlt.run("fit") as inner:
             print(outer.id, inner.id, flush=True)
@@ -171,6 +173,23 @@ def test_handle_sigterm_false_leaves_signals_to_the_application(
     store = open_store(index)
     try:  # no handler: the process died unflushed, and only the start records tell of it
         assert by_id(LineageQueries(store).runs())[child.outer]["status"] == "running"
+    finally:
+        store.close()
+
+
+def test_an_ignored_sigterm_stays_ignored(
+    tmp_path: Path, index: str, children: list[Child]
+) -> None:
+    child = Child(tmp_path, {"MLTRACE_INDEX": index}, mode="ignore")
+    children.append(child)
+    wait_announced(index, {child.outer, child.inner})
+    child.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert child.proc.poll() is None  # the application ignores SIGTERM: so do we
+    child.signal(signal.SIGKILL)
+    store = open_store(index)
+    try:  # not ended as error by a signal the process survived
+        assert LineageQueries(store).inspect(child.outer)["status"] == "running"
     finally:
         store.close()
 
