@@ -19,6 +19,7 @@ from mltrace_collector.decode_workers import decode_and_prepare
 from mltrace_collector.model import RunRecord, RunStart
 from mltrace_collector.queries import LineageQueries
 from mltrace_collector.run_starts import open_counts, open_run_summaries
+from mltrace_collector.service import Collector
 from mltrace_collector.store.base import Store, open_store
 from otel_mltrace import lifecycle, semconv
 
@@ -150,3 +151,36 @@ def test_bad_start_record_is_rejected_with_a_reason() -> None:
     assert batch.run_starts == []
     [rejection] = batch.rejections
     assert semconv.RUN_START_COMPONENT in rejection.reason
+
+
+def test_collector_pipeline_any_order_and_retries(
+    spans: InMemorySpanExporter, collector: Collector
+) -> None:
+    """Real SDK spans through the collector's ingest (OTLP requests, decode, group commit):
+    the run span before its start record, both retried, and a start record alone."""
+    with mlt.run("train") as done:
+        lifecycle._Announcer.announce_pending()
+    with mlt.run("train") as killed:
+        lifecycle._Announcer.announce_pending()
+        killed_start = [
+            s
+            for s in start_spans(spans)
+            if s.parent and s.parent.span_id == killed.span.get_span_context().span_id
+        ]
+    finished = spans.get_finished_spans()
+    run_span = [
+        s
+        for s in finished
+        if s.name == "train" and s.attributes and s.attributes[semconv.RUN_ID] == done.id
+    ]
+    done_start = [s for s in start_spans(spans) if s not in killed_start]
+    assert len(run_span) == len(done_start) == len(killed_start) == 1
+    export = collector.pipeline.export
+    for request in (run_span, done_start, done_start, run_span, killed_start, killed_start):
+        outcome = export(encode_spans(request))
+        assert outcome.rejected_spans == 0, outcome.error_message
+    q = collector.queries
+    assert {r["run_id"]: r["status"] for r in q.history("train")} == {
+        done.id: "ok",
+        killed.id: "running",
+    }
