@@ -164,8 +164,18 @@ class _Announcer:
 
 
 _announcer = _Announcer()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (multiprocessing workers) inherits the parent's open runs: they are
+    not its own, and a SIGTERM to the child (``Pool.terminate()``) must not end them."""
+    _open.clear()
+    _announced.clear()
+    _announcer.after_fork()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_announcer.after_fork)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # -- SIGTERM ---------------------------------------------------------------------------------

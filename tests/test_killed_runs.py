@@ -36,6 +36,16 @@ CHILD = textwrap.dedent(
         signal.signal(signal.SIGTERM, application_handler)
     elif sys.argv[1] == "ignore":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    elif sys.argv[1] == "fork":
+        import os
+        with mlt.run("parent") as parent:
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(120)  # a worker that inherited the open run
+            os.kill(pid, signal.SIGTERM)
+            _, status = os.waitpid(pid, 0)
+            print("worker", os.waitstatus_to_exitcode(status), flush=True)
+        sys.exit(0)
     with mlt.run("train", inputs=["s3://bucket/features.parquet"]) as outer:
         with mlt.run("fit") as inner:
             print(outer.id, inner.id, flush=True)
@@ -190,6 +200,24 @@ def test_an_ignored_sigterm_stays_ignored(
     store = open_store(index)
     try:  # not ended as error by a signal the process survived
         assert LineageQueries(store).inspect(child.outer)["status"] == "running"
+    finally:
+        store.close()
+
+
+def test_a_forked_worker_killed_by_sigterm_leaves_the_parent_run_alone(
+    tmp_path: Path, index: str
+) -> None:
+    script = tmp_path / "pipeline.py"
+    script.write_text(CHILD)
+    done = subprocess.run(
+        [sys.executable, str(script), "fork"],
+        capture_output=True, text=True, env=child_env({"MLTRACE_INDEX": index}), timeout=60,
+    )  # fmt: skip
+    assert done.stdout.startswith("worker -15"), done.stdout + done.stderr
+    store = open_store(index)
+    try:
+        [parent] = LineageQueries(store).history("parent")
+        assert parent["status"] == "ok"  # not ended as error by the worker's SIGTERM
     finally:
         store.close()
 
