@@ -39,9 +39,14 @@ CHILD = textwrap.dedent(
     elif sys.argv[1] == "fork":
         import os
         with mlt.run("parent") as parent:
+            ready_r, ready_w = os.pipe()
             pid = os.fork()
-            if pid == 0:
-                time.sleep(120)  # a worker that inherited the open run
+            if pid == 0:  # a worker that inherited the open run
+                # CPython drops a signal caught before its after-fork handling ran: tell
+                # the parent when this worker is past it, or the SIGTERM may be lost
+                os.write(ready_w, b"x")
+                time.sleep(120)
+            os.read(ready_r, 1)
             os.kill(pid, signal.SIGTERM)
             _, status = os.waitpid(pid, 0)
             print("worker", os.waitstatus_to_exitcode(status), flush=True)
