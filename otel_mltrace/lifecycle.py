@@ -140,6 +140,9 @@ class _Announcer:
         self._thread, self._event, self._lock = None, threading.Event(), threading.Lock()
 
     def _loop(self) -> None:
+        if hasattr(signal, "pthread_sigmask"):  # SIGTERM is for the main thread: a signal
+            # delivered to this one would not wake a main thread blocked in C (sleep, I/O)
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         while True:
             self._event.wait()
             time.sleep(ANNOUNCE_DELAY_S)  # let short runs end; gather the burst

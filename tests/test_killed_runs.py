@@ -54,7 +54,8 @@ CHILD = textwrap.dedent(
     with mlt.run("train", inputs=["s3://bucket/features.parquet"]) as outer:
         with mlt.run("fit") as inner:
             print(outer.id, inner.id, flush=True)
-            time.sleep(120)
+            for _ in range(2400):  # Python runs a handler between bytecodes: if the kernel
+                time.sleep(0.05)  # hands SIGTERM to another thread, one long sleep() defers it
     """
 )
 ANNOUNCE_DEADLINE_S = 10.0
