@@ -135,6 +135,9 @@ def _run(ctx: Context, fn: Callable[[], None]) -> None:
     except RemoteError as exc:
         ctx.console.print(f"[red]error:[/red] {exc}")
         sys.exit(3)
+    except ValueError as exc:  # a bad setting or argument: its message names it and the fix
+        ctx.console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
 
 
 def fmt_option(choices: tuple[str, ...]) -> Callable[[F], F]:

@@ -57,6 +57,13 @@ def _parse_check_errors(raw: str) -> str:
     return value
 
 
+def _positive_seconds(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:  # also rejects nan
+        raise ValueError(f"expected a number of seconds > 0, got {raw!r}")
+    return value
+
+
 def _parse_headers(raw: str) -> dict[str, str]:
     """``k1=v1,k2=v2`` as in ``OTEL_EXPORTER_OTLP_HEADERS``."""
     out: dict[str, str] = {}
@@ -98,6 +105,8 @@ _ALL = [
     _s("disabled", _parse_bool, False, "turn the SDK into a no-op"),
     _s("check_errors", _parse_check_errors, "warn", "a check that cannot run: warn or fail"),
     _s("metric_series_points", int, 1000, "points kept per metric series and run (thinned)"),
+    _s("announce_runs", _parse_bool, True, "announce open runs by a start record (SIGKILL / OOM)"),
+    _s("handle_sigterm", _parse_bool, True, "on SIGTERM end open runs as error and flush"),
     # collector
     _s("db", str, default_index_path, "collector store: SQLite path or postgresql:// URL"),
     _s("grpc_address", str, "127.0.0.1:4317", "OTLP/gRPC listen address"),
@@ -131,6 +140,7 @@ _ALL = [
     _s("drift_thresholds", str, None, "drift alert thresholds, e.g. psi=0.25,js=0.1,ks=0.1"),
     _s("histogram_buckets", str, None, "histogram bounds: component/output=b1,b2;*/score=..."),
     _s("stale_after_seconds", float, 86400.0, "inputs older than this make a run stale"),
+    _s("abandon_after", _positive_seconds, 86400.0, "seconds until an unended run is abandoned"),
     # CLI
     _s("server", str, None, "collector base URL for CLI queries (instead of --db)"),
 ]

@@ -39,8 +39,8 @@ class EmbeddedIndexExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         batch = decode_request(encode_spans(spans))
-        if batch.runs or batch.record_chunks:
-            self._open().ingest(batch.runs, batch.record_chunks)
+        if batch.runs or batch.record_chunks or batch.run_starts:
+            self._open().ingest(batch.runs, batch.record_chunks, batch.run_starts)
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:

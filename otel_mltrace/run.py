@@ -26,7 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from otel_mltrace import _hooks, _validate, semconv
+from otel_mltrace import _hooks, _validate, lifecycle, semconv
 from otel_mltrace._ids import uuid7
 from otel_mltrace.artifacts import artifact_id
 from otel_mltrace.checks import Check, CheckContext, CheckFailed, CheckResult, as_check, run_phase
@@ -147,6 +147,7 @@ class Run:
         self._span = get_tracer().start_span(self.component, kind=self._kind, attributes=attrs)
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
         self._run_token = _current.set(self)
+        lifecycle.run_started(self, self._span)  # start record; SIGTERM handler
         if self._checks:
             try:
                 run_phase(self, self._checks, "before", self._check_context("before"))
@@ -165,7 +166,8 @@ class Run:
         tb: TracebackType | None,
     ) -> None:
         span = self._span
-        if span is None:
+        if span is None:  # ended already (SIGTERM, see _terminate): only the context is left
+            self._reset_context()
             return
         if exc is None and self._checks:
             try:
@@ -185,12 +187,33 @@ class Run:
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
         else:
             span.set_status(Status(StatusCode.OK))
-        if self._run_token is not None:
-            _current.reset(self._run_token)
-        if self._token is not None:
-            otel_context.detach(self._token)  # type: ignore[arg-type]
+        self._reset_context()
+        lifecycle.run_ended(self)
         span.end()
         self._span = None
+
+    def _reset_context(self) -> None:
+        if self._run_token is not None:
+            _current.reset(self._run_token)
+            self._run_token = None
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
+
+    def _terminate(self, message: str) -> None:
+        """End the run now with status error and ``message`` (the process is being killed:
+        see ``otel_mltrace.lifecycle``). The ``with`` block, if it still unwinds, only
+        restores the context."""
+        span, self._span = self._span, None
+        lifecycle.run_ended(self)
+        if span is None:
+            return
+        if self._inputs:
+            span.set_attribute(semconv.INPUTS, self._inputs)
+        if self._outputs:
+            span.set_attribute(semconv.OUTPUTS, self._outputs)
+        span.set_status(Status(StatusCode.ERROR, message))
+        span.end()
 
     # -- recording -------------------------------------------------------------------------
     @property

@@ -143,8 +143,8 @@ def pure(request: ExportTraceServiceRequest, raw: bytes | None) -> decode_worker
         processor.walk_spans = walk
     runs = len(batch.runs)
     rows = None
-    if batch.runs or batch.record_chunks:
-        rows = writes.prepare(batch.runs, batch.record_chunks)
+    if batch.runs or batch.record_chunks or batch.run_starts:
+        rows = writes.prepare(batch.runs, batch.record_chunks, batch.run_starts)
         rows.records = [r for r in rows.records if r.record_chunks or r.checks]
     batch.runs = []
     return decode_workers.Decoded(batch, rows, runs)
@@ -161,6 +161,7 @@ def comparable(decoded: decode_workers.Decoded) -> Any:
             exact(rows.outputs),
             canonical(list(rows.records)),
             canonical(list(rows.chunks)),
+            exact(sorted(rows.starts)),
         )
     return canonical(decoded.batch), decoded.runs, prepared
 

@@ -88,8 +88,8 @@ def decode_and_prepare(
     batch = decode_request(request, raw)
     runs = len(batch.runs)
     rows = None
-    if batch.runs or batch.record_chunks:
-        rows = prepare(batch.runs, batch.record_chunks)
+    if batch.runs or batch.record_chunks or batch.run_starts:
+        rows = prepare(batch.runs, batch.record_chunks, batch.run_starts)
         if not keep_runs:  # what crosses back to the collector: only what the writer needs
             rows.records = [r for r in rows.records if r.record_chunks or r.checks]
     if not keep_runs:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from mltrace_collector import identify, review
+from mltrace_collector import identify, review, run_starts
 from mltrace_collector.checks import run_checks
 from mltrace_collector.jsonsafe import finite_or_text
 from mltrace_collector.lineage_walk import Graph, iso, run_summary, walk_downstream, walk_upstream
@@ -170,8 +170,15 @@ class LineageQueries:
 
     # -- runs and components --------------------------------------------------------------
     def inspect(self, run_id: str) -> dict[str, Any]:
-        """Everything the index knows about one run."""
-        row = self.resolve_run(run_id)
+        """Everything the index knows about one run (also one still ``running`` or
+        ``abandoned``: see ``mltrace_collector.run_starts``)."""
+        try:
+            row = self.resolve_run(run_id)
+        except NotFound:
+            started = run_starts.find_open_run(self.store, run_id)
+            if started is None:
+                raise
+            return run_starts.inspect_open(started)
         io = self.store.run_io(row["run_id"])
         read = [(e["artifact_id"], row["start_ns"]) for e in io if e["direction"] == "in"]
         producers = producers_for(self.store, read)  # one batch, not a query per input
@@ -202,19 +209,29 @@ class LineageQueries:
     ) -> list[dict[str, Any]]:
         """Runs of ``component``, newest first."""
         rows = self.store.history(component, since_ns, until_ns, limit)
-        if not rows and not any(c["component"] == component for c in self.store.components()):
+        started = run_starts.open_run_summaries(
+            self.store, component, since_ns=since_ns, until_ns=until_ns, limit=limit
+        )
+        if not rows and not started:
             known = [c["component"] for c in self.store.components()]
-            raise NotFound(
-                f"no component {component!r}{identify.did_you_mean(component, known)}; "
-                "list them with `otel-mltrace components`"
-            )
-        return [
+            if component not in known:
+                raise NotFound(
+                    f"no component {component!r}{identify.did_you_mean(component, known)}; "
+                    "list them with `otel-mltrace components`"
+                )
+        done = [
             {**run_summary(r), "params": r["params"], "metrics": finite_or_text(r["metrics"])}
             for r in rows
         ]
+        return run_starts.merge_newest(
+            done, [{**s, "params": {}, "metrics": {}} for s in started], limit
+        )
 
     def runs(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
-        return [run_summary(r) for r in self.store.recent_runs(limit, offset)]
+        """Recent runs, newest first, with those still running or abandoned."""
+        done = [run_summary(r) for r in self.store.recent_runs(limit + offset, 0)]
+        started = run_starts.open_run_summaries(self.store, limit=limit + offset)
+        return run_starts.merge_newest(done, started, limit + offset)[offset:]
 
     def search_runs(self, f: RunFilter) -> list[dict[str, Any]]:
         """Runs filtered and sorted by params, metrics, tags, status, time (run_search)."""

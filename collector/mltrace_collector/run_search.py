@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from mltrace_collector import identify
+from mltrace_collector import identify, run_starts
 from mltrace_collector.jsonsafe import finite_or_text
 from mltrace_collector.lineage_walk import run_summary
 from mltrace_collector.store.base import _run_row
@@ -249,17 +249,50 @@ def run_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def search_runs(queries: LineageQueries, f: RunFilter) -> list[dict[str, Any]]:
-    """Runs matching ``f`` (see ``RunFilter``); ``NotFound`` for an unknown component."""
+    """Runs matching ``f`` (see ``RunFilter``); ``NotFound`` for an unknown component.
+
+    Runs still open (``running``) or never ended (``abandoned``), known only from their
+    start records, are listed too when the filter can match them: no ``--where`` or
+    ``--tag`` (they have no params, metrics or tags yet), a status filter naming theirs,
+    and the default order (newest first)."""
     from mltrace_collector.queries import NotFound
 
     f.validate()
     statement, params = build_sql(queries.store, f)
-    rows = [_run_row(r) for r in queries.store.query(statement, params)]
-    if not rows and f.component is not None:
+    rows = [run_row(_run_row(r)) for r in queries.store.query(statement, params)]
+    started = _open_runs(queries, f)
+    if not rows and not started and f.component is not None:
         known = [c["component"] for c in queries.store.components()]
         if f.component not in known:
             raise NotFound(
                 f"no component {f.component!r}{identify.did_you_mean(f.component, known)}; "
                 "list them with `otel-mltrace components`"
             )
-    return [run_row(r) for r in rows]
+    if not started:
+        return rows
+    # both lists are newest first and each holds its first offset + limit: merge, then page
+    rows = [run_row(_run_row(r)) for r in queries.store.query(*_unpaged(queries, f))]
+    merged = run_starts.merge_newest(rows, started, f.offset + f.limit)
+    return merged[f.offset :]
+
+
+def _open_runs(queries: LineageQueries, f: RunFilter) -> list[dict[str, Any]]:
+    if f.where or f.tags or f.sort is not None:
+        return []
+    wanted = set(f.status)
+    if wanted and not wanted & {run_starts.RUNNING, run_starts.ABANDONED}:
+        return []
+    started = run_starts.open_run_summaries(
+        queries.store, f.component, since_ns=f.since_ns, until_ns=f.until_ns,
+        limit=f.offset + f.limit,
+    )  # fmt: skip
+    return [
+        {**s, "params": {}, "metrics": {}, "tags": []}
+        for s in started
+        if not wanted or s["status"] in wanted
+    ]
+
+
+def _unpaged(queries: LineageQueries, f: RunFilter) -> tuple[str, list[Any]]:
+    """The ended runs' statement for the first ``offset + limit`` rows (merged in Python)."""
+    return build_sql(queries.store, replace(f, limit=f.offset + f.limit, offset=0))

@@ -92,6 +92,9 @@ class Collector:
         from mltrace_collector.checks import install_check_metrics
 
         install_check_metrics(self)  # mltrace_check_failures_total{component,check}
+        from mltrace_collector.run_starts import install_open_run_metrics
+
+        install_open_run_metrics(self)  # mltrace_runs_abandoned_total, mltrace_runs_running
         if resolve("openlineage_url") or resolve("openlineage_transport"):  # else no import
             require(
                 "openlineage.client",

@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager
 from importlib import resources
 from typing import Any, Protocol
 
-from mltrace_collector.model import RecordChunk, RunRecord
+from mltrace_collector.model import RecordChunk, RunRecord, RunStart
 from mltrace_collector.store.identity import StoredRun
 from mltrace_collector.store.writes import (
     RUN_COLUMNS,
@@ -142,13 +142,19 @@ class Store(ABC):
                 self._close()
 
     # -- writes -------------------------------------------------------------------------
-    def ingest(self, runs: Sequence[RunRecord], records: Sequence[RecordChunk] = ()) -> None:
+    def ingest(
+        self,
+        runs: Sequence[RunRecord],
+        records: Sequence[RecordChunk] = (),
+        starts: Sequence[RunStart] = (),
+    ) -> None:
         """Store runs in one transaction. Idempotent: a run already stored is left as is.
 
-        ``records``: chunks from record chunk spans (``RecordChunk.run_id`` set).
+        ``records``: chunks from record chunk spans (``RecordChunk.run_id`` set);
+        ``starts``: run start records (``mltrace_collector.run_starts``).
         """
-        if runs or records:
-            self.ingest_prepared([prepare(runs, records)])
+        if runs or records or starts:
+            self.ingest_prepared([prepare(runs, records, starts)])
 
     def ingest_prepared(self, batches: Sequence[Prepared]) -> dict[str, StoredRun]:
         """Store batches made by ``writes.prepare`` (in any thread) in one transaction;

@@ -25,11 +25,12 @@ import functools
 import json
 from _json import make_encoder
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
-from mltrace_collector.model import RecordChunk, RunRecord, split_artifact_id
+from mltrace_collector.model import RecordChunk, RunRecord, RunStart, split_artifact_id
+from mltrace_collector.run_starts import start_rows, write_starts
 from mltrace_collector.store.extras import ingest_extras
 from mltrace_collector.store.identity import StoredRun, contested_ids, stored_identities
 
@@ -120,6 +121,8 @@ class Prepared:
     outputs: list[tuple[Any, ...]]
     records: Sequence[RunRecord]
     chunks: Sequence[RecordChunk]
+    starts: list[tuple[Any, ...]] = field(default_factory=list)
+    """``run_starts`` rows of run start records (``mltrace_collector.run_starts``)."""
 
 
 def _run_row(run: RunRecord) -> tuple[Any, ...]:
@@ -147,8 +150,11 @@ def _run_row(run: RunRecord) -> tuple[Any, ...]:
     )
 
 
-def prepare(runs: Sequence[RunRecord], chunks: Sequence[RecordChunk] = ()) -> Prepared:
-    """Rows and JSON text of ``runs``; pure (no I/O), so any thread may call it."""
+def prepare(
+    runs: Sequence[RunRecord], chunks: Sequence[RecordChunk] = (), starts: Sequence[RunStart] = ()
+) -> Prepared:
+    """Rows and JSON text of ``runs`` (and of run start records); pure (no I/O), so any
+    thread may call it."""
     io_rows: dict[str, list[tuple[Any, ...]]] = {}
     artifacts: dict[str, tuple[str, str | None, int]] = {}
     output_rows: list[tuple[Any, ...]] = []
@@ -173,7 +179,8 @@ def prepare(runs: Sequence[RunRecord], chunks: Sequence[RecordChunk] = ()) -> Pr
                 (run_id, out.name, out.kind, out.count, out.null_count, out.invalid_count,
                  out.sum, out.min, out.max, dumps_sorted(out.summary))
             )  # fmt: skip
-    return Prepared([_run_row(r) for r in runs], io_rows, artifacts, output_rows, runs, chunks)
+    rows = [_run_row(r) for r in runs]
+    return Prepared(rows, io_rows, artifacts, output_rows, runs, chunks, start_rows(starts))
 
 
 def _merge(batches: Sequence[Prepared]) -> Prepared:
@@ -195,6 +202,7 @@ def _merge(batches: Sequence[Prepared]) -> Prepared:
         [row for b in batches for row in b.outputs],
         [run for b in batches for run in b.records],
         [chunk for b in batches for chunk in b.chunks],
+        [row for b in batches for row in b.starts],
     )
 
 
@@ -397,6 +405,7 @@ def write_plan(
         if plan.outputs:
             insert_rows(sql, cur, INSERT_OUTPUT, plan.outputs)
     ingest_extras(sql, cur, batch.records, batch.chunks)
+    write_starts(sql, cur, batch.starts, _first_ids(plan.runs), now)  # after the runs
     contested = contested_ids(plan.runs, inserted)
     return plan.artifacts, stored_identities(sql, cur, contested) if contested else {}
 
