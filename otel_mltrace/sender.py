@@ -1,0 +1,145 @@
+"""Send one serialized OTLP ``ExportTraceServiceRequest`` to a collector, once, no retries.
+
+The delivery worker decides what a failure means (spool it, or drop it when the collector
+says the data itself is bad); the bytes are those kept in the spool, so a replay costs
+no re-encoding. gRPC uses ``grpcio`` and OTLP/HTTP ``requests``: both already come with
+the official OTLP exporters the SDK depends on.
+
+Example::
+
+    from otel_mltrace.sender import make_sender
+    sender = make_sender("http://127.0.0.1:4317", "grpc", headers={}, timeout_s=10)
+    outcome = sender.send(payload)
+    if not outcome.ok and outcome.retryable: ...   # keep it for later
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NamedTuple, Protocol
+from urllib.parse import urlparse
+
+_GRPC_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+class SendOutcome(NamedTuple):
+    ok: bool
+    retryable: bool
+    """False only when the collector rejects the data itself (it would never accept it)."""
+    message: str
+
+
+class Sender(Protocol):
+    def send(self, payload: bytes) -> SendOutcome: ...
+
+    def close(self) -> None: ...
+
+
+def _ca_file() -> str | None:
+    for var in ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"):
+        if os.environ.get(var):
+            return os.environ[var]
+    return None
+
+
+def headers_from_env() -> dict[str, str]:
+    """``MLTRACE_HEADERS``, else the standard ``OTEL_EXPORTER_OTLP_(TRACES_)HEADERS``."""
+    from otel_mltrace.config import _parse_headers, resolve
+
+    found: dict[str, str] | None = resolve("headers")
+    if found:
+        return found
+    for var in ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"):
+        if os.environ.get(var):
+            return _parse_headers(os.environ[var])
+    return {}
+
+
+class GrpcSender:
+    def __init__(self, endpoint: str, headers: Mapping[str, str], timeout_s: float) -> None:
+        import grpc
+
+        self._grpc = grpc
+        parsed = urlparse(endpoint)
+        if parsed.scheme in ("http", "https") and parsed.netloc:
+            target, secure = parsed.netloc, parsed.scheme == "https"
+        else:  # host:port, as the official exporter accepts it (TLS unless http://)
+            target, secure = endpoint, True
+        if secure:
+            ca = _ca_file()
+            roots = Path(ca).read_bytes() if ca else None
+            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(roots))
+        else:
+            self._channel = grpc.insecure_channel(target)
+        self._call = self._channel.unary_unary(_GRPC_METHOD)  # bytes in, bytes out
+        self._metadata = tuple((k.lower(), v) for k, v in headers.items())
+        self._timeout = timeout_s
+        self._retryable = {
+            grpc.StatusCode.CANCELLED,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            grpc.StatusCode.ABORTED,
+            grpc.StatusCode.OUT_OF_RANGE,
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.DATA_LOSS,
+            grpc.StatusCode.UNKNOWN,
+            grpc.StatusCode.INTERNAL,
+            # kept, not dropped: a wrong token is fixed by configuration, then replayed
+            grpc.StatusCode.UNAUTHENTICATED,
+            grpc.StatusCode.PERMISSION_DENIED,
+        }
+
+    def send(self, payload: bytes) -> SendOutcome:
+        try:
+            self._call(payload, timeout=self._timeout, metadata=self._metadata)
+        except self._grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            details = exc.details() if hasattr(exc, "details") else str(exc)
+            name = code.name if code is not None else "error"
+            return SendOutcome(False, code in self._retryable, f"gRPC {name}: {details}")
+        except Exception as exc:  # a grpc bug must not surface in a pipeline
+            return SendOutcome(False, True, f"{type(exc).__name__}: {exc}")
+        return SendOutcome(True, False, "")
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class HttpSender:
+    def __init__(self, endpoint: str, headers: Mapping[str, str], timeout_s: float) -> None:
+        import requests
+
+        self._requests = requests
+        trimmed = endpoint.rstrip("/")
+        self._url = trimmed if trimmed.endswith("/v1/traces") else trimmed + "/v1/traces"
+        self._session = requests.Session()
+        self._session.headers.update({"Content-Type": "application/x-protobuf", **headers})
+        self._verify: bool | str = _ca_file() or True
+        self._timeout = timeout_s
+
+    def send(self, payload: bytes) -> SendOutcome:
+        try:
+            resp = self._session.post(
+                self._url, data=payload, timeout=self._timeout, verify=self._verify
+            )
+        except Exception as exc:  # connection refused, timeout, TLS: all worth a retry
+            return SendOutcome(False, True, f"{type(exc).__name__}: {exc}"[:300])
+        if 200 <= resp.status_code < 300:
+            return SendOutcome(True, False, "")
+        message = f"HTTP {resp.status_code}: {resp.text[:200]}"
+        return SendOutcome(False, resp.status_code not in (400, 413, 415), message)
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def make_sender(
+    endpoint: str, protocol: str, headers: Mapping[str, str] | None, timeout_s: float
+) -> Sender:
+    if protocol == "grpc":
+        return GrpcSender(endpoint, headers or {}, timeout_s)
+    if protocol in ("http/protobuf", "http"):
+        return HttpSender(endpoint, headers or {}, timeout_s)
+    raise ValueError(f"protocol {protocol!r} is not supported; use 'grpc' or 'http/protobuf'")
