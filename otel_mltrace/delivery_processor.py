@@ -22,8 +22,10 @@ Example::
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Sequence
 
@@ -68,7 +70,8 @@ class DeliveringProcessor(SpanProcessor):
         self._max = queue_size
         self._take = queue_size if index is not None else min(OTLP_BATCH, queue_size)
         self._delay = delay_s
-        self._cond = threading.Condition()
+        # RLock: a signal handler (SIGTERM -> flush) may interrupt on_end holding it
+        self._cond = threading.Condition(threading.RLock())
         self._queue: deque[ReadableSpan] = deque()
         self._inflight = 0
         self._closed = False
@@ -77,8 +80,30 @@ class DeliveringProcessor(SpanProcessor):
         self._healthy, self._retry_at, self._backoff = True, 0.0, 0.5
         self._spool_hint = spool is not None and spool.enabled  # other processes' leftovers
         self._index_warned = False
+        self._start_worker()
+        ref = weakref.WeakMethod(self._after_fork)
+
+        def in_child() -> None:
+            method = ref()
+            if method is not None:
+                method()
+
+        os.register_at_fork(after_in_child=in_child)
+
+    def _start_worker(self) -> None:
         self._thread = threading.Thread(target=self._run, name="otel-mltrace-delivery", daemon=True)
         self._thread.start()
+
+    def _after_fork(self) -> None:
+        """A forked child (multiprocessing) gets no thread: start its own, with empty counts;
+        the parent's queued spans are the parent's to deliver."""
+        self._cond = threading.Condition(threading.RLock())
+        self._queue.clear()
+        self._inflight = 0
+        self._flush_asked = self._flush_done = 0
+        self.counters = DeliveryCounters()
+        if not self._closed:
+            self._start_worker()
 
     # -- producer side (the user's threads) --------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -188,6 +213,9 @@ class DeliveringProcessor(SpanProcessor):
         while True:
             with spool.claim() as batch:
                 if batch is None:
+                    if drain and spool.pending()[0] and time.monotonic() < self._flush_deadline:
+                        time.sleep(0.05)  # other processes are sending the rest: wait for them
+                        continue
                     self._spool_hint = False
                     return
                 outcome = sender.send(batch.payload)

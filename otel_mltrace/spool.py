@@ -71,7 +71,6 @@ class Spool:
         self.directory = directory
         self.max_bytes = max_bytes
         self._seq = itertools.count()
-        self._tmp_prefix = f".tmp-{os.getpid()}-"
         self._put_lock = threading.Lock()  # the cap holds within a process; across, roughly
 
     @classmethod
@@ -126,7 +125,7 @@ class Spool:
     def _write(self, payload: bytes, spans: int) -> None:
         seq = next(self._seq)
         name = f"{time.time_ns()}-{os.getpid()}-{seq}.{spans}{_SUFFIX}"
-        tmp = self.directory / f"{self._tmp_prefix}{seq}"
+        tmp = self.directory / f".tmp-{os.getpid()}-{seq}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:

@@ -6,6 +6,7 @@ Real components only: the embedded SQLite index, an ``otel-mltrace serve`` child
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -88,26 +89,37 @@ def test_otlp_burst_overflowing_the_queue_arrives_whole(
 
 
 _STEP = """
-import sys, otel_mltrace as mlt
+import json, sys, otel_mltrace as mlt
 mlt.configure(service_name="cron-step")
 for i in range(int(sys.argv[1])):
     with mlt.run("step", inputs=["s3://b/in.csv"], outputs=[f"s3://b/out-{i}.csv"]):
         pass
+if sys.argv[2:] == ["report"]:
+    r = mlt.shutdown(timeout_s=60)
+    print(json.dumps({"spooled": r.spooled, "replayed": r.replayed, "pending": r.pending_in_spool}))
 """
 
 
-def _pipeline_step(runs: int, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+def _start_step(runs: int, env: Mapping[str, str], *extra: str) -> subprocess.Popen[str]:
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("MLTRACE_", "OTEL_"))}
     child_env.update(env)
     child_env["PYTHONPATH"] = str(REPO_ROOT)
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_STEP), str(runs)],
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_STEP), str(runs), *extra],
         env=child_env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
-        check=True,
     )
+
+
+def _pipeline_step(
+    runs: int, env: Mapping[str, str], *extra: str
+) -> subprocess.CompletedProcess[str]:
+    proc = _start_step(runs, env, *extra)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def test_runs_of_a_step_during_an_outage_arrive_with_the_next_step(
@@ -153,3 +165,32 @@ def test_spool_over_its_cap_counts_the_dropped_runs(
     exit_line = caplog.records[-1].getMessage()
     assert f"{report.dropped} DROPPED (" in exit_line and "spool full" in exit_line
     assert f"{report.spooled} waiting in the spool {report.spool_dir}" in exit_line
+
+
+def test_concurrent_steps_send_a_shared_spool_exactly_once(tmp_path: Path, spool_dir: str) -> None:
+    """Three processes start together on the endpoint whose spool holds ~20 files: each file
+    is claimed (flock) by one of them only, so the replays add up to exactly what was spooled."""
+    port = free_port()
+    env = {"MLTRACE_ENDPOINT": f"http://127.0.0.1:{port}", "MLTRACE_SPOOL_DIR": spool_dir,
+           "MLTRACE_QUEUE_SIZE": "50", "MLTRACE_EXPORT_TIMEOUT": "2"}  # fmt: skip
+    first = json.loads(_pipeline_step(1000, env, "report").stdout.splitlines()[-1])
+    assert first == {"spooled": 1000, "replayed": 0, "pending": 1000}
+    assert len(list(Path(spool_dir).rglob("*.otlp"))) >= 10
+
+    db = tmp_path / "collector.db"
+    serve = ServeProcess.start(
+        str(db), tmp_path / "serve.log", extra_args=["--grpc-address", f"127.0.0.1:{port}"]
+    )
+    try:
+        steps = [_start_step(1, env, "report") for _ in range(3)]
+        reports = []
+        for step in steps:
+            out, err = step.communicate(timeout=120)
+            assert step.returncode == 0, err
+            reports.append(json.loads(out.splitlines()[-1]))
+        assert sum(r["replayed"] for r in reports) == 1000, reports
+        assert all(r["pending"] == 0 for r in reports), reports
+        assert list(Path(spool_dir).rglob("*.otlp")) == []
+        assert _runs_in(db) == 1003
+    finally:
+        serve.terminate()
