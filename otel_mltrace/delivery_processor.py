@@ -239,7 +239,10 @@ class DeliveringProcessor(SpanProcessor):
     def _to_spool(self, payload: bytes, n: int) -> None:
         spool = self._spool
         if spool is None or not spool.enabled:
-            self.counters.drop(n, "spool disabled (MLTRACE_SPOOL_MAX_BYTES=0) and not sent")
+            why = spool.unusable if spool is not None and spool.unusable else None
+            self.counters.drop(
+                n, why or "not sent, and the spool is off (MLTRACE_SPOOL_MAX_BYTES=0)"
+            )
             return
         try:
             stored = spool.put(payload, n)

@@ -70,6 +70,8 @@ class Spool:
             )
         self.directory = directory
         self.max_bytes = max_bytes
+        self.unusable: str | None = None
+        """Why the spool is off although a cap was set (its directory cannot be written)."""
         self._seq = itertools.count()
         self._put_lock = threading.Lock()  # the cap holds within a process; across, roughly
 
@@ -92,6 +94,7 @@ class Spool:
                     exc.strerror or exc,
                 )
                 spool.max_bytes = 0
+                spool.unusable = f"spool directory {spool.directory} unusable ({exc.strerror})"
         return spool
 
     @property

@@ -194,3 +194,20 @@ def test_concurrent_steps_send_a_shared_spool_exactly_once(tmp_path: Path, spool
         assert _runs_in(db) == 1003
     finally:
         serve.terminate()
+
+
+def test_unusable_spool_directory_never_breaks_the_pipeline(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the spool directory should be")
+    mlt.configure(endpoint=f"http://127.0.0.1:{free_port()}", spool_dir=str(blocker))
+    _burst(10)  # no exception reaches the pipeline
+    report = mlt.shutdown(timeout_s=5)
+    assert report.dropped == 10 and report.spool_dir is None
+    [reason] = report.dropped_reasons
+    assert str(blocker) in reason and "unusable" in reason
+
+
+def test_bad_queue_size_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLTRACE_QUEUE_SIZE", "0")
+    with pytest.raises(ValueError, match="MLTRACE_QUEUE_SIZE to at least 1"):
+        mlt.configure(index=":memory:")
