@@ -28,11 +28,11 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Sequence
+from typing import Protocol
 
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.sdk.trace.export import SpanExporter
 
 from otel_mltrace.delivery import DeliveryCounters, DeliveryReport
 from otel_mltrace.sender import Sender
@@ -41,6 +41,18 @@ from otel_mltrace.spool import Spool
 log = logging.getLogger("otel_mltrace")
 
 OTLP_BATCH = 1024
+
+
+class IndexWriter(Protocol):
+    """The embedded index (``otel_mltrace.embedded.EmbeddedIndexExporter``)."""
+
+    def index_spans(self, spans: Sequence[ReadableSpan]) -> tuple[int, str]:
+        """Index ``spans`` in one transaction; (runs rejected as invalid, why)."""
+        ...
+
+    def shutdown(self) -> None: ...
+
+
 INDEX_RETRIES = (0.1, 0.5, 2.0)
 
 
@@ -52,7 +64,7 @@ class DeliveringProcessor(SpanProcessor):
         destination: str,
         *,
         queue_size: int,
-        index: SpanExporter | None = None,
+        index: IndexWriter | None = None,
         sender: Sender | None = None,
         spool: Spool | None = None,
         delay_s: float = 0.2,
@@ -80,6 +92,7 @@ class DeliveringProcessor(SpanProcessor):
         self._healthy, self._retry_at, self._backoff = True, 0.0, 0.5
         self._spool_hint = spool is not None and spool.enabled  # other processes' leftovers
         self._index_warned = False
+        self._rejections_logged = 0
         self._start_worker()
         ref = weakref.WeakMethod(self._after_fork)
 
@@ -175,7 +188,7 @@ class DeliveringProcessor(SpanProcessor):
             outcome = self._sender.send(payload)
             if outcome.ok:
                 self._mark_ok()
-                self.counters.add(delivered=len(batch))
+                self._accepted(len(batch), outcome.rejected, outcome.message)
                 return
             if not outcome.retryable:
                 self._reject(len(batch), outcome.message)
@@ -188,8 +201,8 @@ class DeliveringProcessor(SpanProcessor):
         error: Exception | None = None
         for pause in (*INDEX_RETRIES, None):
             try:
-                self._index.export(batch)
-                self.counters.add(delivered=len(batch))
+                rejected, message = self._index.index_spans(batch)
+                self._accepted(len(batch), rejected, message)
                 return
             except Exception as exc:  # locked or full disk: retry, then count
                 error = exc
@@ -222,7 +235,7 @@ class DeliveringProcessor(SpanProcessor):
                 if outcome.ok:
                     batch.done()
                     self._mark_ok()
-                    self.counters.add(delivered=batch.spans, replayed=batch.spans)
+                    self._accepted(batch.spans, outcome.rejected, outcome.message, replayed=True)
                 elif not outcome.retryable:
                     batch.done()
                     self._reject(batch.spans, outcome.message)
@@ -255,9 +268,18 @@ class DeliveringProcessor(SpanProcessor):
         else:
             self.counters.drop(n, f"spool full ({spool.max_bytes} bytes, MLTRACE_SPOOL_MAX_BYTES)")
 
+    def _accepted(self, n: int, rejected: int, message: str, replayed: bool = False) -> None:
+        ok = n - min(rejected, n)
+        self.counters.add(delivered=ok, replayed=ok if replayed else 0)
+        if rejected:
+            self._reject(min(rejected, n), message)
+
     def _reject(self, n: int, message: str) -> None:
-        self.counters.drop(n, f"rejected by the collector ({message[:120]})")
-        log.warning("otel-mltrace: %s rejected %d spans: %s", self.destination, n, message)
+        where = "the index" if self._index is not None else "the collector"
+        self.counters.drop(n, f"rejected as invalid by {where}")
+        self._rejections_logged += 1
+        if self._rejections_logged <= 5:  # the reasons of the first few; the rest counted
+            log.warning("otel-mltrace: %s rejected %d spans: %s", self.destination, n, message)
 
     def _probe_due(self) -> bool:
         return time.monotonic() >= self._retry_at

@@ -29,6 +29,23 @@ class SendOutcome(NamedTuple):
     retryable: bool
     """False only when the collector rejects the data itself (it would never accept it)."""
     message: str
+    rejected: int = 0
+    """Accepted request, but this many spans refused (OTLP partial success); ``message`` why."""
+
+
+def _accepted(body: bytes) -> SendOutcome:
+    """An accepted request: read the OTLP partial success, if any."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
+
+    response = ExportTraceServiceResponse()
+    try:
+        response.ParseFromString(body)
+    except Exception:  # a non-OTLP body from a proxy: the request was still accepted
+        return SendOutcome(True, False, "")
+    partial = response.partial_success
+    return SendOutcome(True, False, partial.error_message, int(partial.rejected_spans))
 
 
 class Sender(Protocol):
@@ -93,7 +110,7 @@ class GrpcSender:
 
     def send(self, payload: bytes) -> SendOutcome:
         try:
-            self._call(payload, timeout=self._timeout, metadata=self._metadata)
+            body = self._call(payload, timeout=self._timeout, metadata=self._metadata)
         except self._grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             details = exc.details() if hasattr(exc, "details") else str(exc)
@@ -101,7 +118,7 @@ class GrpcSender:
             return SendOutcome(False, code in self._retryable, f"gRPC {name}: {details}")
         except Exception as exc:  # a grpc bug must not surface in a pipeline
             return SendOutcome(False, True, f"{type(exc).__name__}: {exc}")
-        return SendOutcome(True, False, "")
+        return _accepted(body)
 
     def close(self) -> None:
         self._channel.close()
@@ -127,7 +144,7 @@ class HttpSender:
         except Exception as exc:  # connection refused, timeout, TLS: all worth a retry
             return SendOutcome(False, True, f"{type(exc).__name__}: {exc}"[:300])
         if 200 <= resp.status_code < 300:
-            return SendOutcome(True, False, "")
+            return _accepted(resp.content)
         message = f"HTTP {resp.status_code}: {resp.text[:200]}"
         return SendOutcome(False, resp.status_code not in (400, 413, 415), message)
 

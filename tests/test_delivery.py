@@ -211,3 +211,26 @@ def test_bad_queue_size_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("MLTRACE_QUEUE_SIZE", "0")
     with pytest.raises(ValueError, match="MLTRACE_QUEUE_SIZE to at least 1"):
         mlt.configure(index=":memory:")
+
+
+@pytest.mark.parametrize("mode", ["embedded", "grpc"])
+def test_runs_refused_as_invalid_are_counted_not_hidden(
+    tmp_path: Path, mode: str, request: pytest.FixtureRequest
+) -> None:
+    """A span carrying a run's attributes with a bad value is refused by the processor (the
+    index's or the collector's); the report counts it instead of calling it delivered."""
+    from otel_mltrace import semconv
+
+    if mode == "embedded":
+        mlt.configure(index=str(tmp_path / "index.db"))
+    else:
+        serve = request.getfixturevalue("serve")
+        mlt.configure(endpoint=serve.grpc_url, spool_dir=str(tmp_path / "spool"))
+    _burst(5)
+    tracer = mlt.provider.get_tracer()
+    bad = {semconv.COMPONENT: "step", semconv.RUN_ID: "r-1", semconv.METRIC_PREFIX + "loss": "x"}
+    tracer.start_span("step", attributes=bad).end()
+    report = mlt.shutdown(timeout_s=30)
+    assert report.delivered == 5 and report.dropped == 1, report
+    where = "index" if mode == "embedded" else "collector"
+    assert report.dropped_reasons == {f"rejected as invalid by the {where}": 1}
