@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import gzip
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,6 +53,17 @@ class Sender(Protocol):
     def send(self, payload: bytes) -> SendOutcome: ...
 
     def close(self) -> None: ...
+
+
+def _gzip() -> bool:
+    """The standard ``OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION``: ``gzip`` or ``none``."""
+    for var in ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"):
+        value = os.environ.get(var, "").strip().lower()
+        if value in ("gzip", "none"):
+            return value == "gzip"
+        if value:
+            raise ValueError(f"{var}={value!r} is not supported; use gzip or none")
+    return False
 
 
 def _ca_file() -> str | None:
@@ -93,6 +105,7 @@ class GrpcSender:
         self._call = self._channel.unary_unary(_GRPC_METHOD)  # bytes in, bytes out
         self._metadata = tuple((k.lower(), v) for k, v in headers.items())
         self._timeout = timeout_s
+        self._compression = grpc.Compression.Gzip if _gzip() else None
         self._retryable = {
             grpc.StatusCode.CANCELLED,
             grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -110,7 +123,12 @@ class GrpcSender:
 
     def send(self, payload: bytes) -> SendOutcome:
         try:
-            body = self._call(payload, timeout=self._timeout, metadata=self._metadata)
+            body = self._call(
+                payload,
+                timeout=self._timeout,
+                metadata=self._metadata,
+                compression=self._compression,
+            )
         except self._grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             details = exc.details() if hasattr(exc, "details") else str(exc)
@@ -135,11 +153,15 @@ class HttpSender:
         self._session.headers.update({"Content-Type": "application/x-protobuf", **headers})
         self._verify: bool | str = _ca_file() or True
         self._timeout = timeout_s
+        self._gzip = _gzip()
+        if self._gzip:
+            self._session.headers["Content-Encoding"] = "gzip"
 
     def send(self, payload: bytes) -> SendOutcome:
         try:
+            body = gzip.compress(payload, compresslevel=6) if self._gzip else payload
             resp = self._session.post(
-                self._url, data=payload, timeout=self._timeout, verify=self._verify
+                self._url, data=body, timeout=self._timeout, verify=self._verify
             )
         except Exception as exc:  # connection refused, timeout, TLS: all worth a retry
             return SendOutcome(False, True, f"{type(exc).__name__}: {exc}"[:300])

@@ -82,6 +82,7 @@ class Spool:
         if max_bytes > 0:
             try:
                 spool.directory.mkdir(parents=True, exist_ok=True)
+                spool._remove_orphans()
                 about = spool.directory / "ENDPOINT"
                 if not about.exists():
                     about.write_text(f"{protocol} {endpoint}\n", encoding="utf-8")
@@ -96,6 +97,19 @@ class Spool:
                 spool.max_bytes = 0
                 spool.unusable = f"spool directory {spool.directory} unusable ({exc.strerror})"
         return spool
+
+    def _remove_orphans(self) -> None:
+        """Half-written files of writers that died (``.tmp-<pid>-<seq>``, pid gone)."""
+        for entry in os.scandir(self.directory):
+            if not entry.name.startswith(".tmp-"):
+                continue
+            try:
+                os.kill(int(entry.name.split("-")[1]), 0)
+            except ProcessLookupError:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+            except (ValueError, IndexError, PermissionError):
+                continue
 
     @property
     def enabled(self) -> bool:

@@ -88,6 +88,18 @@ def test_otlp_burst_overflowing_the_queue_arrives_whole(
     assert _runs_in(db) == OTLP_BURST
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_standard_gzip_compression_setting_is_honoured(
+    serve: ServeProcess, tmp_path: Path, spool_dir: str, protocol: str
+) -> None:
+    env = {"MLTRACE_ENDPOINT": serve.grpc_url if protocol == "grpc" else serve.http_url,
+           "MLTRACE_PROTOCOL": protocol, "MLTRACE_SPOOL_DIR": spool_dir,
+           "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"}  # fmt: skip
+    step = _pipeline_step(200, env, "report")
+    assert json.loads(step.stdout.splitlines()[-1]) == {"spooled": 0, "replayed": 0, "pending": 0}
+    assert _runs_in(tmp_path / "collector.db") == 200
+
+
 _STEP = """
 import json, sys, otel_mltrace as mlt
 mlt.configure(service_name="cron-step")
