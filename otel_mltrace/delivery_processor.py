@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import multiprocessing.util
 import os
 import threading
 import time
@@ -41,6 +42,7 @@ from otel_mltrace.spool import Spool
 log = logging.getLogger("otel_mltrace")
 
 OTLP_BATCH = 1024
+DEFAULT_EXIT_TIMEOUT_S = 10.0
 
 
 class IndexWriter(Protocol):
@@ -51,6 +53,10 @@ class IndexWriter(Protocol):
         ...
 
     def shutdown(self) -> None: ...
+
+    def after_fork(self) -> None:
+        """Forget (do not close) the parent's database connection."""
+        ...
 
 
 INDEX_RETRIES = (0.1, 0.5, 2.0)
@@ -102,6 +108,14 @@ class DeliveringProcessor(SpanProcessor):
                 method()
 
         os.register_at_fork(after_in_child=in_child)
+        # multiprocessing children end with os._exit (no atexit): flush in its exit hook
+        multiprocessing.util.register_after_fork(self, DeliveringProcessor._exit_hook)
+
+    def _exit_hook(self) -> None:
+        multiprocessing.util.Finalize(self, self._close_at_exit, exitpriority=100)
+
+    def _close_at_exit(self) -> None:
+        log_undelivered(self.close(DEFAULT_EXIT_TIMEOUT_S))
 
     def _start_worker(self) -> None:
         self._thread = threading.Thread(target=self._run, name="otel-mltrace-delivery", daemon=True)
@@ -115,6 +129,10 @@ class DeliveringProcessor(SpanProcessor):
         self._inflight = 0
         self._flush_asked = self._flush_done = 0
         self.counters = DeliveryCounters()
+        if self._spool is not None:
+            self._spool.after_fork()
+        if self._index is not None:
+            self._index.after_fork()
         if not self._closed:
             self._start_worker()
 
@@ -130,7 +148,12 @@ class DeliveringProcessor(SpanProcessor):
             if self._closed:
                 overflow = [span]
             elif self._index is not None:
-                while len(self._queue) >= self._max and not self._closed:
+                # (never block the worker itself: an instrumented sqlite3 ends spans there)
+                while (
+                    len(self._queue) >= self._max
+                    and not self._closed
+                    and threading.current_thread() is not self._thread
+                ):
                     self._cond.notify_all()
                     self._cond.wait(0.5)  # back-pressure: the worker frees room
                 self._queue.append(span)

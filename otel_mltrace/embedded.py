@@ -53,6 +53,11 @@ class EmbeddedIndexExporter(SpanExporter):
             return len(batch.rejections), rejection_message(batch.rejections)
         return 0, ""
 
+    def after_fork(self) -> None:
+        """In a forked child: the parent's SQLite connection is not ours to use or close."""
+        self._store = None
+        self._lock = threading.Lock()
+
     def shutdown(self) -> None:
         with self._lock:
             if self._store is not None:

@@ -98,6 +98,10 @@ class Spool:
                 spool.unusable = f"spool directory {spool.directory} unusable ({exc.strerror})"
         return spool
 
+    def after_fork(self) -> None:
+        """In a forked child: a lock another parent thread held would never be released."""
+        self._put_lock = threading.Lock()
+
     def _remove_orphans(self) -> None:
         """Half-written files of writers that died (``.tmp-<pid>-<seq>``, pid gone)."""
         for entry in os.scandir(self.directory):

@@ -246,3 +246,23 @@ def test_runs_refused_as_invalid_are_counted_not_hidden(
     assert report.delivered == 5 and report.dropped == 1, report
     where = "index" if mode == "embedded" else "collector"
     assert report.dropped_reasons == {f"rejected as invalid by the {where}": 1}
+
+
+def _child_runs(n: int) -> None:
+    _burst(n)  # no flush: the child ends with os._exit, like every multiprocessing child
+
+
+def test_runs_of_a_forked_multiprocessing_child_are_indexed(tmp_path: Path) -> None:
+    import multiprocessing
+
+    db = tmp_path / "index.db"
+    mlt.configure(index=str(db))
+    _burst(100)  # the parent has its worker and its connection before the fork
+    child = multiprocessing.get_context("fork").Process(target=_child_runs, args=(500,))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0
+    _burst(100)
+    report = mlt.shutdown(timeout_s=60)
+    assert report and report.delivered == 200
+    assert _runs_in(db) == 700
