@@ -99,6 +99,7 @@ class DeliveringProcessor(SpanProcessor):
         self._spool_hint = spool is not None and spool.enabled  # other processes' leftovers
         self._index_warned = False
         self._rejections_logged = 0
+        self._spool_warned = False
         self._start_worker()
         ref = weakref.WeakMethod(self._after_fork)
 
@@ -275,15 +276,16 @@ class DeliveringProcessor(SpanProcessor):
     def _to_spool(self, payload: bytes, n: int) -> None:
         spool = self._spool
         if spool is None or not spool.enabled:
-            why = spool.unusable if spool is not None and spool.unusable else None
-            self.counters.drop(
-                n, why or "not sent, and the spool is off (MLTRACE_SPOOL_MAX_BYTES=0)"
-            )
+            self.counters.drop(n, "not sent, and the spool is off (MLTRACE_SPOOL_MAX_BYTES=0)")
             return
         try:
             stored = spool.put(payload, n)
         except OSError as exc:
-            self.counters.drop(n, f"spool write failed ({exc.strerror or exc})")
+            reason = f"spool directory {spool.directory} unusable ({exc.strerror or exc})"
+            self.counters.drop(n, reason)
+            if not self._spool_warned:
+                self._spool_warned = True
+                log.warning("otel-mltrace: %s; set MLTRACE_SPOOL_DIR to a writable one", reason)
             return
         if stored:
             self.counters.add(spooled=n)

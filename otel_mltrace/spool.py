@@ -25,7 +25,6 @@ import contextlib
 import fcntl
 import hashlib
 import itertools
-import logging
 import os
 import threading
 import time
@@ -34,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _SUFFIX = ".otlp"
-log = logging.getLogger("otel_mltrace")
 
 
 @dataclass
@@ -70,8 +68,8 @@ class Spool:
             )
         self.directory = directory
         self.max_bytes = max_bytes
-        self.unusable: str | None = None
-        """Why the spool is off although a cap was set (its directory cannot be written)."""
+        self._about = ""
+        self._created = False
         self._seq = itertools.count()
         self._put_lock = threading.Lock()  # the cap holds within a process; across, roughly
 
@@ -79,23 +77,10 @@ class Spool:
     def for_endpoint(cls, base: str, endpoint: str, protocol: str, max_bytes: int) -> Spool:
         key = hashlib.sha256(f"{protocol} {endpoint}".encode()).hexdigest()[:16]
         spool = cls(Path(base) / key, max_bytes)
-        if max_bytes > 0:
-            try:
-                spool.directory.mkdir(parents=True, exist_ok=True)
+        spool._about = f"{protocol} {endpoint}\n"
+        if spool.directory.is_dir():  # created on the first write, not before
+            with contextlib.suppress(OSError):
                 spool._remove_orphans()
-                about = spool.directory / "ENDPOINT"
-                if not about.exists():
-                    about.write_text(f"{protocol} {endpoint}\n", encoding="utf-8")
-            except OSError as exc:  # the pipeline goes on; what cannot be sent is counted
-                log.warning(
-                    "otel-mltrace: cannot use the spool directory %s (%s); runs the collector "
-                    "cannot take will be dropped and counted. Set MLTRACE_SPOOL_DIR to a "
-                    "writable directory.",
-                    spool.directory,
-                    exc.strerror or exc,
-                )
-                spool.max_bytes = 0
-                spool.unusable = f"spool directory {spool.directory} unusable ({exc.strerror})"
         return spool
 
     def after_fork(self) -> None:
@@ -123,7 +108,7 @@ class Spool:
         try:
             with os.scandir(self.directory) as it:
                 return [e for e in it if e.name.endswith(_SUFFIX)]
-        except FileNotFoundError:
+        except OSError:  # not created yet, or unusable (put() reports that)
             return []
 
     def pending(self) -> tuple[int, int]:
@@ -144,6 +129,12 @@ class Spool:
             return True
 
     def _write(self, payload: bytes, spans: int) -> None:
+        if not self._created:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            about = self.directory / "ENDPOINT"  # which collector these files are for
+            if self._about and not about.exists():
+                about.write_text(self._about, encoding="utf-8")
+            self._created = True
         seq = next(self._seq)
         name = f"{time.time_ns()}-{os.getpid()}-{seq}.{spans}{_SUFFIX}"
         tmp = self.directory / f".tmp-{os.getpid()}-{seq}"
