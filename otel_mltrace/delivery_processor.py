@@ -95,6 +95,9 @@ class DeliveringProcessor(SpanProcessor):
         self._closed = False
         self._flush_asked = self._flush_done = 0
         self._flush_deadline = 0.0
+        # spans queued / taken off the queue and settled: a flush waits for the spans that
+        # ended before it, not for ones ending meanwhile (they may never stop coming)
+        self._queued = self._settled = self._flush_target = 0
         self._healthy, self._retry_at, self._backoff = True, 0.0, 0.5
         self._spool_hint = spool is not None and spool.enabled  # other processes' leftovers
         self._index_warned = False
@@ -129,6 +132,7 @@ class DeliveringProcessor(SpanProcessor):
         self._queue.clear()
         self._inflight = 0
         self._flush_asked = self._flush_done = 0
+        self._queued = self._settled = self._flush_target = 0
         self.counters = DeliveryCounters()
         if self._spool is not None:
             self._spool.after_fork()
@@ -158,11 +162,14 @@ class DeliveringProcessor(SpanProcessor):
                     self._cond.notify_all()
                     self._cond.wait(0.5)  # back-pressure: the worker frees room
                 self._queue.append(span)
+                self._queued += 1
             elif len(self._queue) >= self._max:
                 overflow = [*self._queue, span]
+                self._settled += len(self._queue)  # settled by this thread, just below
                 self._queue.clear()
             else:
                 self._queue.append(span)
+                self._queued += 1
             if len(self._queue) == self._take:
                 self._cond.notify_all()
         if overflow is not None:
@@ -189,14 +196,20 @@ class DeliveringProcessor(SpanProcessor):
             try:
                 if batch:
                     self._deliver(batch)
-                flushing = asked != self._flush_done
-                self._replay(drain=flushing and not self._queue)
             except Exception:  # never let the worker die: count and go on
                 log.warning("otel-mltrace: delivery worker error", exc_info=True)
                 self.counters.drop(len(batch), "internal error in the delivery worker")
             with self._cond:
                 self._inflight = 0
-                if not self._queue and asked != self._flush_done:
+                self._settled += len(batch)
+                caught_up = self._settled >= self._flush_target
+                flushing = asked != self._flush_done
+            try:
+                self._replay(drain=flushing and caught_up)
+            except Exception:
+                log.warning("otel-mltrace: delivery worker error", exc_info=True)
+            with self._cond:
+                if flushing and caught_up:
                     self._flush_done = asked
                     self._cond.notify_all()
                 if closed and not self._queue:
@@ -332,11 +345,13 @@ class DeliveringProcessor(SpanProcessor):
         self._backoff = min(self._backoff * 2, 30.0)
 
     # -- flush / shutdown ------------------------------------------------------------------
-    def report(self) -> DeliveryReport:
+    def report(self, in_memory: int | None = None) -> DeliveryReport:
+        """Counts so far; ``in_memory``: spans not yet settled (default: all queued now)."""
         spool = self._spool
         pending = spool.pending()[0] if spool is not None and spool.enabled else 0
         with self._cond:
-            in_memory = len(self._queue) + self._inflight
+            if in_memory is None:
+                in_memory = len(self._queue) + self._inflight
         return self.counters.report(
             self.mode,
             self.destination,
@@ -352,6 +367,7 @@ class DeliveringProcessor(SpanProcessor):
         with self._cond:
             self._flush_asked += 1
             asked = self._flush_asked
+            target = self._flush_target = self._queued
             self._flush_deadline = deadline
             self._retry_at = min(self._retry_at, time.monotonic())  # one probe per flush
             self._spool_hint = self._spool is not None and self._spool.enabled
@@ -361,7 +377,8 @@ class DeliveringProcessor(SpanProcessor):
                 if left <= 0:
                     break
                 self._cond.wait(left)
-        return self.report()
+            behind = max(0, target - self._settled)
+        return self.report(in_memory=behind)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return bool(self.flush(timeout_millis / 1000))
@@ -376,6 +393,7 @@ class DeliveringProcessor(SpanProcessor):
         with self._cond:
             left = list(self._queue)
             self._queue.clear()
+            self._settled += len(left)
         if left:
             if self._index is not None:
                 self.counters.drop(len(left), "index write did not finish before shutdown")
