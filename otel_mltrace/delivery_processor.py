@@ -138,6 +138,8 @@ class DeliveringProcessor(SpanProcessor):
             self._spool.after_fork()
         if self._index is not None:
             self._index.after_fork()
+        if self._sender is not None:
+            self._sender.after_fork()
         if not self._closed:
             self._start_worker()
 

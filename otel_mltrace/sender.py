@@ -54,6 +54,10 @@ class Sender(Protocol):
 
     def close(self) -> None: ...
 
+    def after_fork(self) -> None:
+        """In a forked child: new connections (the parent's sockets are not ours)."""
+        ...
+
 
 def _gzip() -> bool:
     """The standard ``OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION``: ``gzip`` or ``none``."""
@@ -96,13 +100,8 @@ class GrpcSender:
             target, secure = parsed.netloc, parsed.scheme == "https"
         else:  # host:port, as the official exporter accepts it (TLS unless http://)
             target, secure = endpoint, True
-        if secure:
-            ca = _ca_file()
-            roots = Path(ca).read_bytes() if ca else None
-            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(roots))
-        else:
-            self._channel = grpc.insecure_channel(target)
-        self._call = self._channel.unary_unary(_GRPC_METHOD)  # bytes in, bytes out
+        self._target, self._secure = target, secure
+        self._open()
         self._metadata = tuple((k.lower(), v) for k, v in headers.items())
         self._timeout = timeout_s
         self._compression = grpc.Compression.Gzip if _gzip() else None
@@ -120,6 +119,20 @@ class GrpcSender:
             grpc.StatusCode.UNAUTHENTICATED,
             grpc.StatusCode.PERMISSION_DENIED,
         }
+
+    def _open(self) -> None:
+        grpc = self._grpc
+        if self._secure:
+            ca = _ca_file()
+            roots = Path(ca).read_bytes() if ca else None
+            creds = grpc.ssl_channel_credentials(roots)
+            self._channel = grpc.secure_channel(self._target, creds)
+        else:
+            self._channel = grpc.insecure_channel(self._target)
+        self._call = self._channel.unary_unary(_GRPC_METHOD)  # bytes in, bytes out
+
+    def after_fork(self) -> None:
+        self._open()
 
     def send(self, payload: bytes) -> SendOutcome:
         try:
@@ -149,13 +162,17 @@ class HttpSender:
         self._requests = requests
         trimmed = endpoint.rstrip("/")
         self._url = trimmed if trimmed.endswith("/v1/traces") else trimmed + "/v1/traces"
-        self._session = requests.Session()
-        self._session.headers.update({"Content-Type": "application/x-protobuf", **headers})
+        self._headers = {"Content-Type": "application/x-protobuf", **headers}
         self._verify: bool | str = _ca_file() or True
         self._timeout = timeout_s
         self._gzip = _gzip()
         if self._gzip:
-            self._session.headers["Content-Encoding"] = "gzip"
+            self._headers["Content-Encoding"] = "gzip"
+        self.after_fork()
+
+    def after_fork(self) -> None:
+        self._session = self._requests.Session()
+        self._session.headers.update(self._headers)
 
     def send(self, payload: bytes) -> SendOutcome:
         try:

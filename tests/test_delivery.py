@@ -270,3 +270,21 @@ def test_runs_of_a_forked_multiprocessing_child_are_indexed(tmp_path: Path) -> N
     report = mlt.shutdown(timeout_s=60)
     assert report and report.delivered == 200
     assert _runs_in(db) == 700
+
+
+def test_forked_child_over_otlp_http_uses_its_own_connection(
+    serve: ServeProcess, tmp_path: Path, spool_dir: str
+) -> None:
+    import multiprocessing
+
+    mlt.configure(endpoint=serve.http_url, protocol="http/protobuf", spool_dir=spool_dir)
+    _burst(100)
+    assert mlt.flush(timeout_s=30)  # the parent's kept-alive connection exists before the fork
+    child = multiprocessing.get_context("fork").Process(target=_child_runs, args=(300,))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0
+    _burst(100)
+    report = mlt.shutdown(timeout_s=30)
+    assert report and report.delivered == 200
+    assert _runs_in(tmp_path / "collector.db") == 500
