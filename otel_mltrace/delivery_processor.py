@@ -43,6 +43,7 @@ log = logging.getLogger("otel_mltrace")
 
 OTLP_BATCH = 1024
 DEFAULT_EXIT_TIMEOUT_S = 10.0
+INDEX_STALL_S = 60.0
 
 
 class IndexWriter(Protocol):
@@ -386,8 +387,17 @@ class DeliveringProcessor(SpanProcessor):
         return bool(self.flush(timeout_millis / 1000))
 
     def close(self, timeout_s: float = 10.0) -> DeliveryReport:
-        """Flush, stop the worker, spool what is left in memory (OTLP); the final report."""
-        self.flush(timeout_s)
+        """Flush, stop the worker, spool what is left in memory (OTLP); the final report.
+
+        Embedded: a local index that is still making progress is waited for past
+        ``timeout_s`` (the queue is bounded); only one that finishes no batch for
+        ``INDEX_STALL_S`` loses what is left, counted."""
+        report = self.flush(timeout_s)
+        while self._index is not None and report.in_memory and self._thread.is_alive():
+            before = self._settled
+            report = self.flush(max(timeout_s, INDEX_STALL_S))
+            if self._settled == before:
+                break
         with self._cond:
             self._closed = True
             self._cond.notify_all()

@@ -288,3 +288,12 @@ def test_forked_child_over_otlp_http_uses_its_own_connection(
     report = mlt.shutdown(timeout_s=30)
     assert report and report.delivered == 200
     assert _runs_in(tmp_path / "collector.db") == 500
+
+
+def test_embedded_shutdown_waits_for_an_index_that_makes_progress(tmp_path: Path) -> None:
+    db = tmp_path / "index.db"
+    mlt.configure(index=str(db))
+    _burst(20_000)  # ends with up to a full queue (8,192 spans) still to index
+    report = mlt.shutdown(timeout_s=0.2)  # far less than indexing the queue takes
+    assert (report.delivered, report.dropped, report.in_memory) == (20_000, 0, 0), report
+    assert _runs_in(db) == 20_000
