@@ -73,9 +73,10 @@ def serve(tmp_path: Path) -> Iterator[ServeProcess]:
 def test_otlp_burst_overflowing_the_queue_arrives_whole(
     serve: ServeProcess, tmp_path: Path, spool_dir: str, protocol: str
 ) -> None:
-    """30,000 runs (not 100,000: over the wire that takes minutes on a shared 2-core box)
-    overflow the 8,192-span queue several times; what overflows goes to the spool and is
-    replayed by the flush, or by the next configure() of this endpoint."""
+    """30,000 runs overflow the 8,192-span queue several times; what overflows goes to the
+    spool and is replayed by the flush, or by the next configure() of this endpoint.
+    (100,000 passes too: 19.8 s gRPC, 24.9 s HTTP at load 3.4 on 2 cores, but three to four
+    times that on a loaded machine, too long for every CI run.)"""
     endpoint = serve.grpc_url if protocol == "grpc" else serve.http_url
     mlt.configure(service_name="burst", endpoint=endpoint, protocol=protocol, spool_dir=spool_dir)
     _burst(OTLP_BURST)
