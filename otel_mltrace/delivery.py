@@ -16,9 +16,15 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+log = logging.getLogger("otel_mltrace")
 
 
 @dataclass(frozen=True)
@@ -117,3 +123,23 @@ class DeliveryCounters:
                 in_memory=in_memory,
                 spool_dir=spool_dir,
             )
+
+
+def log_undelivered(report: DeliveryReport) -> None:
+    """The one line at exit (or re-``configure()``) when not everything arrived."""
+    if not report:
+        log.warning("%s", report.summary())
+
+
+class IndexWriter(Protocol):
+    """The embedded index (``otel_mltrace.embedded.EmbeddedIndexExporter``)."""
+
+    def index_spans(self, spans: Sequence[ReadableSpan]) -> tuple[int, str]:
+        """Index ``spans`` in one transaction; (runs rejected as invalid, why)."""
+        ...
+
+    def shutdown(self) -> None: ...
+
+    def after_fork(self) -> None:
+        """Forget (do not close) the parent's database connection."""
+        ...

@@ -29,13 +29,12 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Sequence
-from typing import Protocol
 
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from otel_mltrace.delivery import DeliveryCounters, DeliveryReport
+from otel_mltrace.delivery import DeliveryCounters, DeliveryReport, IndexWriter, log_undelivered
 from otel_mltrace.sender import Sender
 from otel_mltrace.spool import Spool
 
@@ -44,20 +43,6 @@ log = logging.getLogger("otel_mltrace")
 OTLP_BATCH = 1024
 DEFAULT_EXIT_TIMEOUT_S = 10.0
 INDEX_STALL_S = 60.0
-
-
-class IndexWriter(Protocol):
-    """The embedded index (``otel_mltrace.embedded.EmbeddedIndexExporter``)."""
-
-    def index_spans(self, spans: Sequence[ReadableSpan]) -> tuple[int, str]:
-        """Index ``spans`` in one transaction; (runs rejected as invalid, why)."""
-        ...
-
-    def shutdown(self) -> None: ...
-
-    def after_fork(self) -> None:
-        """Forget (do not close) the parent's database connection."""
-        ...
 
 
 INDEX_RETRIES = (0.1, 0.5, 2.0)
@@ -424,9 +409,3 @@ class DeliveringProcessor(SpanProcessor):
 
     def shutdown(self) -> None:
         log_undelivered(self.close())
-
-
-def log_undelivered(report: DeliveryReport) -> None:
-    """The one line at exit (or re-``configure()``) when not everything arrived."""
-    if not report:
-        log.warning("%s", report.summary())

@@ -39,8 +39,8 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from otel_mltrace import semconv
 from otel_mltrace._version import __version__
 from otel_mltrace.config import otlp_endpoint_from_env, resolve
-from otel_mltrace.delivery import DeliveryReport
-from otel_mltrace.delivery_processor import DeliveringProcessor, log_undelivered
+from otel_mltrace.delivery import DeliveryReport, log_undelivered
+from otel_mltrace.delivery_processor import DeliveringProcessor
 
 log = logging.getLogger("otel_mltrace")
 
