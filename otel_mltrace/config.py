@@ -33,6 +33,12 @@ def default_index_path() -> str:
     return str(Path(base) / "otel-mltrace" / "index.db")
 
 
+def default_spool_dir() -> str:
+    """Where OTLP runs wait while the collector cannot take them: next to the embedded
+    index, ``$XDG_DATA_HOME/otel-mltrace/spool`` (one subdirectory per endpoint)."""
+    return str(Path(default_index_path()).parent / "spool")
+
+
 def default_decode_workers() -> int:
     """Collector ingest worker processes when not configured: one per usable CPU (at most
     4), none on a single CPU (a worker there would only add a process hop)."""
@@ -101,6 +107,9 @@ _ALL = [
     _s("headers", _parse_headers, None, "extra OTLP headers, k=v,k2=v2"),
     _s("index", str, default_index_path, "embedded SQLite index path (no endpoint)"),
     _s("export_timeout", float, 10.0, "seconds an export may block at shutdown"),
+    _s("queue_size", int, 8192, "finished spans held in memory; full = wait (embedded) or spool"),
+    _s("spool_dir", str, default_spool_dir, "OTLP spool: runs the collector could not take yet"),
+    _s("spool_max_bytes", int, 256 * 1024 * 1024, "spool size cap (drops are counted; 0 = off)"),
     _s("stat_cache", str, None, "path of the persistent artifact stat cache (unset = memory)"),
     _s("disabled", _parse_bool, False, "turn the SDK into a no-op"),
     _s("check_errors", _parse_check_errors, "warn", "a check that cannot run: warn or fail"),
