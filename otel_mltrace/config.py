@@ -111,7 +111,7 @@ _ALL = [
     _s("spool_dir", str, default_spool_dir, "OTLP spool: runs the collector could not take yet"),
     _s("spool_max_bytes", int, 256 * 1024 * 1024, "spool size cap (drops are counted; 0 = off)"),
     _s("stat_cache", str, None, "path of the persistent artifact stat cache (unset = memory)"),
-    _s("disabled", _parse_bool, False, "turn the SDK into a no-op"),
+    _s("disabled", _parse_bool, False, "runs execute, nothing is exported, indexed or spooled"),
     _s("check_errors", _parse_check_errors, "warn", "a check that cannot run: warn or fail"),
     _s("metric_series_points", int, 1000, "points kept per metric series and run (thinned)"),
     _s("announce_runs", _parse_bool, True, "announce open runs by a start record (SIGKILL / OOM)"),

@@ -51,7 +51,7 @@ class Configuration:
 
     service_name: str
     mode: str
-    """``"otlp"`` or ``"embedded"``."""
+    """``"otlp"``, ``"embedded"`` or ``"disabled"`` (``MLTRACE_DISABLED``)."""
     destination: str
     provider: TracerProvider
     owns_provider: bool
@@ -160,7 +160,13 @@ def configure(
         proto = os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"]
     timeout = float(resolve("export_timeout"))
     queue = int(resolve("queue_size", queue_size))
-    if target is not None:
+    disabled = bool(resolve("disabled"))
+    if disabled:  # MLTRACE_DISABLED: runs execute, nothing is exported, indexed or spooled
+        mode, destination, add_exporter = "disabled", "", False
+
+        def build() -> DeliveringProcessor:
+            raise AssertionError("not called: no exporter when disabled")
+    elif target is not None:
         from otel_mltrace.sender import headers_from_env, make_sender
         from otel_mltrace.spool import Spool
 

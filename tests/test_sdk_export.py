@@ -102,3 +102,17 @@ def test_unreachable_collector_never_raises_and_logs_once(
     assert otlp_noise == []
     # each export is bounded by the 1 s exporter timeout (plus connection set-up)
     assert elapsed < 3 * 5
+
+
+def test_disabled_runs_execute_and_nothing_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLTRACE_DISABLED", "true")
+    db = tmp_path / "index.db"
+    cfg = mlt.configure(service_name="off", index=str(db))
+    assert cfg.mode == "disabled"
+    with mlt.run("step", outputs=["mem://x"], params={"a": 1}) as run:
+        run.log_metric("m", 1.0)
+    report = mlt.shutdown()
+    assert report.mode == "none" and report.delivered == 0 and report
+    assert not db.exists()
