@@ -14,6 +14,7 @@ Two lines of setup, then one run per pipeline step::
 from otel_mltrace._version import __version__
 from otel_mltrace.artifacts import artifact_id
 from otel_mltrace.checks import CheckFailed
+from otel_mltrace.delivery import DeliveryReport
 from otel_mltrace.flags import flag, unflag
 from otel_mltrace.provider import Configuration, configure, flush, shutdown
 from otel_mltrace.run import Run, component, current_run, run
@@ -22,6 +23,7 @@ __all__ = [
     "__version__",
     "Configuration",
     "CheckFailed",
+    "DeliveryReport",
     "Run",
     "artifact_id",
     "component",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 Scalar = str | bool | int | float
@@ -46,10 +45,7 @@ def metric_value(k: str, v: object) -> float:
                 f"metric {k!r} must be a number, got {type(v).__name__} {v!r}; "
                 "log non-numbers with log_param()"
             )
-    value = float(v)
-    if math.isnan(value):
-        raise ValueError(f"metric {k!r} is NaN; log a number, or skip the metric")
-    return value
+    return float(v)  # NaN and ±inf are values too (a diverged loss): stored and shown as such
 
 
 def string_list(kind: str, values: Any) -> list[Any]:
@@ -61,3 +57,31 @@ def string_list(kind: str, values: Any) -> list[Any]:
             f"wrap a single item: {kind}=[item]"
         )
     return list(values)
+
+
+def mapping(kind: str, values: Any) -> dict[Any, Any]:
+    """``values`` as a dict; a TypeError naming ``kind`` and the expected shape otherwise."""
+    if values is None:
+        return {}
+    if not hasattr(values, "items") or not callable(values.items):
+        hint = ""
+        if isinstance(values, list | tuple) and all(
+            isinstance(p, tuple | list) and len(p) == 2 for p in values
+        ):
+            hint = f"; for pairs use {kind}=dict({values!r})"
+        raise TypeError(
+            f"{kind} must be a mapping of names to values, e.g. {kind}={{'C': 1.0}}, got "
+            f"{type(values).__name__} {values!r}{hint}"
+        )
+    return dict(values.items())
+
+
+def name_list(kind: str, values: Any) -> list[str]:
+    """Argument names for ``@component``: a list of str (a bare str is a common slip)."""
+    items = string_list(kind, values)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(
+                f"{kind} must list argument names as str, got {type(item).__name__} {item!r}"
+            )
+    return items

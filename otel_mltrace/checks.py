@@ -9,8 +9,14 @@ recorded on the run span as an ``mltrace.check`` event and indexed by the collec
   (before-checks stop the body from running).
 * ``on_fail="flag"``: the run goes on; the collector flags the run's outputs, which then
   count as flagged items in ``otel-mltrace review``.
-* A check that itself raises (other than ``AssertionError``) is recorded with status
-  ``error`` and never fails the run. After-checks are skipped when the body raised.
+* A check that cannot be evaluated (it raises something other than ``AssertionError``,
+  e.g. a column missing from a CSV output) is logged as a warning naming the check and
+  the error, and recorded with status ``error`` (counted in
+  ``mltrace_check_failures_total``, shown by ``inspect``). ``on_error="fail"`` (or
+  ``MLTRACE_CHECK_ERRORS=fail`` for every check) makes it a failed check instead, handled
+  by ``on_fail``. After-checks are skipped when the body raised.
+* Outputs and inputs given as file paths (CSV, Parquet, NPY/NPZ, JSON lines) are read for
+  the declarative checks (:mod:`otel_mltrace.check_data`).
 
 Example::
 
@@ -29,6 +35,7 @@ Example::
 from __future__ import annotations
 
 import builtins
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -36,13 +43,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from otel_mltrace import semconv
+from otel_mltrace import check_data, semconv
+from otel_mltrace.config import resolve
 
 if TYPE_CHECKING:
     from otel_mltrace.run import Run
 
 PHASES = ("before", "after")
 ON_FAIL = ("raise", "flag")
+ON_ERROR = ("warn", "fail")
+log = logging.getLogger("otel_mltrace.checks")
 
 
 class CheckFailed(Exception):
@@ -63,6 +73,8 @@ class CheckResult:
     message: str
     duration_s: float
     on_fail: str
+    evaluated: bool = True
+    """False when the check could not be evaluated (it raised; see ``on_error``)."""
 
 
 @dataclass
@@ -77,11 +89,25 @@ class CheckContext:
     phase: str
     inputs: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
+    loaded: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Files already read for this phase, by name (each file is read once per phase)."""
 
     @property
     def data(self) -> dict[str, Any]:
         """``inputs`` before the body, ``outputs`` after it."""
         return self.inputs if self.phase == "before" else self.outputs
+
+    def table(self, name: str) -> Any:
+        """The data object of ``name``; a file path is read (CSV, Parquet, NPY/NPZ, JSONL).
+
+        >>> expect = lambda ctx: len(ctx.table(ctx.run.outputs[0])) > 0   # doctest: +SKIP
+        """
+        obj = self.data[name]
+        if not check_data.is_location(obj):
+            return obj
+        if name not in self.loaded:
+            self.loaded[name] = check_data.load(obj)
+        return self.loaded[name]
 
 
 class Check:
@@ -96,11 +122,18 @@ class Check:
         name: str | None = None,
         phase: str = "after",
         on_fail: str = "raise",
+        on_error: str | None = None,
     ) -> None:
         if phase not in PHASES:
             raise ValueError(f"check phase {phase!r} is not one of {PHASES}")
         if on_fail not in ON_FAIL:
             raise ValueError(f"check on_fail {on_fail!r} is not one of {ON_FAIL}")
+        if on_error is not None and on_error not in ON_ERROR:
+            raise ValueError(f"check on_error {on_error!r} is not one of {ON_ERROR}")
+        if on_error is None:
+            resolve("check_errors")  # a bad MLTRACE_CHECK_ERRORS fails here, not mid-run
+        self.on_error = on_error
+        """``warn`` / ``fail`` when the check cannot be evaluated; None: MLTRACE_CHECK_ERRORS."""
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", "check"))
         if self.name == "<lambda>":
@@ -109,8 +142,18 @@ class Check:
         self.phase = phase
         self.on_fail = on_fail
 
+    def _error_policy(self) -> str:
+        if self.on_error is not None:
+            return self.on_error
+        try:
+            return str(resolve("check_errors"))
+        except ValueError as exc:  # changed since the check was made: say so, fail safe
+            log.warning("%s; treating checks that cannot run as failed", exc)
+            return "fail"
+
     def evaluate(self, ctx: CheckContext) -> CheckResult:
         t0 = time.perf_counter()
+        evaluated = True
         try:
             value = self.fn(ctx)
             if isinstance(value, tuple):
@@ -122,9 +165,17 @@ class Check:
         except AssertionError as exc:
             status, message = "fail", str(exc) or "assertion failed"
         except Exception as exc:  # a broken check is recorded, never crashes the pipeline
-            status, message = "error", f"{type(exc).__name__}: {exc}"
+            status, message, evaluated = "error", f"{type(exc).__name__}: {exc}", False
+            if self._error_policy() == "fail":
+                status, message = "fail", f"could not be evaluated: {message}"
         return CheckResult(
-            self.name, self.phase, status, message, time.perf_counter() - t0, self.on_fail
+            self.name,
+            self.phase,
+            status,
+            message,
+            time.perf_counter() - t0,
+            self.on_fail,
+            evaluated,
         )
 
 
@@ -137,7 +188,7 @@ def as_check(obj: Check | Callable[[CheckContext], Any]) -> Check:
 
 
 # -- data access --------------------------------------------------------------------------
-def _select(ctx: CheckContext, target: str | int | None) -> list[tuple[str, Any]]:
+def _select_raw(ctx: CheckContext, target: str | int | None) -> list[tuple[str, Any]]:
     items = list(ctx.data.items())
     if target is None:
         if not items:
@@ -151,6 +202,11 @@ def _select(ctx: CheckContext, target: str | int | None) -> list[tuple[str, Any]
     if not hits:
         raise ValueError(f"target {target!r} matches none of {[k for k, _ in items]}")
     return hits
+
+
+def _select(ctx: CheckContext, target: str | int | None) -> list[tuple[str, Any]]:
+    """The targeted data objects, files read (``CheckContext.table``)."""
+    return [(key, ctx.table(key)) for key, _ in _select_raw(ctx, target)]
 
 
 def row_count(obj: Any) -> int:
@@ -198,6 +254,7 @@ def expect_rows(
     max: int | None = None,
     phase: str = "after",
     on_fail: str = "raise",
+    on_error: str | None = None,
 ) -> Check:
     """Row count of each targeted object within ``[min, max]``."""
 
@@ -213,7 +270,7 @@ def expect_rows(
         return not problems, "; ".join(problems) or "rows " + ", ".join(seen)
 
     return Check(rows, name=f"rows[{target}]" if target is not None else "rows",
-                 phase=phase, on_fail=on_fail)  # fmt: skip
+                 phase=phase, on_fail=on_fail, on_error=on_error)  # fmt: skip
 
 
 def expect_null_ratio(
@@ -223,6 +280,7 @@ def expect_null_ratio(
     target: str | int | None = None,
     phase: str = "after",
     on_fail: str = "raise",
+    on_error: str | None = None,
 ) -> Check:
     """Share of nulls (None/NaN) in ``col`` (or the whole 1-D object) at most ``max``."""
 
@@ -236,7 +294,7 @@ def expect_null_ratio(
                 problems.append(f"{_describe(key)}[{col}] null ratio {ratio:.4g} > max {max}")
         return not problems, "; ".join(problems) or "null ratio " + ", ".join(seen)
 
-    return Check(nulls, name=f"null_ratio[{col}]", phase=phase, on_fail=on_fail)
+    return Check(nulls, name=f"null_ratio[{col}]", phase=phase, on_fail=on_fail, on_error=on_error)
 
 
 def expect_range(
@@ -247,6 +305,7 @@ def expect_range(
     target: str | int | None = None,
     phase: str = "after",
     on_fail: str = "raise",
+    on_error: str | None = None,
 ) -> Check:
     """Every non-null value of ``col`` within ``[min, max]``."""
 
@@ -265,7 +324,7 @@ def expect_range(
                 problems.append(f"{_describe(key)}[{col}] max {hi:.6g} > {max}")
         return not problems, "; ".join(problems) or ", ".join(seen)
 
-    return Check(in_range, name=f"range[{col}]", phase=phase, on_fail=on_fail)
+    return Check(in_range, name=f"range[{col}]", phase=phase, on_fail=on_fail, on_error=on_error)
 
 
 def expect_schema(
@@ -275,6 +334,7 @@ def expect_schema(
     target: str | int | None = None,
     phase: str = "after",
     on_fail: str = "raise",
+    on_error: str | None = None,
 ) -> Check:
     """Columns present (``exact``: and no others); a mapping also checks dtype names
     (``{"score": "float"}`` passes for ``float64``)."""
@@ -299,7 +359,7 @@ def expect_schema(
                         problems.append(f"{_describe(key)}[{c}] is {actual[c]}, expected {want}")
         return not problems, "; ".join(problems) or "schema ok"
 
-    return Check(schema, name="schema", phase=phase, on_fail=on_fail)
+    return Check(schema, name="schema", phase=phase, on_fail=on_fail, on_error=on_error)
 
 
 # -- evaluation on a run ------------------------------------------------------------------
@@ -311,6 +371,11 @@ def run_phase(run: Run, checks: Sequence[Check], phase: str, ctx: CheckContext) 
             continue
         result = check.evaluate(ctx)
         run.check_results.append(result)
+        if not result.evaluated:
+            log.warning(
+                "check %s (%s) of run %s %s could not be evaluated: %s",
+                result.name, phase, run.component, run.id, result.message,
+            )  # fmt: skip
         run.span.add_event(
             semconv.CHECK_EVENT,
             {

@@ -21,12 +21,26 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from mltrace_collector import render
-from mltrace_collector.client import RemoteError, RemoteQueries
-from mltrace_collector.queries import LineageQueries, NotFound
+from mltrace_collector.client import RemoteError
+from mltrace_collector.queries import NotFound
+from mltrace_collector.run_search import BadQuery
 from mltrace_collector.stale import why as stale_why
-from otel_mltrace.config import describe, resolve
+from otel_mltrace.cli_runs import filter_options, make_filter, series_line, show_runs
+from otel_mltrace.cli_settings import (
+    FLAG,
+    FLAG_AFTER,
+    Given,
+    choose_target,
+    explain,
+    rank_of,
+    stronger,
+)
+from otel_mltrace.config import resolve
+from otel_mltrace.extras import MissingExtra, missing_message
+from otel_mltrace.query import open_queries
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
@@ -45,8 +59,11 @@ def parse_time(text: str | None) -> int | None:
     """ISO-8601 time or a relative duration ago (``6h``) -> Unix ns."""
     if text is None:
         return None
+    iso = text.strip()
+    if iso[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat does not read the Z suffix
+        iso = iso[:-1] + "+00:00"
     try:
-        return int(datetime.fromisoformat(text).timestamp() * 1e9)
+        return int(datetime.fromisoformat(iso).timestamp() * 1e9)
     except ValueError:
         pass
     return int((datetime.now().timestamp() - parse_duration(text)) * 1e9)
@@ -61,30 +78,49 @@ def local_artifact(ident: str) -> str:
     return ident
 
 
+def local_candidates(ident: str) -> list[str]:
+    """What ``ident`` may name, in order: a path on this disk is identified by content (the
+    index then falls back to its location, see ``mltrace_collector.identify``); a path that
+    is gone is tried as the ID it may be, then as its ``file://`` location."""
+    if "://" in ident or os.path.exists(ident):
+        return [local_artifact(ident)]
+    from pathlib import Path
+
+    return [ident, Path(os.path.realpath(ident)).as_uri()]
+
+
+def first_found(idents: list[str], query: Callable[[str], Any]) -> Any:
+    """``query`` of the first of ``idents`` the index knows; the first NotFound otherwise."""
+    first: NotFound | None = None
+    for ident in idents:
+        try:
+            return query(ident)
+        except NotFound as exc:
+            first = first or exc
+    assert first is not None
+    if len(idents) > 1:
+        tried = ", ".join(idents[1:])
+        raise NotFound(f"{first.args[0] if first.args else first}; nothing was logged at {tried}")
+    raise first
+
+
 @dataclass
 class Context:
-    db: str | None
-    server: str | None
-    token: str | None
+    db: Given
+    server: Given
+    token: Given
     fmt: str
     console: Console
     _queries: Any = None
 
     def queries(self) -> Any:
         """``LineageQueries`` over the local index, or ``RemoteQueries`` on ``--server``."""
-        if self._queries is None:
-            if self.server:
-                self._queries = RemoteQueries(self.server, token=self.token)
-            else:
-                from mltrace_collector.store.base import open_store
-
-                target = str(resolve("db", self.db))
-                if "://" not in target and not os.path.exists(target):
-                    raise NotFound(
-                        f"no lineage index at {target}; run an instrumented pipeline first, "
-                        "or point at one with --db PATH / --server URL"
-                    )
-                self._queries = LineageQueries(open_store(target))
+        if self._queries is None:  # the same opening as otel_mltrace.query.connect
+            target = choose_target(self.db, self.server)
+            try:
+                self._queries = open_queries(target.db, target.server, self.token.value)
+            except MissingExtra as exc:  # a postgresql:// index without psycopg
+                raise click.ClickException(str(exc)) from None
         return self._queries
 
 
@@ -94,18 +130,44 @@ def _run(ctx: Context, fn: Callable[[], None]) -> None:
     except NotFound as exc:
         ctx.console.print(f"[red]not found:[/red] {exc.args[0] if exc.args else exc}")
         sys.exit(2)
+    except BadQuery as exc:  # before RemoteError: a collector's 400 is both
+        ctx.console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        sys.exit(2)
     except RemoteError as exc:
         ctx.console.print(f"[red]error:[/red] {exc}")
         sys.exit(3)
+    except ValueError as exc:  # a bad setting or argument: its message names it and the fix
+        ctx.console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
 
 
 def fmt_option(choices: tuple[str, ...]) -> Callable[[F], F]:
+    """``--format`` of one command; a group-level ``--format`` it cannot show is a usage
+    error naming the formats it can (``--format dot components`` has no graph to draw)."""
+
+    def inherit(click_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+        if value is not None:
+            return value
+        group_fmt = getattr(click_ctx.obj, "fmt", "tree")
+        if group_fmt not in choices:
+            raise click.UsageError(
+                f"--format {group_fmt} does not apply to '{click_ctx.info_name}'; "
+                f"it shows {' or '.join(choices)}"
+            )
+        return str(group_fmt)
+
     return click.option(
-        "--format", "fmt", type=click.Choice(choices), default=None, help="output format"
+        "--format",
+        "fmt",
+        type=click.Choice(choices),
+        default=None,
+        callback=inherit,
+        help="output format",
     )
 
 
 @click.group()
+@click.version_option(package_name="otel-mltrace", prog_name="otel-mltrace")
 @click.option("--db", envvar="MLTRACE_DB", help="local index: SQLite path or postgresql:// URL")
 @click.option("--server", envvar="MLTRACE_SERVER", help="query a running collector at this URL")
 @click.option("--token", envvar="MLTRACE_AUTH_TOKEN", help="bearer token for --server")
@@ -120,32 +182,47 @@ def main(
 
     Queries read the embedded index (MLTRACE_INDEX; default
     ~/.local/share/otel-mltrace/index.db) unless --db or --server says otherwise.
+    Precedence: a flag (before or after the command name) > MLTRACE_* variable > default.
     """
-    if db is None and server is None:
-        db = str(resolve("index"))
+    db_given = Given("db", db, rank_of(click_ctx, "db", db))
+    server_given = Given("server", server, rank_of(click_ctx, "server", server))
+    token_given = Given("auth_token", token, rank_of(click_ctx, "token", token))
+    flagged = {"db": db if db_given.rank == FLAG else None}
+    flagged["auth_token"] = token if token_given.rank == FLAG else None
+    # `otel-mltrace --db x serve`: the flag before the command reaches serve's own options
+    click_ctx.default_map = {"serve": {k: v for k, v in flagged.items() if v is not None}}
     console = Console(soft_wrap=True)
     if not console.is_terminal:
         console = Console(soft_wrap=True, width=200)  # piped output: don't cut lines at 80
-    click_ctx.obj = Context(db, server, token, fmt, console)
+    click_ctx.obj = Context(db_given, server_given, token_given, fmt, console)
 
 
 def pass_ctx(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Pass the ``Context``; also accept ``--db``/``--server`` after the subcommand name.
+    """Pass the ``Context``; also accept ``--db``/``--server``/``--token`` after the
+    subcommand name.
 
     ``otel-mltrace trace X --db lineage.db`` and ``otel-mltrace --db lineage.db trace X``
-    mean the same; the option nearer the command wins.
+    mean the same; the option nearer the command wins, and any flag beats MLTRACE_* variables
+    (``otel_mltrace.cli_settings``).
     """
 
     @click.option("--db", "local_db", default=None, help="local index (SQLite path or URL)")
     @click.option("--server", "local_server", default=None, help="collector base URL")
+    @click.option("--token", "local_token", default=None, help="bearer token for --server")
     @functools.wraps(fn)
-    def wrapper(*args: Any, local_db: str | None, local_server: str | None, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any,
+        local_db: str | None,
+        local_server: str | None,
+        local_token: str | None,
+        **kwargs: Any,
+    ) -> Any:
         ctx = click.get_current_context().find_object(Context)
         assert ctx is not None
-        if local_db is not None:
-            ctx.db, ctx.server, ctx._queries = local_db, None, None
-        if local_server is not None:
-            ctx.server, ctx._queries = local_server, None
+        ctx.db = stronger(ctx.db, Given("db", local_db, FLAG_AFTER))
+        ctx.server = stronger(ctx.server, Given("server", local_server, FLAG_AFTER))
+        ctx.token = stronger(ctx.token, Given("auth_token", local_token, FLAG_AFTER))
+        ctx._queries = None
         return fn(ctx, *args, **kwargs)
 
     return wrapper
@@ -155,12 +232,20 @@ def _graph_command(name: str, help_text: str) -> None:
     @main.command(name, help=help_text)
     @click.argument("ident")
     @click.option("--depth", type=click.IntRange(0), default=1000, help="max run hops")
+    @click.option("--all-versions", is_flag=True, help="list every version of the location")
     @fmt_option(render.FORMATS)
     @pass_ctx
-    def command(ctx: Context, ident: str, depth: int, fmt: str | None) -> None:
+    def command(ctx: Context, ident: str, depth: int, all_versions: bool, fmt: str | None) -> None:
         def go() -> None:
-            graph = getattr(ctx.queries(), name)(local_artifact(ident), depth)
-            render.emit(ctx.console, graph, fmt or ctx.fmt, render.lineage_tree(graph))
+            query = getattr(ctx.queries(), name)
+            graph = first_found(local_candidates(ident), lambda i: query(i, depth))
+            shown = fmt or ctx.fmt
+            render.emit(ctx.console, graph, shown, render.lineage_tree(graph))
+            resolved = graph.get("resolved")
+            if resolved and shown in ("dot", "mermaid"):  # keep the graph text pure
+                click.echo(f"note: {resolved['note']}", err=True)
+            if resolved and all_versions and shown == "tree":
+                ctx.console.print(render.versions_table(resolved))
 
         _run(ctx, go)
 
@@ -189,6 +274,8 @@ def inspect(ctx: Context, run_id: str, fmt: str | None) -> None:
         if info.get("status_message"):
             c.print(f"[red]{info['status_message']}[/red]")
         c.print(f"params  {info['params']}\nmetrics {info['metrics']}")
+        for name, s in info.get("metric_series", {}).items():
+            c.print(f"  series {name}: " + (s if isinstance(s, str) else series_line(s)))
         for i in info["inputs"]:
             c.print(f"  in  {i['artifact_id']}  <- {i['producer_run_id'] or 'raw'}")
         for o in info["outputs"]:
@@ -196,8 +283,9 @@ def inspect(ctx: Context, run_id: str, fmt: str | None) -> None:
         for chk in info.get("checks", []):
             color = {"pass": "green", "fail": "red"}.get(chk["status"], "yellow")
             c.print(
-                f"  check {chk['phase']:<6} {chk['name']}: [{color}]{chk['status']}[/{color}] "
-                f"({chk['duration_s'] * 1000:.1f} ms, on_fail={chk['on_fail']}) {chk['message']}",
+                f"  check {chk['phase']:<6} {escape(chk['name'])}: "  # names hold [col]
+                f"[{color}]{chk['status']}[/{color}] ({chk['duration_s'] * 1000:.1f} ms, "
+                f"on_fail={chk['on_fail']}) {escape(chk['message'])}",
                 markup=True,
             )
         for s in info["output_summaries"]:
@@ -211,36 +299,34 @@ def inspect(ctx: Context, run_id: str, fmt: str | None) -> None:
 
 @main.command()
 @click.argument("component")
-@click.option("--since", help="ISO time or duration ago (e.g. 7d)")
-@click.option("--until", help="ISO time or duration ago")
-@click.option("--limit", type=click.IntRange(1), default=20)
+@filter_options
 @fmt_option(("tree", "json"))
 @pass_ctx
-def history(
-    ctx: Context, component: str, since: str | None, until: str | None, limit: int, fmt: str | None
-) -> None:
-    """Runs of one component, newest first."""
+def history(ctx: Context, component: str, fmt: str | None, **opts: Any) -> None:
+    """Runs of one component, newest first, with params and metrics as columns.
+
+    Filter with --where 'params.model = rf' --where 'metrics.accuracy > 0.9', --tag,
+    --status, --since/--until; sort with --sort 'metrics.accuracy desc'.
+    """
 
     def go() -> None:
-        rows = ctx.queries().history(
-            component, parse_time(since) or 0, parse_time(until) or 2**62, limit
-        )
-        render.emit(ctx.console, rows, fmt or ctx.fmt, render.runs_table(component, rows))
+        rows = ctx.queries().search_runs(make_filter(component, opts))
+        show_runs(ctx, component, rows, opts["columns"], fmt or ctx.fmt)
 
     _run(ctx, go)
 
 
 @main.command()
-@click.option("--limit", type=click.IntRange(1), default=20)
-@click.option("--offset", type=click.IntRange(0), default=0)
+@click.option("--component", help="only runs of this component")
+@filter_options
 @fmt_option(("tree", "json"))
 @pass_ctx
-def runs(ctx: Context, limit: int, offset: int, fmt: str | None) -> None:
-    """Recent runs of all components, newest first (paged)."""
+def runs(ctx: Context, component: str | None, fmt: str | None, **opts: Any) -> None:
+    """Recent runs of all components, newest first (paged; same filters as history)."""
 
     def go() -> None:
-        rows = ctx.queries().runs(limit, offset)
-        render.emit(ctx.console, rows, fmt or ctx.fmt, render.runs_table("runs", rows))
+        rows = ctx.queries().search_runs(make_filter(component, opts))
+        show_runs(ctx, component or "runs", rows, opts["columns"], fmt or ctx.fmt)
 
     _run(ctx, go)
 
@@ -282,9 +368,17 @@ def stale(ctx: Context, older_than: str | None, show_all: bool, fmt: str | None)
 
 
 @main.command("config")
-def show_config() -> None:
-    """List every MLTRACE_ setting (precedence: flag/argument > env var > default)."""
-    click.echo(describe())
+@fmt_option(("tree", "json"))
+@pass_ctx
+def show_config(ctx: Context, fmt: str | None) -> None:
+    """Every MLTRACE_ setting: default, current value and where it came from.
+
+    Precedence: flag/argument > MLTRACE_* environment variable > default.
+    """
+    given = (ctx.db, ctx.server, ctx.token)
+    rows = explain({g.name: g.value for g in given if g.rank >= FLAG})
+    columns = ("env", "value", "source", "default", "help")
+    render.emit(ctx.console, rows, fmt or ctx.fmt, render.rows_table("settings", rows, columns))
 
 
 def _register_serve() -> None:
@@ -293,11 +387,20 @@ def _register_serve() -> None:
     except ModuleNotFoundError as exc:  # the collector extra is not installed
         if exc.name not in {"fastapi", "grpc", "uvicorn", "starlette", "prometheus_client"}:
             raise
+        missing = missing_message(exc.name, extra="collector", feature="otel-mltrace serve")
+
+        @main.command("serve", context_settings={"ignore_unknown_options": True})
+        @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+        def serve_missing(args: tuple[str, ...]) -> None:
+            """Run the collector (needs the collector extra)."""
+            raise click.ClickException(missing)
+
         return
     main.add_command(serve_command)
 
 
 _register_serve()
+import otel_mltrace.cli_compare  # noqa: E402  (registers compare)
 import otel_mltrace.cli_review  # noqa: E402,F401  (registers flag, unflag, flags, review)
 
 if __name__ == "__main__":  # `python -m otel_mltrace.cli`: use the imported module's group,

@@ -33,6 +33,12 @@ def default_index_path() -> str:
     return str(Path(base) / "otel-mltrace" / "index.db")
 
 
+def default_spool_dir() -> str:
+    """Where OTLP runs wait while the collector cannot take them: next to the embedded
+    index, ``$XDG_DATA_HOME/otel-mltrace/spool`` (one subdirectory per endpoint)."""
+    return str(Path(default_index_path()).parent / "spool")
+
+
 def default_decode_workers() -> int:
     """Collector ingest worker processes when not configured: one per usable CPU (at most
     4), none on a single CPU (a worker there would only add a process hop)."""
@@ -48,6 +54,20 @@ def _parse_bool(raw: str) -> bool:
     if low in {"0", "false", "no", "off", ""}:
         return False
     raise ValueError(f"expected a boolean (true/false/1/0), got {raw!r}")
+
+
+def _parse_check_errors(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"warn", "fail"}:
+        raise ValueError(f"expected warn or fail, got {raw!r}")
+    return value
+
+
+def _positive_seconds(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:  # also rejects nan
+        raise ValueError(f"expected a number of seconds > 0, got {raw!r}")
+    return value
 
 
 def _parse_headers(raw: str) -> dict[str, str]:
@@ -87,8 +107,15 @@ _ALL = [
     _s("headers", _parse_headers, None, "extra OTLP headers, k=v,k2=v2"),
     _s("index", str, default_index_path, "embedded SQLite index path (no endpoint)"),
     _s("export_timeout", float, 10.0, "seconds an export may block at shutdown"),
+    _s("queue_size", int, 8192, "finished spans held in memory; full = wait (embedded) or spool"),
+    _s("spool_dir", str, default_spool_dir, "OTLP spool: runs the collector could not take yet"),
+    _s("spool_max_bytes", int, 256 * 1024 * 1024, "spool size cap (drops are counted; 0 = off)"),
     _s("stat_cache", str, None, "path of the persistent artifact stat cache (unset = memory)"),
-    _s("disabled", _parse_bool, False, "turn the SDK into a no-op"),
+    _s("disabled", _parse_bool, False, "runs execute, nothing is exported, indexed or spooled"),
+    _s("check_errors", _parse_check_errors, "warn", "a check that cannot run: warn or fail"),
+    _s("metric_series_points", int, 1000, "points kept per metric series and run (thinned)"),
+    _s("announce_runs", _parse_bool, True, "announce open runs by a start record (SIGKILL / OOM)"),
+    _s("handle_sigterm", _parse_bool, True, "on SIGTERM end open runs as error and flush"),
     # collector
     _s("db", str, default_index_path, "collector store: SQLite path or postgresql:// URL"),
     _s("grpc_address", str, "127.0.0.1:4317", "OTLP/gRPC listen address"),
@@ -110,7 +137,7 @@ _ALL = [
     _s("forward_protocol", str, "grpc", "downstream protocol: grpc or http/protobuf"),
     _s("forward_queue_size", int, 10000, "spans held for forwarding before drops"),
     _s("forward_hold_seconds", float, 2.0, "wait for late producers before forwarding"),
-    _s("forward_spill_dir", str, None, "spill the forward queue to this directory"),
+    _s("forward_spill_dir", str, None, "forward queue dir (default: beside the db; memory: off)"),
     _s("forward_spill_max_bytes", int, 256 * 1024 * 1024, "bound of the forward spill dir"),
     _s("forward_headers", _parse_headers, None, "headers on forwarded exports, k=v,k2=v2"),
     _s("forward_insecure", _parse_bool, False, "plaintext gRPC to a host:port endpoint"),
@@ -122,6 +149,7 @@ _ALL = [
     _s("drift_thresholds", str, None, "drift alert thresholds, e.g. psi=0.25,js=0.1,ks=0.1"),
     _s("histogram_buckets", str, None, "histogram bounds: component/output=b1,b2;*/score=..."),
     _s("stale_after_seconds", float, 86400.0, "inputs older than this make a run stale"),
+    _s("abandon_after", _positive_seconds, 86400.0, "seconds until an unended run is abandoned"),
     # CLI
     _s("server", str, None, "collector base URL for CLI queries (instead of --db)"),
 ]
@@ -171,9 +199,3 @@ def otlp_endpoint_from_env(environ: Mapping[str, str] | None = None) -> str | No
         if env.get(var):
             return env[var]
     return None
-
-
-def describe() -> str:
-    """A table of every setting, for ``otel-mltrace config`` and the README."""
-    rows = [f"{s.env:<32} {s.help}" for s in _ALL]
-    return "\n".join(rows)

@@ -19,7 +19,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from mltrace_collector.processor import decode_request
+from mltrace_collector.processor import decode_request, rejection_message
 from mltrace_collector.store.base import Store, open_store
 
 
@@ -38,10 +38,25 @@ class EmbeddedIndexExporter(SpanExporter):
             return self._store
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        batch = decode_request(encode_spans(spans))
-        if batch.runs or batch.record_chunks:
-            self._open().ingest(batch.runs, batch.record_chunks)
+        self.index_spans(spans)
         return SpanExportResult.SUCCESS
+
+    def index_spans(self, spans: Sequence[ReadableSpan]) -> tuple[int, str]:
+        """Index ``spans`` in one transaction; returns (runs rejected as invalid, why).
+
+        Spans that are not runs (the application's own spans) are accepted, not indexed.
+        """
+        batch = decode_request(encode_spans(spans))
+        if batch.runs or batch.record_chunks or batch.run_starts:
+            self._open().ingest(batch.runs, batch.record_chunks, batch.run_starts)
+        if batch.rejections:
+            return len(batch.rejections), rejection_message(batch.rejections)
+        return 0, ""
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's SQLite connection is not ours to use or close."""
+        self._store = None
+        self._lock = threading.Lock()
 
     def shutdown(self) -> None:
         with self._lock:

@@ -35,19 +35,14 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_mltrace import semconv
 from otel_mltrace._version import __version__
 from otel_mltrace.config import otlp_endpoint_from_env, resolve
+from otel_mltrace.delivery import DeliveryReport, log_undelivered
+from otel_mltrace.delivery_processor import DeliveringProcessor
 
 log = logging.getLogger("otel_mltrace")
-
-_OTLP_LOGGERS = (
-    "opentelemetry.exporter.otlp.proto.grpc.exporter",
-    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
-    "opentelemetry.sdk.trace.export",
-)
 
 
 @dataclass(frozen=True)
@@ -56,87 +51,11 @@ class Configuration:
 
     service_name: str
     mode: str
-    """``"otlp"`` or ``"embedded"``."""
+    """``"otlp"``, ``"embedded"`` or ``"disabled"`` (``MLTRACE_DISABLED``)."""
     destination: str
     provider: TracerProvider
     owns_provider: bool
     tracer: trace.Tracer
-
-
-class _ExportScope(threading.local):
-    active = False
-    last_message = ""
-
-
-_scope = _ExportScope()
-
-
-class _QuietDuringOurExports(logging.Filter):
-    """Drops the OTLP exporter's per-retry log lines while *our* exporter is exporting.
-
-    ``SafeExporter`` logs the loss once instead; other exporters in the process log as usual.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if _scope.active and record.levelno >= logging.WARNING:
-            _scope.last_message = record.getMessage()[:300]
-            return False
-        return True
-
-
-_quiet = _QuietDuringOurExports()
-for _name in _OTLP_LOGGERS:
-    logging.getLogger(_name).addFilter(_quiet)
-
-
-class SafeExporter(SpanExporter):
-    """Wraps an exporter so that failures never reach user code and are logged once."""
-
-    def __init__(self, inner: SpanExporter, destination: str) -> None:
-        self._inner = inner
-        self._destination = destination
-        self._failing = False
-        self.lost_spans = 0
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        _scope.active, _scope.last_message = True, ""
-        try:
-            result = self._inner.export(spans)
-        except Exception as exc:  # an exporter bug must not surface in a pipeline
-            _scope.last_message = f"{type(exc).__name__}: {exc}"
-            result = SpanExportResult.FAILURE
-        finally:
-            _scope.active = False
-        if result is SpanExportResult.SUCCESS:
-            if self._failing:
-                log.warning(
-                    "otel-mltrace: export to %s recovered; %d spans were lost while it failed",
-                    self._destination,
-                    self.lost_spans,
-                )
-                self._failing = False
-            return result
-        self.lost_spans += len(spans)
-        if not self._failing:
-            self._failing = True
-            log.warning(
-                "otel-mltrace: could not export %d spans to %s (%s); the pipeline goes on, "
-                "further losses are counted, not logged. Check the collector is running "
-                "or unset the endpoint to use the embedded index.",
-                len(spans),
-                self._destination,
-                _scope.last_message or "export failed",
-            )
-        return result
-
-    def shutdown(self) -> None:
-        try:
-            self._inner.shutdown()
-        except Exception:  # shutting down must not raise at interpreter exit
-            log.debug("exporter shutdown failed", exc_info=True)
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._inner.force_flush(timeout_millis)
 
 
 def _git(args: Sequence[str], cwd: str) -> str | None:
@@ -174,26 +93,6 @@ def build_resource(service_name: str, extra: Mapping[str, Any] | None = None) ->
     attrs.update(detect_vcs())
     attrs.update(extra or {})
     return Resource.create(attrs)
-
-
-def _otlp_exporter(
-    endpoint: str, protocol: str, headers: Mapping[str, str] | None, timeout: float
-) -> SpanExporter:
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        insecure = endpoint.startswith("http://")
-        return OTLPSpanExporter(
-            endpoint=endpoint, headers=dict(headers or {}), timeout=timeout, insecure=insecure
-        )
-    if protocol in ("http/protobuf", "http"):
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-            OTLPSpanExporter as HTTPSpanExporter,
-        )
-
-        url = endpoint if endpoint.rstrip("/").endswith("/v1/traces") else endpoint + "/v1/traces"
-        return HTTPSpanExporter(endpoint=url, headers=dict(headers or {}), timeout=timeout)
-    raise ValueError(f"protocol {protocol!r} is not supported; use 'grpc' or 'http/protobuf'")
 
 
 class _SwitchableProcessor(SpanProcessor):
@@ -243,6 +142,9 @@ def configure(
     tracer_provider: TracerProvider | None = None,
     add_exporter: bool = True,
     resource_attributes: Mapping[str, Any] | None = None,
+    queue_size: int | None = None,
+    spool_dir: str | None = None,
+    spool_max: int | None = None,
 ) -> Configuration:
     """Set up where run spans go. See the module docstring for the rules.
 
@@ -257,15 +159,34 @@ def configure(
     if protocol is None and os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL"):
         proto = os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"]
     timeout = float(resolve("export_timeout"))
-    if target is not None:
-        exporter: SpanExporter = _otlp_exporter(target, proto, headers, timeout)
+    queue = int(resolve("queue_size", queue_size))
+    disabled = bool(resolve("disabled"))
+    if disabled:  # MLTRACE_DISABLED: runs execute, nothing is exported, indexed or spooled
+        mode, destination, add_exporter = "disabled", "", False
+
+        def build() -> DeliveringProcessor:
+            raise AssertionError("not called: no exporter when disabled")
+    elif target is not None:
+        from otel_mltrace.sender import headers_from_env, make_sender
+        from otel_mltrace.spool import Spool
+
+        sender = make_sender(target, proto, headers or headers_from_env(), timeout)
+        base, cap = resolve("spool_dir", spool_dir), int(resolve("spool_max_bytes", spool_max))
+        spool = Spool.for_endpoint(str(base), target, proto, cap)
         mode, destination = "otlp", target
+
+        def build() -> DeliveringProcessor:
+            return DeliveringProcessor(target, queue_size=queue, sender=sender, spool=spool)
     else:
         from otel_mltrace.embedded import EmbeddedIndexExporter
 
         destination = str(resolve("index", index))
-        exporter = EmbeddedIndexExporter(destination)
         mode = "embedded"
+
+        def build() -> DeliveringProcessor:
+            index_exporter = EmbeddedIndexExporter(destination)
+            return DeliveringProcessor(destination, queue_size=queue, index=index_exporter)
+
     with _lock:
         provider = tracer_provider
         global_provider = trace.get_tracer_provider()
@@ -284,15 +205,7 @@ def configure(
             provider.add_span_processor(_switch)
             _providers_with_switch.add(id(provider))
         old = _switch.delegate
-        _switch.delegate = (
-            BatchSpanProcessor(
-                SafeExporter(exporter, destination),
-                schedule_delay_millis=500,
-                export_timeout_millis=int(timeout * 1000),
-            )
-            if add_exporter
-            else None
-        )
+        _switch.delegate = build() if add_exporter else None
         if old is not None:
             old.shutdown()  # flushes what the previous destination still held
         tracer = provider.get_tracer("otel_mltrace", __version__)
@@ -300,20 +213,42 @@ def configure(
         return _state
 
 
-def shutdown() -> None:
-    """Flush and stop the export path set up by ``configure()`` (also done at exit)."""
+def shutdown(timeout_s: float | None = None) -> DeliveryReport:
+    """Flush and stop the export path set up by ``configure()`` (also done at exit).
+
+    Returns the final :class:`DeliveryReport`; when something was not delivered, one
+    warning line says how much, why, and where it waits (the spool).
+    """
     global _state
     with _lock:
-        _switch.shutdown()
-        _state = None
+        delegate, _switch.delegate = _switch.delegate, None
+        state, _state = _state, None
+    wait = float(resolve("export_timeout")) if timeout_s is None else timeout_s
+    if isinstance(delegate, DeliveringProcessor):
+        report = delegate.close(wait)
+        log_undelivered(report)
+        return report
+    if delegate is not None:
+        delegate.shutdown()
+    return DeliveryReport("none", state.destination if state else "")
 
 
 atexit.register(shutdown)
 
 
-def flush(timeout_s: float = 10.0) -> bool:
-    """Export every finished run span now; True when all were handed over in time."""
-    return _switch.force_flush(int(timeout_s * 1000))
+def flush(timeout_s: float = 10.0) -> DeliveryReport:
+    """Export every finished run span now (OTLP: also send the spool while the collector
+    answers) and say what became of them; ``bool(report)`` is True when all arrived.
+
+    >>> report = flush(timeout_s=5)
+    >>> report.dropped
+    0
+    """
+    delegate = _switch.delegate
+    if isinstance(delegate, DeliveringProcessor):
+        return delegate.flush(timeout_s)
+    state = _state
+    return DeliveryReport("none", state.destination if state else "")
 
 
 def current_configuration() -> Configuration | None:

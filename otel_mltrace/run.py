@@ -20,18 +20,21 @@ import inspect
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from otel_mltrace import _hooks, _validate, semconv
+from otel_mltrace import _hooks, _validate, lifecycle, semconv
 from otel_mltrace._ids import uuid7
 from otel_mltrace.artifacts import artifact_id
 from otel_mltrace.checks import Check, CheckContext, CheckFailed, CheckResult, as_check, run_phase
 from otel_mltrace.distributions import OutputSummary, summarize, to_event_attributes
 from otel_mltrace.provider import get_tracer
+
+if TYPE_CHECKING:
+    from otel_mltrace.metric_series import SeriesSet
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -72,11 +75,13 @@ class Run:
         "_run_token",
         "_code_function",
         "_code_file",
+        "_series",
         "_checks",
         "_data_in",
         "_data_out",
         "check_results",
         "_record_bytes",
+        "_later",
     )
 
     def __init__(
@@ -95,12 +100,13 @@ class Run:
     ) -> None:
         self.component = _validate.component_name(component)
         self.id = run_id if run_id is not None else uuid7()
-        self._checks = [as_check(c) for c in checks or ()]
+        self._checks = [as_check(c) for c in _validate.string_list("checks", checks)]
         self.check_results: list[CheckResult] = []
         """Results of the checks evaluated so far (see ``otel_mltrace.checks``)."""
         self._data_in: dict[str, Any] = {}
         self._data_out: dict[str, Any] = {}
         self._record_bytes = [0, 0]  # record bytes / chunks carried by the run span itself
+        self._later: list[Any] = []  # outputs @component declares after the body
         input_list = _validate.string_list("inputs", inputs)
         self._inputs: list[str] = [_to_id(x) for x in input_list]
         if self._checks:
@@ -110,7 +116,7 @@ class Run:
         if self._checks:
             self._data_out.update(zip(self._outputs, output_list, strict=True))
         initial: dict[str, Any] = {semconv.COMPONENT: self.component, semconv.RUN_ID: self.id}
-        for k, v in (params or {}).items():
+        for k, v in _validate.mapping("params", params).items():
             initial[semconv.PARAM_PREFIX + _validate.key("param", k)] = _validate.param_value(k, v)
         tag_list = _validate.string_list("tags", tags)
         if tag_list:
@@ -122,6 +128,7 @@ class Run:
         self._run_token: contextvars.Token[Run | None] | None = None
         self._code_function = code_function
         self._code_file = code_file
+        self._series: SeriesSet | None = None
 
     # -- context manager -------------------------------------------------------------------
     def __enter__(self) -> Run:
@@ -140,6 +147,7 @@ class Run:
         self._span = get_tracer().start_span(self.component, kind=self._kind, attributes=attrs)
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
         self._run_token = _current.set(self)
+        lifecycle.run_started(self, self._span)  # start record; SIGTERM handler
         if self._checks:
             try:
                 run_phase(self, self._checks, "before", self._check_context("before"))
@@ -158,7 +166,8 @@ class Run:
         tb: TracebackType | None,
     ) -> None:
         span = self._span
-        if span is None:
+        if span is None:  # ended already (SIGTERM, see _terminate): only the context is left
+            self._reset_context()
             return
         if exc is None and self._checks:
             try:
@@ -170,17 +179,41 @@ class Run:
             span.set_attribute(semconv.INPUTS, self._inputs)
         if self._outputs:
             span.set_attribute(semconv.OUTPUTS, self._outputs)
+        series = self._series.to_json() if self._series is not None else None
+        if series is not None:
+            span.set_attribute(semconv.METRIC_SERIES, series)
         if exc is not None:
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
         else:
             span.set_status(Status(StatusCode.OK))
-        if self._run_token is not None:
-            _current.reset(self._run_token)
-        if self._token is not None:
-            otel_context.detach(self._token)  # type: ignore[arg-type]
+        self._reset_context()
+        lifecycle.run_ended(self)
         span.end()
         self._span = None
+
+    def _reset_context(self) -> None:
+        if self._run_token is not None:
+            _current.reset(self._run_token)
+            self._run_token = None
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
+
+    def _terminate(self, message: str) -> None:
+        """End the run now with status error and ``message`` (the process is being killed:
+        see ``otel_mltrace.lifecycle``). The ``with`` block, if it still unwinds, only
+        restores the context."""
+        span, self._span = self._span, None
+        lifecycle.run_ended(self)
+        if span is None:
+            return
+        if self._inputs:
+            span.set_attribute(semconv.INPUTS, self._inputs)
+        if self._outputs:
+            span.set_attribute(semconv.OUTPUTS, self._outputs)
+        span.set_status(Status(StatusCode.ERROR, message))
+        span.end()
 
     # -- recording -------------------------------------------------------------------------
     @property
@@ -230,19 +263,37 @@ class Run:
         >>> out = run.add_output("predictions.csv")                       # doctest: +SKIP
         >>> run.log_records(out, pred_ids, sources=feature_row_ids)      # doctest: +SKIP
         """
+        from otel_mltrace._outputs import output_of
         from otel_mltrace.records import emit_records
 
-        return emit_records(self, output, ids, sources)
+        return emit_records(self, output_of(self, output), ids, sources)
 
     def log_param(self, key: str, value: Any) -> None:
         """Record a scalar parameter (str, bool, int, float) as ``mltrace.param.<key>``."""
         k = _validate.key("param", key)
         self.span.set_attribute(semconv.PARAM_PREFIX + k, _validate.param_value(k, value))
 
-    def log_metric(self, key: str, value: Any) -> None:
-        """Record a numeric metric of the run as ``mltrace.metric.<key>``."""
+    def log_metric(
+        self, key: str, value: Any, step: int | None = None, timestamp: Any = None
+    ) -> None:
+        """Record a numeric metric as ``mltrace.metric.<key>`` (the last value wins there).
+
+        Logged more than once, the series (``step``: int, default the call number;
+        ``timestamp``: datetime or Unix seconds, default now) is kept, bounded per run:
+        see ``otel_mltrace.metric_series``.
+
+        >>> for epoch in range(10):                                   # doctest: +SKIP
+        ...     run.log_metric("loss", train_epoch(), step=epoch)
+        """
         k = _validate.key("metric", key)
-        self.span.set_attribute(semconv.METRIC_PREFIX + k, _validate.metric_value(k, value))
+        number = _validate.metric_value(k, value)
+        if self._series is None:
+            from otel_mltrace.config import resolve
+            from otel_mltrace.metric_series import SeriesSet
+
+            self._series = SeriesSet(int(resolve("metric_series_points")))
+        self._series.add(k, number, step, timestamp)
+        self.span.set_attribute(semconv.METRIC_PREFIX + k, number)
 
     def log_output(self, name: str, values: Any, kind: str | None = None) -> OutputSummary:
         """Summarize an output's values (numbers or categories; nulls counted) as a span event.
@@ -327,6 +378,10 @@ def component(
     if callable(name):
         return component()(name)
 
+    for kind, names in (("inputs", inputs), ("outputs", outputs), ("params", params)):
+        _validate.name_list(kind, names)
+    _validate.string_list("checks", checks)
+
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         comp = _validate.component_name(name if name is not None else fn.__name__)
         sig = inspect.signature(fn)
@@ -352,6 +407,7 @@ def component(
             )
             if checks:
                 r._data_in = {a: values[a] for a in inputs}
+            r._later = [values[o] for o in outputs if o != "return"]
             return r, values
 
         def finish(r: Run, values: dict[str, Any], result: Any) -> None:

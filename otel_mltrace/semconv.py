@@ -30,6 +30,9 @@ PARAM_PREFIX: Final = "mltrace.param."
 """``mltrace.param.<name>``: scalar parameter of the run."""
 METRIC_PREFIX: Final = "mltrace.metric."
 """``mltrace.metric.<name>``: numeric metric of the run."""
+METRIC_SERIES: Final = "mltrace.metric_series"
+"""JSON object: metric name -> its series (``otel_mltrace.metric_series``), for metrics
+logged more than once."""
 
 # Semantic-convention attributes describing the code version (OTel semconv names).
 VCS_REVISION: Final = "vcs.ref.head.revision"
@@ -108,6 +111,21 @@ PARENT_RUN_ID: Final = "mltrace.parent.run.id"
 """string: on a run started inside another run, the enclosing run's ID."""
 PARENT_COMPONENT: Final = "mltrace.parent.component"
 """string: on a run started inside another run, the enclosing run's component."""
+
+# --- run start records (killed runs) ------------------------------------------------------
+RUN_START_SPAN_NAME: Final = "mltrace.run.start"
+"""Name of a *run start record*: a zero-length child span of a run span, ended (and sent
+promptly) when the run starts, so that a run whose process is SIGKILLed or OOM-killed
+still shows in the index: as ``running``, then ``abandoned`` once it has not ended
+within ``MLTRACE_ABANDON_AFTER`` seconds. It carries no ``mltrace.component`` (so it is
+never taken for the run itself, nor for a second span of the same run ID); the run's own
+span supersedes it whenever it arrives, before or after, however often either is retried.
+Turned off with ``MLTRACE_ANNOUNCE_RUNS=false``."""
+RUN_START_RUN_ID: Final = "mltrace.run_start.run.id"
+"""string, required on a start record: the ID of the run being announced (``mltrace.run.id``
+of the run span that will follow)."""
+RUN_START_COMPONENT: Final = "mltrace.run_start.component"
+"""string, required on a start record: the component of the announced run."""
 
 # --- links added by the collector when forwarding -----------------------------------------
 LINK_ARTIFACT: Final = "mltrace.link.artifact"

@@ -16,6 +16,12 @@ from mltrace_collector.service import Collector, CollectorSettings
 pytest_plugins = ["tests.servers.fixtures", "tests.servers.fixtures_prometheus"]
 
 
+@pytest.fixture(autouse=True)
+def _private_spool(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """OTLP runs a test could not deliver wait in its own spool, not the user's one."""
+    monkeypatch.setenv("MLTRACE_SPOOL_DIR", str(tmp_path / "otlp-spool"))
+
+
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """Run spans land in memory (the SDK's own export path is off)."""

@@ -1,7 +1,9 @@
 """Build OTLP trace requests by hand (run spans and plain spans) and send them over gRPC.
 
 Used by the forwarding tests and ``benchmarks/bench_forwarding.py`` where the SDK would be
-too slow or too indirect (exact trace IDs, exact timing, pre-encoded batches).
+too slow or too indirect (exact trace IDs, exact timing, pre-encoded batches), and by the
+tests of the C reader (``value``/``kvs`` from Python values, ``varint``/``tag``/``ld`` for
+hand-written wire bytes).
 
 Example::
 
@@ -15,13 +17,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
@@ -34,6 +37,56 @@ def _kv(key: str, value: str | list[str]) -> KeyValue:
         array = ArrayValue(values=[AnyValue(string_value=v) for v in value])
         return KeyValue(key=key, value=AnyValue(array_value=array))
     return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def value(v: Any) -> AnyValue:
+    """Python -> AnyValue: bool, int, float, str, bytes, dict (kvlist), list (array), None."""
+    if isinstance(v, AnyValue):
+        return v
+    if v is None:
+        return AnyValue()
+    if isinstance(v, bool):
+        return AnyValue(bool_value=v)
+    if isinstance(v, int):
+        return AnyValue(int_value=v)
+    if isinstance(v, float):
+        return AnyValue(double_value=v)
+    if isinstance(v, bytes):
+        return AnyValue(bytes_value=v)
+    if isinstance(v, dict):
+        return AnyValue(kvlist_value=KeyValueList(values=kvs(v)))
+    if isinstance(v, list | tuple):
+        return AnyValue(array_value=ArrayValue(values=[value(x) for x in v]))
+    return AnyValue(string_value=str(v))
+
+
+def kvs(attrs: dict[str, Any] | Sequence[tuple[str, Any]]) -> list[KeyValue]:
+    """Attributes from a dict or (key, value) pairs (duplicate keys kept, in order)."""
+    items = attrs.items() if isinstance(attrs, dict) else attrs
+    return [KeyValue(key=k, value=value(v)) for k, v in items]
+
+
+# --- hand-written wire bytes (protobuf encoding) ------------------------------------------
+
+
+def varint(n: int) -> bytes:
+    """Base-128 varint; negative numbers as their 64-bit two's complement (as int64 is)."""
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def tag(field: int, wire_type: int) -> bytes:
+    return varint(field << 3 | wire_type)
+
+
+def ld(field: int, payload: bytes) -> bytes:
+    """A length-delimited field: ``tag(field, 2)``, length, payload."""
+    return tag(field, 2) + varint(len(payload)) + payload
 
 
 def run_span(

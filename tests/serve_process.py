@@ -62,23 +62,32 @@ class ServeProcess:
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         attempts: int = 3,
+        ports: tuple[int, int] | None = None,
+        python: str | None = None,
     ) -> ServeProcess:
-        """Start the collector on ``db`` (SQLite path or URL); its output goes to ``log``."""
+        """Start the collector on ``db`` (SQLite path or URL); its output goes to ``log``.
+        ``python``: another interpreter (a virtual environment with otel-mltrace installed),
+        run outside this repository so that it imports its own installed copy."""
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("MLTRACE_")}
         child_env.update(env or {})
-        child_env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + child_env.get("PYTHONPATH", "")
+        cwd = REPO_ROOT
+        if python is None:
+            child_env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + child_env.get("PYTHONPATH", "")
+        else:
+            child_env.pop("PYTHONPATH", None)
+            cwd = log.parent
         last = ""
         for _ in range(attempts):
-            grpc_port, http_port = free_port(), free_port()
+            grpc_port, http_port = ports or (free_port(), free_port())  # (gRPC, HTTP)
             cmd = [
-                sys.executable, "-m", "otel_mltrace.cli", "serve", "--db", db,
+                python or sys.executable, "-m", "otel_mltrace.cli", "serve", "--db", db,
                 "--grpc-address", f"127.0.0.1:{grpc_port}",
                 "--http-address", f"127.0.0.1:{http_port}",
                 *extra_args,
             ]  # fmt: skip
             with log.open("ab") as out:
                 proc = subprocess.Popen(
-                    cmd, stdout=out, stderr=subprocess.STDOUT, env=child_env, cwd=REPO_ROOT
+                    cmd, stdout=out, stderr=subprocess.STDOUT, env=child_env, cwd=cwd
                 )
             serve = cls(proc, grpc_port, http_port, log)
             if serve._wait_healthy():

@@ -55,6 +55,19 @@ def test_trace_formats(index: tuple[str, str, str]) -> None:
     assert json.loads(out)["truncated"] is True
 
 
+def test_group_format_a_command_cannot_show_is_a_usage_error(
+    index: tuple[str, str, str],
+) -> None:
+    db, model, _ = index
+    code, out = invoke("--db", db, "--format", "dot", "components")
+    assert code == 2 and "--format dot does not apply to 'components'" in out
+    assert "tree or json" in out and "Traceback" not in out
+    code, out = invoke("--db", db, "--format", "json", "components")
+    assert code == 0 and json.loads(out)[0]["component"] in {"clean", "train"}
+    code, out = invoke("--db", db, "--format", "dot", "trace", model)
+    assert code == 0 and out.startswith("digraph lineage {")
+
+
 def test_run_and_component_queries(index: tuple[str, str, str]) -> None:
     db, _, train_id = index
     # a prefix past the UUIDv7 millisecond field: runs started in the same ms share 13 chars
@@ -90,6 +103,13 @@ def test_errors_name_the_value_and_exit_nonzero(
 def test_config_lists_every_setting() -> None:
     code, out = invoke("config")
     assert code == 0 and "MLTRACE_INDEX" in out and "MLTRACE_AUTH_TOKEN" in out
+
+
+def test_parse_time_reads_utc_z_suffix() -> None:
+    from otel_mltrace.cli import parse_time
+
+    assert parse_time("2026-01-01T00:00:00Z") == 1767225600 * 10**9
+    assert parse_time("2026-01-01T00:00:00+00:00") == 1767225600 * 10**9
 
 
 def test_parse_duration() -> None:

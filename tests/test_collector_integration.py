@@ -449,7 +449,7 @@ def test_graph_formats(deployment: Deployment, mode: str) -> None:
     dot = cli(dep, mode, ["trace", target, "--format", "dot"], real=True)  # the console script
     assert dot.strip().startswith("digraph lineage {") and dot.strip().endswith("}")
     nodes, edges = _dot(dot)
-    boxes = sorted(label.split("\\n")[0] for shape, label in nodes.values() if shape == "box")
+    boxes = sorted(label.split("\n")[0] for shape, label in nodes.values() if shape == "box")
     assert boxes == ["featurize", "ingest", "predict", "split", "train"]
     ellipses = [label for shape, label in nodes.values() if shape == "ellipse"]
     assert len(ellipses) == len(graph["artifacts"]) == 8

@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from mltrace_collector.compare import compare
+from mltrace_collector.queries import LineageQueries
 from mltrace_collector.store import Store, open_store
 from otel_mltrace import artifact_id
 
@@ -73,6 +75,8 @@ class Digits:
     """Component -> its run from the first (unshifted) pipeline."""
     rerun: Row
     """A second ``featurize`` run on unchanged inputs."""
+    retrain: Row
+    """A second ``train`` run, C=0.5, on the first pipeline's features."""
     shifted: dict[str, Row]
     """Component -> its run from the pipeline on shifted raw data."""
     raw_id: str
@@ -115,6 +119,9 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Digits]:
     proc = _run(["examples.digits.featurize", "--workdir", str(workdir)], env)
     assert proc.returncode == 0, proc.stderr
     t2 = time.time_ns()
+    proc = _run(["examples.digits.train", "--workdir", str(workdir), "--C", "0.5"], env)
+    assert proc.returncode == 0, proc.stderr
+    t2b = time.time_ns()
     _pipeline(workdir, env, "--shift", "3")
     t3 = time.time_ns()
 
@@ -125,7 +132,8 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Digits]:
             store=store,
             first=_runs_between(store, t0, t1),
             rerun=_runs_between(store, t1, t2)["featurize"],
-            shifted=_runs_between(store, t2, t3),
+            retrain=_runs_between(store, t2, t2b)["train"],
+            shifted=_runs_between(store, t2b, t3),
             raw_id=raw_id,
             predictions=predictions,
             metrics=metrics,
@@ -243,3 +251,81 @@ def test_a_failing_step_stops_the_pipeline_and_is_named(tmp_path: Path) -> None:
     finally:
         store.close()
     assert status == {"ingest": "ok", "split": "error"}
+
+
+def _uri(aid: str) -> str:
+    return aid.rpartition("@")[0]
+
+
+# -- compare: where two pipeline runs part, and what two trainings share -------------------
+
+
+def _mirror(result: dict[str, Any]) -> dict[str, Any]:
+    """What compare(B, A) must be, given compare(A, B)."""
+    (d,) = result["lineage"]
+    swap = {"a": d["b"], "b": d["a"]}
+    return {
+        "params": [{**p, "values": p["values"][::-1], "present": p["present"][::-1]}
+                   for p in result["params"]],
+        "first": [{**f, "a": f["b"], "b": f["a"], "description": None,
+                   "produced_by": {"a": f["produced_by"]["b"], "b": f["produced_by"]["a"]}}
+                  for f in d["first_divergence"]],
+        "artifacts": [{**a, "a": a["b"], "b": a["a"]} for a in d["artifacts"]],
+        "shared": d["shared_runs"], **swap,
+    }  # fmt: skip
+
+
+def _view(result: dict[str, Any]) -> dict[str, Any]:
+    (d,) = result["lineage"]
+    return {
+        "params": result["params"], "artifacts": d["artifacts"],
+        "first": [{**f, "description": None} for f in d["first_divergence"]],
+        "shared": d["shared_runs"], "a": d["a"], "b": d["b"],
+    }  # fmt: skip
+
+
+def test_shifted_raw_data_diverges_first_where_ingest_reads_it(digits: Digits) -> None:
+    a, b = digits.first["predict"]["run_id"], digits.shifted["predict"]["run_id"]
+    result = compare(LineageQueries(digits.store), [a, b])
+    (diff,) = result["lineage"]
+    (first,) = diff["first_divergence"]
+    assert first["uri"] == _uri(digits.raw_id) and first["read_by"] == ["ingest"]
+    assert first["cause"] == "different raw data (no run produced either version)"
+    assert first["a"] != first["b"] and "everything downstream" in first["description"]
+    assert diff["shared_runs"] == [] and not result["identical"]
+    # every other difference is downstream of the first divergence, ingest's output first
+    by_uri = {x["uri"]: x for x in diff["artifacts"]}
+    assert not by_uri[_uri(digits.raw_id)]["same"]
+    ingest_out = {
+        io["uri"] for io in digits.store.run_io(digits.first["ingest"]["run_id"])
+        if io["direction"] == "out"
+    }  # fmt: skip
+    assert ingest_out and all(not by_uri[u]["same"] for u in ingest_out)
+    differing = [x for x in diff["artifacts"] if not x["same"] and x["uri"] != _uri(digits.raw_id)]
+    assert differing and all(x["uri"] != first["uri"] for x in differing)
+    assert _view(compare(LineageQueries(digits.store), [b, a])) == _mirror(result)
+
+
+def test_two_trainings_on_the_same_features_differ_in_params_only_upstream(digits: Digits) -> None:
+    a, b = digits.first["train"]["run_id"], digits.retrain["run_id"]
+    result = compare(LineageQueries(digits.store), [a, b])
+    params = {p["name"]: p for p in result["params"]}
+    assert params["C"]["differs"] and params["C"]["values"] == [1.0, 0.5]
+    assert not params["max_iter"]["differs"]
+    (diff,) = result["lineage"]
+    assert diff["identical"] and diff["first_divergence"] == []
+    assert all(x["same"] for x in diff["artifacts"])
+    shared = {s["component"] for s in diff["shared_runs"]}
+    # the retrain read the features as written (byte-identical) by the featurize re-run
+    assert shared == {"ingest", "split"}
+    assert [r["component"] for r in diff["differing_runs"]] == ["featurize"]
+    assert f"upstream of {b}: identical to {a}" in result["summary"]
+    assert _view(compare(LineageQueries(digits.store), [b, a])) == _mirror(result)
+
+
+def test_a_run_compared_with_itself(digits: Digits) -> None:
+    a = digits.first["evaluate"]["run_id"]
+    result = compare(LineageQueries(digits.store), [a, a])
+    assert result["same_run"] and result["identical"]
+    assert result["summary"] == ["the same run compared with itself: no differences"]
+    assert not any(p["differs"] for p in (*result["params"], *result["metrics"]))

@@ -238,9 +238,23 @@ def test_retries_honor_the_downstream_retry_delay(tmp_path: Path, protocol: str)
         b.stop()
 
 
+def test_forward_queue_is_written_ahead_beside_the_index_by_default(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    a, fwd = forwarding_collector(tmp_path, dead, forward_hold_seconds=0)
+    try:
+        send_grpc(a.grpc_endpoint, request([run_span("clean")]).SerializeToString())
+        spill = tmp_path / "upstream.db-forward-spill"
+        assert fwd.spill is not None and Path(fwd.settings.forward_spill_dir or "") == spill
+        assert any(p.stat().st_size > 0 for p in spill.iterdir())  # acknowledged => on disk
+    finally:
+        a.stop(grace_s=0.5)
+
+
 def test_queue_bound_drops_are_counted_and_ingest_never_blocks(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: UNAVAILABLE forever
-    a, fwd = forwarding_collector(tmp_path, dead, forward_queue_size=200, forward_hold_seconds=0)
+    a, fwd = forwarding_collector(
+        tmp_path, dead, forward_queue_size=200, forward_hold_seconds=0, forward_spill_dir="memory"
+    )
     try:
         sent_runs = 0
         for _ in range(20):

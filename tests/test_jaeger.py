@@ -158,7 +158,11 @@ def test_jaeger_outage_keeps_ingest_whole_and_forwards_the_queue_after_recovery(
 ) -> None:
     queue = 3000
     collector, fwd = start_forwarding(
-        tmp_path, jaeger.otlp_grpc, forward_queue_size=queue, forward_hold_seconds=0
+        tmp_path,
+        jaeger.otlp_grpc,
+        forward_queue_size=queue,
+        forward_hold_seconds=0,
+        forward_spill_dir="memory",  # this test measures the in-memory queue's bound
     )
     # SQLite's writer page cache (64 MiB) fills as the index grows by ~19k runs; keep it
     # small here so the RSS measured below shows the forward queue, not the index cache.

@@ -31,7 +31,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from tests.leakcheck import traced_growth
-from tests.otlp_builders import plain_span, request, run_span
+from tests.otlp_builders import ld, plain_span, request, run_span, tag, varint
 
 _otlp_fast = pytest.importorskip(
     "mltrace_collector._otlp_fast",
@@ -139,26 +139,6 @@ def code(n: int) -> Status.StatusCode.ValueType:
 
 def body_of(*spans: Span) -> bytes:
     return request(list(spans), service="otlp-fast").SerializeToString()
-
-
-def tag(field: int, wire_type: int) -> bytes:
-    return varint(field << 3 | wire_type)
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def ld(field: int, payload: bytes) -> bytes:
-    return tag(field, 2) + varint(len(payload)) + payload
 
 
 # Unknown fields of every wire type (field numbers no OTLP message uses).

@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 from opentelemetry.sdk.trace import TracerProvider
@@ -36,8 +35,10 @@ from mltrace_collector.receivers.otlp_json import parse_otlp_json, to_otlp_json
 from otel_mltrace import semconv
 from otel_mltrace.checks import Check, expect_null_ratio, expect_range, expect_rows
 from otel_mltrace.distributions import summarize, to_event_attributes
-from tests.otlp_builders import plain_span, run_span
+from tests.otlp_builders import kvs, plain_span, run_span, value
+from tests.otlp_builders import ld as _ld
 from tests.otlp_builders import request as builder_request
+from tests.otlp_builders import varint as _varint
 
 FAST = processor.walk_spans
 _SKIP_REASON = (
@@ -138,32 +139,6 @@ def paths(monkeypatch: pytest.MonkeyPatch) -> Paths:
 
 
 # --- building blocks ----------------------------------------------------------------------
-
-
-def value(v: Any) -> AnyValue:
-    """Python -> AnyValue as tests/test_processor.py does, plus maps, bytes and None."""
-    if isinstance(v, AnyValue):
-        return v
-    if v is None:
-        return AnyValue()
-    if isinstance(v, bool):
-        return AnyValue(bool_value=v)
-    if isinstance(v, int):
-        return AnyValue(int_value=v)
-    if isinstance(v, float):
-        return AnyValue(double_value=v)
-    if isinstance(v, bytes):
-        return AnyValue(bytes_value=v)
-    if isinstance(v, dict):
-        return AnyValue(kvlist_value=KeyValueList(values=kvs(v)))
-    if isinstance(v, list | tuple):
-        return AnyValue(array_value=ArrayValue(values=[value(x) for x in v]))
-    return AnyValue(string_value=str(v))
-
-
-def kvs(attrs: dict[str, Any] | Sequence[tuple[str, Any]]) -> list[KeyValue]:
-    items = attrs.items() if isinstance(attrs, dict) else attrs
-    return [KeyValue(key=k, value=value(v)) for k, v in items]
 
 
 def span(
@@ -585,20 +560,6 @@ def _resource_cases() -> Iterator[tuple[str, ExportTraceServiceRequest]]:
 
 
 # --- non-canonical wire encodings (as a receiver may get them) ----------------------------
-
-
-def _varint(n: int) -> bytes:
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _ld(field: int, payload: bytes) -> bytes:
-    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
 
 
 def _vi(field: int, number: int) -> bytes:

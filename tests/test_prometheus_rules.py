@@ -22,6 +22,7 @@ ALERTS = (
     "MltraceNoRunMetrics",
     "MltraceOutputNullRatioSpike",
     "MltraceOutputEmpty",
+    "MltraceExportsRefusedForCompression",
 )
 
 

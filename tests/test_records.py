@@ -91,12 +91,13 @@ def test_large_batches_stay_under_otlp_message_limits() -> None:
 
 def test_log_records_rejects_bad_input(spans: object) -> None:
     with mlt.run("predict") as run:
+        out = run.add_output(b"rows", uri="mem://out")
         with pytest.raises(ValueError, match="sources has 1 entries but ids has 2"):
-            run.log_records("out", ["a", "b"], sources=["x"])
+            run.log_records(out, ["a", "b"], sources=["x"])
         with pytest.raises(ValueError, match=r"ids\[1\] is empty"):
-            run.log_records("out", ["a", ""])
+            run.log_records(out, ["a", ""])
         with pytest.raises(TypeError, match="not one str"):
-            run.log_records("out", "abc")
+            run.log_records(out, "abc")
 
 
 def test_chunks_out_of_order_and_duplicated_index_exactly_once(lineage_store: Store) -> None:

@@ -186,7 +186,12 @@ def q(ident: str) -> str:
 
 
 # -- metrics ----------------------------------------------------------------------------
-PER_REPLICA = ("mltrace_ingest_", "mltrace_forward_", "mltrace_exporter_leader")
+PER_REPLICA = (
+    "mltrace_ingest_",
+    "mltrace_forward_",
+    "mltrace_receiver_",
+    "mltrace_exporter_leader",
+)
 TIME_DEPENDENT = ("mltrace_component_input_age_seconds",)
 
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -83,6 +83,7 @@ def test_unreachable_collector_never_raises_and_logs_once(
     protocol: str,
 ) -> None:
     monkeypatch.setenv("MLTRACE_EXPORT_TIMEOUT", "1")
+    monkeypatch.setenv("MLTRACE_SPOOL_DIR", str(tmp_path / "spool"))
     endpoint = f"http://127.0.0.1:{_closed_port()}"
     mlt.configure(service_name="down", endpoint=endpoint, protocol=protocol)
     caplog.set_level(logging.WARNING)
@@ -90,7 +91,8 @@ def test_unreachable_collector_never_raises_and_logs_once(
     for batch in range(3):
         with mlt.run(f"step{batch}") as r:
             r.log_metric("i", batch)
-        assert mlt.flush(timeout_s=5) in (True, False)  # returns, whatever the outcome
+        report = mlt.flush(timeout_s=5)  # returns, whatever the outcome
+        assert report.pending_in_spool == batch + 1 and report.dropped == 0, report
     elapsed = time.monotonic() - started
     mlt.shutdown()
     ours = [r for r in caplog.records if "otel-mltrace: could not export" in r.getMessage()]
@@ -100,3 +102,17 @@ def test_unreachable_collector_never_raises_and_logs_once(
     assert otlp_noise == []
     # each export is bounded by the 1 s exporter timeout (plus connection set-up)
     assert elapsed < 3 * 5
+
+
+def test_disabled_runs_execute_and_nothing_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLTRACE_DISABLED", "true")
+    db = tmp_path / "index.db"
+    cfg = mlt.configure(service_name="off", index=str(db))
+    assert cfg.mode == "disabled"
+    with mlt.run("step", outputs=["mem://x"], params={"a": 1}) as run:
+        run.log_metric("m", 1.0)
+    report = mlt.shutdown()
+    assert report.mode == "none" and report.delivered == 0 and report
+    assert not db.exists()

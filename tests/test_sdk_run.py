@@ -43,7 +43,7 @@ def test_run_span_carries_wire_contract(spans: InMemorySpanExporter, tmp_path: P
     assert attrs[semconv.METRIC_PREFIX + "rows"] == 1.0
     assert attrs[semconv.TAGS] == ("t",)
     assert attrs[semconv.CODE_FUNCTION] == "test_run_span_carries_wire_contract"
-    span = spans.get_finished_spans()[0]
+    [span] = [s for s in spans.get_finished_spans() if s.name == "clean"]  # not its start record
     assert span.status.status_code is StatusCode.OK
     events = [e for e in span.events if e.name == semconv.OUTPUT_EVENT]
     assert len(events) == 1 and events[0].attributes is not None
@@ -54,7 +54,7 @@ def test_run_span_carries_wire_contract(spans: InMemorySpanExporter, tmp_path: P
 def test_exception_is_recorded_and_reraised(spans: InMemorySpanExporter) -> None:
     with pytest.raises(ZeroDivisionError), mlt.run("train"):
         _ = 1 / 0
-    span = spans.get_finished_spans()[0]
+    [span] = [s for s in spans.get_finished_spans() if s.name == "train"]
     assert span.status.status_code is StatusCode.ERROR
     assert "ZeroDivisionError" in (span.status.description or "")
     assert [e.name for e in span.events] == ["exception"]

@@ -744,7 +744,7 @@ decode_spans(PyObject *module, PyObject *arg)
 #define RUN_ROW_SIZE 20            /* writes._run_row */
 
 enum {
-    S_COMPONENT, S_RUN_ID, S_INPUTS, S_OUTPUTS, S_TAGS, S_RECORDS_RUN_ID,
+    S_COMPONENT, S_RUN_ID, S_INPUTS, S_OUTPUTS, S_TAGS, S_RECORDS_RUN_ID, S_RUN_START_RUN_ID,
     S_SERVICE, S_REVISION, S_REPOSITORY, S_FUNCTION, S_FILE, /* processor._CODE_KEYS order */
     S_PARAM_PREFIX, S_METRIC_PREFIX, S_RESOURCE_PREFIX,
     S_IN, S_OUT, S_UNSET, S_OK, S_ERROR, S_EMPTY_MAP, S_EMPTY_LIST, S_FFFD, S_NUL,
@@ -754,7 +754,7 @@ enum {
 /* UTF-8; S_NUL (the last one) is made apart: it is not a C string. Names: semconv.py. */
 static const char *const string_values[N_STRINGS - 1] = {
     "mltrace.component", "mltrace.run.id", "mltrace.inputs", "mltrace.outputs",
-    "mltrace.tags", "mltrace.records.run.id",
+    "mltrace.tags", "mltrace.records.run.id", "mltrace.run_start.run.id",
     "service.name", "vcs.ref.head.revision", "vcs.repository.url.full", "code.function.name",
     "code.file.path",
     "mltrace.param.", "mltrace.metric.", "resource.",
@@ -1229,6 +1229,10 @@ run_rows(Rows *c, PyObject *t, PyObject *attrs, PyObject *resource, PyObject *st
     item[1] = Py_NewRef(v);
     if (PyBytes_GET_SIZE(trace) != 16 || PyBytes_GET_SIZE(span) != 8)
         goto hand_back;
+    /* a time beyond the index's BIGINT (>= 2^63 ns): the processor rejects the span */
+    if (PyLong_AsUnsignedLongLong(start) > (unsigned long long)INT64_MAX ||
+        PyLong_AsUnsignedLongLong(end) > (unsigned long long)INT64_MAX)
+        goto hand_back;
     /* run ID: mltrace.run.id, else trace-span */
     if ((rc = lookup(attrs, c->s[S_RUN_ID], &v)) < 0)
         goto done;
@@ -1383,7 +1387,10 @@ plain_span(Rows *c, PyObject *t, PyObject *resources, PyObject *stored, PyObject
         if (run < 0)
             return PYERR;
         if (!run) {
+            /* record chunk spans and run start records: handed back to Python */
             int chunks = PyDict_Contains(attrs, c->s[S_RECORDS_RUN_ID]);
+            if (chunks == 0)
+                chunks = PyDict_Contains(attrs, c->s[S_RUN_START_RUN_ID]);
             if (chunks < 0)
                 return PYERR;
             if (!chunks) {

@@ -15,7 +15,10 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Body, FastAPI, HTTPException, Query
 from starlette.types import ASGIApp
 
+from mltrace_collector.api_errors import install_error_answers
+from mltrace_collector.api_query import add_query_routes
 from mltrace_collector.ingest import ExportHandler
+from mltrace_collector.isolation import MAX_STORE_INT
 from mltrace_collector.queries import MAX_DEPTH, LineageQueries, NotFound
 from mltrace_collector.receivers.http_receiver import otlp_traces_route
 from mltrace_collector.receivers.security import BearerAuthMiddleware
@@ -34,13 +37,17 @@ def _answer(fn: Callable[[], T]) -> T:
         raise HTTPException(status_code=400, detail=str(exc)) from None
 
 
-def create_api(queries: LineageQueries, health: Callable[[], dict[str, Any]]) -> FastAPI:
-    """The FastAPI app with the query endpoints (no OTLP route, no auth)."""
+def create_api(
+    queries: LineageQueries, health: Callable[[], dict[str, Any]], *, auth: bool = False
+) -> FastAPI:
+    """The FastAPI app with the query endpoints (no OTLP route, no auth; ``auth``: the
+    OpenAPI document declares 401s)."""
     app = FastAPI(
         title="otel-mltrace collector",
         version=__version__,
         description="Run-level, cross-trace lineage of ML pipelines.",
     )
+    install_error_answers(app, auth=auth)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSON:
@@ -64,7 +71,9 @@ def create_api(queries: LineageQueries, health: Callable[[], dict[str, Any]]) ->
         return _answer(lambda: queries.downstream(id, depth))
 
     @app.get("/api/v1/runs", tags=["runs"])
-    def runs(limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0)) -> JSON:
+    def runs(
+        limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0, le=MAX_STORE_INT)
+    ) -> JSON:
         """Recent runs, newest first."""
         return queries.runs(limit, offset)
 
@@ -81,15 +90,18 @@ def create_api(queries: LineageQueries, health: Callable[[], dict[str, Any]]) ->
     @app.get("/api/v1/components/{component:path}/history", tags=["components"])
     def history(
         component: str,
-        since_ns: int = Query(0, ge=0),
-        until_ns: int = Query(2**62, ge=0),
+        since_ns: int = Query(0, ge=0, le=MAX_STORE_INT),
+        until_ns: int = Query(2**62, ge=0, le=MAX_STORE_INT),
         limit: int = Query(50, ge=1, le=1000),
     ) -> JSON:
         """Runs of one component, newest first, within a time range."""
         return _answer(lambda: queries.history(component, since_ns, until_ns, limit))
 
     @app.get("/api/v1/stale", tags=["components"])
-    def stale(older_than_s: float = Query(86400.0, gt=0), now_ns: int | None = Query(None)) -> JSON:
+    def stale(
+        older_than_s: float = Query(86400.0, gt=0),
+        now_ns: int | None = Query(None, ge=0, le=MAX_STORE_INT),
+    ) -> JSON:
         """Every live run: stale or not, its reasons and the path to a stale upstream run."""
         return queries.stale(older_than_s, now_ns)
 
@@ -121,6 +133,7 @@ def create_api(queries: LineageQueries, health: Callable[[], dict[str, Any]]) ->
         """Upstream runs, components and code revisions ranked by association with flags."""
         return _answer(lambda: queries.review(limit))
 
+    add_query_routes(app, queries)
     return app
 
 
@@ -134,7 +147,7 @@ def create_app(
     extra_routes: Iterable[Any] = (),
 ) -> ASGIApp:
     """The whole HTTP listener: OTLP ``/v1/traces`` + query API + extra routes, with auth."""
-    app = create_api(queries, health)
+    app = create_api(queries, health, auth=auth_token is not None)
     app.router.routes.append(
         otlp_traces_route(handler, max_body_bytes=max_body_bytes, auth_token=auth_token)
     )

@@ -18,10 +18,16 @@ import urllib.request
 from typing import Any
 
 from mltrace_collector.queries import NotFound
+from mltrace_collector.run_search import BadQuery, RunFilter
 
 
 class RemoteError(RuntimeError):
     """The collector could not be reached or answered with an error."""
+
+
+class RemoteBadQuery(RemoteError, BadQuery):
+    """The collector rejected a filter or argument (HTTP 400): the same ``BadQuery`` a
+    local index raises, so callers handle both alike."""
 
 
 class RemoteQueries:
@@ -55,6 +61,8 @@ class RemoteQueries:
                 pass
             if exc.code == 404:
                 raise NotFound(str(detail)) from None
+            if exc.code == 400 and isinstance(detail, str):
+                raise RemoteBadQuery(detail) from None
             raise RemoteError(f"{method} {url} -> HTTP {exc.code}: {detail}") from None
         except urllib.error.URLError as exc:
             raise RemoteError(
@@ -101,3 +109,9 @@ class RemoteQueries:
 
     def review(self, limit: int = 20) -> dict[str, Any]:
         return dict(self._get("/review", limit=limit))
+
+    def search_runs(self, f: RunFilter) -> list[dict[str, Any]]:
+        return list(self._get("/search/runs", **f.validate().to_params()))
+
+    def compare(self, run_ids: list[str], depth: int = 1000) -> dict[str, Any]:
+        return dict(self._get("/compare", run=run_ids, depth=depth))

@@ -46,6 +46,14 @@ from multiprocessing.process import BaseProcess
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from mltrace_collector.fast_rows import decode_rows
+from mltrace_collector.ingest import Rejected
+from mltrace_collector.isolation import (
+    CommitResult,
+    commit_each,
+    drop_duplicates,
+    duplicate_rejections,
+    failure,
+)
 from mltrace_collector.model import DecodedBatch
 from mltrace_collector.processor import decode_request
 from mltrace_collector.store.base import Store, open_store
@@ -80,8 +88,8 @@ def decode_and_prepare(
     batch = decode_request(request, raw)
     runs = len(batch.runs)
     rows = None
-    if batch.runs or batch.record_chunks:
-        rows = prepare(batch.runs, batch.record_chunks)
+    if batch.runs or batch.record_chunks or batch.run_starts:
+        rows = prepare(batch.runs, batch.record_chunks, batch.run_starts)
         if not keep_runs:  # what crosses back to the collector: only what the writer needs
             rows.records = [r for r in rows.records if r.record_chunks or r.checks]
     if not keep_runs:
@@ -114,8 +122,9 @@ def _init_worker() -> None:
 
 Task = tuple[int, bytes, bool]
 """``(task ID, serialized request, keep_runs)``: what the collector sends a worker."""
-Reply = tuple[int, Decoded | None, str | None]
-"""``(task ID, decoded request without its rows, error message)``: one per task."""
+Reply = tuple[int, Decoded | None, str | None, bool]
+"""``(task ID, decoded request without its rows, error message, whether the error is the
+request's data)``: one per task."""
 
 
 Ready = tuple[int, Decoded | None, str | None, Prepared | None]
@@ -123,9 +132,10 @@ Ready = tuple[int, Decoded | None, str | None, Prepared | None]
 
 
 def _commit_loop(conn: Connection, store: Store, ready: queue.Queue[Ready | None]) -> None:
-    """A worker's writer thread: commit everything decoded so far in one transaction, then
-    answer ``(replies, (wall_s, cpu_s) of the commit or None)``. Requests decoded while
-    it commits (or waits for the writers' lock) form the next group."""
+    """A worker's writer thread: commit everything decoded so far in one transaction (one
+    by one if that fails: ``isolation.commit_each``), then answer ``(replies, (wall_s,
+    cpu_s) of the commits or None)``. Requests decoded while it commits (or waits for the
+    writers' lock) form the next group."""
     while True:
         group = [ready.get()]
         while len(group) < MAX_GROUP_REQUESTS and group[-1] is not None:
@@ -134,18 +144,27 @@ def _commit_loop(conn: Connection, store: Store, ready: queue.Queue[Ready | None
             except queue.Empty:
                 break
         items = [item for item in group if item is not None]
-        replies: list[Reply] = [(task_id, decoded, error) for task_id, decoded, error, _ in items]
-        rows = [item[3] for item in items if item[3] is not None]
+        replies: list[Reply] = []
+        writing = [item for item in items if item[3] is not None and item[2] is None]
         commit = None
-        if rows:
+        results: dict[int, CommitResult] = {}
+        if writing:
             wall, cpu = time.perf_counter(), time.thread_time()
-            try:
-                store.ingest_prepared(rows)
-            except Exception as exc:
-                log.exception("store commit of %d requests failed", len(rows))
-                replies = [(t, None, e or f"store commit failed: {exc!r}") for t, _, e in replies]
-            else:
-                commit = (time.perf_counter() - wall, time.thread_time() - cpu)
+            rows = [item[3] for item in writing if item[3] is not None]
+            results = dict(
+                zip([item[0] for item in writing], commit_each(store, rows), strict=True)
+            )
+            commit = (time.perf_counter() - wall, time.thread_time() - cpu)
+        for task_id, decoded, error, task_rows in items:
+            result = results.get(task_id)
+            if isinstance(result, Exception):
+                problem = failure(result)
+                replies.append((task_id, None, str(problem), isinstance(problem, Rejected)))
+                continue
+            if decoded is not None and task_rows is not None and result:
+                duplicates = duplicate_rejections(task_rows, result)
+                decoded.runs = drop_duplicates(decoded.batch, duplicates, decoded.runs)
+            replies.append((task_id, decoded, error, False))
         if replies:
             conn.send((replies, commit))
         if group[-1] is None:
@@ -202,7 +221,12 @@ class WorkerDied(Exception):
 
 
 class IngestFailed(Exception):
-    """A worker could not decode or commit a request (the message says why)."""
+    """A worker could not decode or commit a request (the message says why); ``invalid``:
+    because of the request's data (``ingest.Rejected``)."""
+
+    def __init__(self, message: str, invalid: bool = False) -> None:
+        super().__init__(message)
+        self.invalid = invalid
 
 
 @dataclass(eq=False)
@@ -281,12 +305,12 @@ class IngestWorkers:
             if commit is not None and self._on_commit is not None:
                 self._on_commit(*commit)
             with self._lock:
-                futures = [(worker.pending.pop(t), decoded, error) for t, decoded, error in replies]
-            for future, decoded, error in futures:
+                futures = [(worker.pending.pop(t), *reply) for t, *reply in replies]
+            for future, decoded, error, invalid in futures:
                 if decoded is not None:
                     future.set_result(decoded)
                 else:
-                    future.set_exception(IngestFailed(error or "no reply"))
+                    future.set_exception(IngestFailed(error or "no reply", invalid))
         worker.process.join(5)
         worker.conn.close()
         with self._lock:

@@ -84,8 +84,8 @@ def decode_rows(
 
     runs = len(done) + len(batch.runs)
     rows = None
-    if runs or batch.record_chunks:
-        rows = writes.prepare(batch.runs, batch.record_chunks)
+    if runs or batch.record_chunks or batch.run_starts:
+        rows = writes.prepare(batch.runs, batch.record_chunks, batch.run_starts)
         rows.records = [r for r in rows.records if r.record_chunks or r.checks]
         if done:
             rows = writes._merge([Prepared(run_rows, io, artifacts, [], [], []), rows])

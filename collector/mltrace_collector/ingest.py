@@ -25,6 +25,13 @@ class Overloaded(Exception):
         self.retry_after_s = retry_after_s
 
 
+class Rejected(Exception):
+    """The request holds data the collector cannot store: retrying it cannot help.
+
+    Receivers map it to HTTP 400 and gRPC ``INVALID_ARGUMENT``, with this message.
+    """
+
+
 @dataclass(frozen=True)
 class ExportOutcome:
     """Result of one export: OTLP partial success when ``rejected_spans`` > 0."""

@@ -15,7 +15,7 @@ Example::
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from mltrace_collector.store.base import Row, Store
@@ -40,7 +40,7 @@ PREFETCH_MIN_LEVELS = 3
 def iso(ns: int | None) -> str | None:
     if ns is None:
         return None
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")
 
 
 def run_summary(row: Row) -> dict[str, Any]:

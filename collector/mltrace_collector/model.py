@@ -109,6 +109,21 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class RunStart:
+    """A run start record (``semconv.RUN_START_SPAN_NAME``): the run began and has not
+    necessarily ended. The run's own span, stored in ``runs``, supersedes it."""
+
+    run_id: str
+    component: str
+    trace_id: str
+    span_id: str
+    """The run span's ID (the start record's parent)."""
+    service: str | None
+    start_ns: int
+    parent_run_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Rejection:
     """A span the processor could not accept, with the reason (for OTLP partial success)."""
 
@@ -127,3 +142,5 @@ class DecodedBatch:
     """Spans that are not component runs: accepted, not indexed (still forwarded)."""
     record_chunks: list[RecordChunk] = field(default_factory=list)
     """Chunks from record chunk spans (``RecordChunk.run_id`` set); counted in ``other_spans``."""
+    run_starts: list[RunStart] = field(default_factory=list)
+    """Run start records (``mltrace_collector.run_starts``); counted in ``other_spans``."""

@@ -34,10 +34,12 @@ from mltrace_collector.decode_workers import (
     WorkerDied,
     decode_and_prepare,
 )
-from mltrace_collector.ingest import ExportOutcome, Overloaded
+from mltrace_collector.ingest import ExportOutcome, Overloaded, Rejected
+from mltrace_collector.isolation import commit_each, drop_duplicates, duplicate_rejections, failure
 from mltrace_collector.model import DecodedBatch
 from mltrace_collector.processor import rejection_message
 from mltrace_collector.store.base import Store
+from mltrace_collector.store.identity import StoredRun
 from mltrace_collector.store.writes import Prepared
 
 log = logging.getLogger("mltrace_collector.pipeline")
@@ -49,7 +51,7 @@ MAX_GROUP_RUNS = 20_000
 @dataclass(frozen=True)
 class _Pending:
     rows: Prepared
-    done: Future[None]
+    done: Future[dict[str, StoredRun]]
 
 
 class IngestPipeline:
@@ -108,8 +110,8 @@ class IngestPipeline:
                 decoded = self._workers.ingest(body, keep_runs)
             except WorkerDied as exc:
                 log.error("%s: ingesting its request in the collector process", exc)
-            except IngestFailed as exc:
-                raise RuntimeError(str(exc)) from None  # the receiver reports a failure
+            except IngestFailed as exc:  # the receiver reports a failure
+                raise (Rejected if exc.invalid else RuntimeError)(str(exc)) from None
         if decoded is None:
             decoded = self._commit_here(request, raw, keep_runs)
         batch = decoded.batch
@@ -134,12 +136,14 @@ class IngestPipeline:
         """Decode in this thread and commit through the writer thread's group commit."""
         decoded = decode_and_prepare(request, raw, keep_runs)
         if decoded.rows is not None:
-            done: Future[None] = Future()
+            done: Future[dict[str, StoredRun]] = Future()
             try:
                 self._queue.put_nowait(_Pending(decoded.rows, done))
             except queue.Full:
                 raise Overloaded(self._retry_after_s) from None
-            done.result()  # raises what the store raised: the receiver then reports a failure
+            stored = done.result()  # raises why this request failed: the receiver reports it
+            duplicates = duplicate_rejections(decoded.rows, stored)
+            decoded.runs = drop_duplicates(decoded.batch, duplicates, decoded.runs)
         return decoded
 
     def _count_commit(self, wall_s: float, cpu_s: float) -> None:
@@ -172,17 +176,13 @@ class IngestPipeline:
 
     def _commit(self, group: list[_Pending]) -> None:
         wall, cpu = time.perf_counter(), time.thread_time()
-        try:
-            self.store.ingest_prepared([pending.rows for pending in group])
-        except Exception as exc:
-            runs = sum(len(pending.rows.runs) for pending in group)
-            log.exception("store commit of %d runs failed", runs)
-            for pending in group:
-                pending.done.set_exception(exc)
-            return
+        results = commit_each(self.store, [pending.rows for pending in group])
         self._count_commit(time.perf_counter() - wall, time.thread_time() - cpu)
-        for pending in group:
-            pending.done.set_result(None)
+        for pending, result in zip(group, results, strict=True):
+            if isinstance(result, Exception):
+                pending.done.set_exception(failure(result))
+            else:
+                pending.done.set_result(result)
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Drain: commit everything in flight, then stop the workers and the writer.

@@ -21,7 +21,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from mltrace_collector import run_starts
 from mltrace_collector.checks import decode_check
+from mltrace_collector.isolation import MAX_STORE_INT, timestamp_problem
 from mltrace_collector.model import (
     CheckRecord,
     DecodedBatch,
@@ -324,6 +326,10 @@ def _run_record(
         not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)
     ):
         raise SpanRejected(f"{semconv.TAGS} must be an array of strings")
+    start, end = times
+    if start > MAX_STORE_INT or end > MAX_STORE_INT:  # would fail the whole group commit
+        field, value = ("start", start) if start > MAX_STORE_INT else ("end", end)
+        raise SpanRejected(str(timestamp_problem(f"{field}_time_unix_nano", value)))
     params, metrics = _params_metrics(attrs)
     if with_events is not None:
         outputs, chunks = _events(with_events)
@@ -334,7 +340,6 @@ def _run_record(
         _text(v) if isinstance(v := attrs.get(key, resource.get(key)), str) else None
         for key in _CODE_KEYS
     ]
-    start, end = times
     return RunRecord(
         run_id=run_id,
         component=component,
@@ -373,6 +378,15 @@ def _decode_into(
         record = decode_span(span, resource, stored_resource)
         if record is None:
             batch.record_chunks.extend(record_span_chunks(span))
+            if any(kv.key == semconv.RUN_START_RUN_ID for kv in span.attributes):
+                attrs = attributes(span.attributes)
+                if run_starts.is_start_record(attrs):  # see mltrace_collector.run_starts
+                    batch.run_starts.append(
+                        run_starts.decode_start(
+                            attrs, span.parent_span_id, int(span.start_time_unix_nano),
+                            span.trace_id, resource,
+                        )
+                    )  # fmt: skip
     except SpanRejected as exc:
         batch.rejections.append(Rejection(span.trace_id.hex(), span.span_id.hex(), str(exc)))
         return
@@ -420,7 +434,10 @@ def _decode_walked(
         if (
             attrs is None
             or events
-            or (semconv.COMPONENT not in attrs and semconv.RECORDS_RUN_ID in attrs)
+            or (
+                semconv.COMPONENT not in attrs
+                and (semconv.RECORDS_RUN_ID in attrs or semconv.RUN_START_RUN_ID in attrs)
+            )
         ):
             span = request.resource_spans[r].scope_spans[s].spans[k]
             _decode_into(batch, span, resource_attrs[r], stored[r])

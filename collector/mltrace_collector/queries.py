@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from mltrace_collector import review
+from mltrace_collector import identify, review, run_starts
 from mltrace_collector.checks import run_checks
+from mltrace_collector.jsonsafe import finite_or_text
 from mltrace_collector.lineage_walk import Graph, iso, run_summary, walk_downstream, walk_upstream
 from mltrace_collector.model import split_artifact_id
 from mltrace_collector.records import is_record, trace_record
+from mltrace_collector.run_search import RunFilter, search_runs
 from mltrace_collector.stale import stale_runs
 from mltrace_collector.store.base import Row, Store
 from mltrace_collector.store.extras import record_sets_of
@@ -33,6 +35,8 @@ from mltrace_collector.store.graph_reads import (
     producers_for,
     run_summaries,
 )
+from otel_mltrace.metric_series import parse_series
+from otel_mltrace.semconv import METRIC_SERIES
 
 __all__ = ["MAX_DEPTH", "LineageQueries", "NotFound", "iso", "run_summary"]
 
@@ -58,8 +62,9 @@ class LineageQueries:
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
-            raise NotFound(f"run ID prefix {run_id!r} is ambiguous; give more characters")
-        raise NotFound(f"no run {run_id!r} in the index; list runs with `otel-mltrace runs`")
+            raise NotFound(identify.ambiguous(self.store, run_id))
+        short = " (a prefix needs at least 6 characters)" if len(run_id) < 6 else ""
+        raise NotFound(f"no run {run_id!r} in the index{short}; list runs with `otel-mltrace runs`")
 
     def _resolve(self, ident: str) -> tuple[str, Row | None]:
         """``(kind, lean run row or None)`` of ``ident``: each lookup done once."""
@@ -76,10 +81,20 @@ class LineageQueries:
         matches = find_run_summaries(self.store, ident, limit=2) if len(ident) >= 6 else []
         if len(matches) == 1:
             return "run", matches[0]
+        if len(matches) > 1:
+            raise NotFound(identify.ambiguous(self.store, ident))
         raise NotFound(
             f"{ident!r} is neither a run ID, an artifact ID nor a record ID in the index; "
             "artifact IDs look like 'file:///path@sha256:…' (see `otel-mltrace inspect RUN`)"
+            + identify.component_hint(ident, [c["component"] for c in self.store.components()])
         )
+
+    def _located(self, ident: str) -> tuple[str, identify.Located | None]:
+        """``ident``, or the indexed version it most likely means (``identify.locate``)."""
+        if "://" not in ident or self.store.artifact(ident) is not None:
+            return ident, None
+        found = identify.locate(self.store, ident)
+        return (found.artifact_id, found) if found is not None else (ident, None)
 
     def _kind(self, ident: str) -> str:
         return self._resolve(ident)[0]
@@ -93,7 +108,12 @@ class LineageQueries:
 
     # -- lineage --------------------------------------------------------------------------
     def trace(self, ident: str, depth: int = MAX_DEPTH) -> dict[str, Any]:
-        """Upstream closure of an artifact, run or record, down to raw artifacts (no producer)."""
+        """Upstream closure of an artifact, run or record, down to raw artifacts (no producer).
+
+        A location (bare URI, or an ID whose version the index lacks) answers for the
+        version ``identify.locate`` picks; ``graph["resolved"]`` says which and why.
+        """
+        asked, (ident, located) = ident, self._located(ident)
         kind, row = self._resolve(ident)
         if kind == "record":
             return trace_record(self, ident, depth)
@@ -105,6 +125,8 @@ class LineageQueries:
         if producer is not None:
             graph.edge(producer["run_id"], ident, "output")
             walk_upstream(self.store, graph, [producer], 1, depth)
+        if located is not None:
+            graph.data["resolved"] = located.describe(asked)
         return graph.data
 
     def trace_run(self, row: Row, depth: int = MAX_DEPTH) -> dict[str, Any]:
@@ -115,6 +137,7 @@ class LineageQueries:
 
     def downstream(self, ident: str, depth: int = MAX_DEPTH) -> dict[str, Any]:
         """Everything derived from an artifact or run: consumers, their outputs, and so on."""
+        asked, (ident, located) = ident, self._located(ident)
         kind, row = self._resolve(ident)
         if kind == "record":  # record-level consumers are not tracked: its output artifact's
             kind, ident = "artifact", record_sets_of(self.store, ident)[0]["output_artifact_id"]
@@ -128,6 +151,8 @@ class LineageQueries:
         walk_downstream(
             self.store, graph, kind, [(ident, producer["run_id"] if producer else None)], depth
         )
+        if located is not None:
+            graph.data["resolved"] = located.describe(asked)
         return graph.data
 
     # -- flags and review (see mltrace_collector.review) -----------------------------------
@@ -145,8 +170,15 @@ class LineageQueries:
 
     # -- runs and components --------------------------------------------------------------
     def inspect(self, run_id: str) -> dict[str, Any]:
-        """Everything the index knows about one run."""
-        row = self.resolve_run(run_id)
+        """Everything the index knows about one run (also one still ``running`` or
+        ``abandoned``: see ``mltrace_collector.run_starts``)."""
+        try:
+            row = self.resolve_run(run_id)
+        except NotFound:
+            started = run_starts.find_open_run(self.store, run_id)
+            if started is None:
+                raise
+            return run_starts.inspect_open(started)
         io = self.store.run_io(row["run_id"])
         read = [(e["artifact_id"], row["start_ns"]) for e in io if e["direction"] == "in"]
         producers = producers_for(self.store, read)  # one batch, not a query per input
@@ -162,13 +194,14 @@ class LineageQueries:
             "code_function": row.get("code_function"),
             "code_file": row.get("code_file"),
             "params": row["params"],
-            "metrics": row["metrics"],
+            "metrics": finite_or_text(row["metrics"]),
             "tags": row["tags"],
             "inputs": inputs,
             "outputs": [e["artifact_id"] for e in io if e["direction"] == "out"],
             "output_summaries": self.store.run_outputs(row["run_id"]),
             "checks": run_checks(self.store, row["run_id"]),
-            "attributes": row["attributes"],
+            "metric_series": parse_series(row["attributes"], METRIC_SERIES),
+            "attributes": {k: v for k, v in row["attributes"].items() if k != METRIC_SERIES},
         }
 
     def history(
@@ -176,12 +209,39 @@ class LineageQueries:
     ) -> list[dict[str, Any]]:
         """Runs of ``component``, newest first."""
         rows = self.store.history(component, since_ns, until_ns, limit)
-        if not rows and not any(c["component"] == component for c in self.store.components()):
-            raise NotFound(f"no component {component!r}; list them with `otel-mltrace components`")
-        return [{**run_summary(r), "params": r["params"], "metrics": r["metrics"]} for r in rows]
+        started = run_starts.open_run_summaries(
+            self.store, component, since_ns=since_ns, until_ns=until_ns, limit=limit
+        )
+        if not rows and not started:
+            known = [c["component"] for c in self.store.components()]
+            if component not in known:
+                raise NotFound(
+                    f"no component {component!r}{identify.did_you_mean(component, known)}; "
+                    "list them with `otel-mltrace components`"
+                )
+        done = [
+            {**run_summary(r), "params": r["params"], "metrics": finite_or_text(r["metrics"])}
+            for r in rows
+        ]
+        return run_starts.merge_newest(
+            done, [{**s, "params": {}, "metrics": {}} for s in started], limit
+        )
 
     def runs(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
-        return [run_summary(r) for r in self.store.recent_runs(limit, offset)]
+        """Recent runs, newest first, with those still running or abandoned."""
+        done = [run_summary(r) for r in self.store.recent_runs(limit + offset, 0)]
+        started = run_starts.open_run_summaries(self.store, limit=limit + offset)
+        return run_starts.merge_newest(done, started, limit + offset)[offset:]
+
+    def search_runs(self, f: RunFilter) -> list[dict[str, Any]]:
+        """Runs filtered and sorted by params, metrics, tags, status, time (run_search)."""
+        return search_runs(self, f)
+
+    def compare(self, run_ids: list[str], depth: int = MAX_DEPTH) -> dict[str, Any]:
+        """Params, metrics, code and upstream-lineage diff of runs (see ``compare``)."""
+        from mltrace_collector.compare import compare
+
+        return compare(self, run_ids, depth)
 
     def components(self) -> list[dict[str, Any]]:
         out = []

@@ -15,8 +15,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
+
+from mltrace_collector.jsonsafe import finite_or_text
 
 FORMATS = ("tree", "json", "dot", "mermaid")
 
@@ -65,7 +68,9 @@ def lineage_tree(graph: dict[str, Any]) -> Tree:
         return _artifact_label(artifacts.get(node, {"id": node}))
 
     root_id = graph["root"]["id"]
-    tree = Tree(label(root_id))
+    resolved = graph.get("resolved")
+    note = f"\n[yellow]{escape(resolved['note'])}[/yellow]" if resolved else ""
+    tree = Tree(label(root_id) + note)
     expanded: set[str] = set()
 
     def grow(branch: Tree, node: str, path: set[str]) -> None:
@@ -84,6 +89,16 @@ def lineage_tree(graph: dict[str, Any]) -> Tree:
     return tree
 
 
+def _dot_label(text: str) -> str:
+    """A dot string: quotes and backslashes escaped, each line break as dot's ``\\n``.
+
+    ``json.dumps`` is not dot: it escapes a newline as a literal backslash-n *and* the
+    backslash of an already escaped one, which Graphviz draws as the text ``\\n``.
+    """
+    body = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{body}"'
+
+
 def to_dot(graph: dict[str, Any]) -> str:
     """Graphviz dot: runs as boxes, artifacts as ellipses (raw ones shaded)."""
     lines = ["digraph lineage {", "  rankdir=LR;"]
@@ -93,11 +108,11 @@ def to_dot(graph: dict[str, Any]) -> str:
         return ids.setdefault(key, f"n{len(ids)}")
 
     for run_id, run in graph["runs"].items():
-        text = f"{run['component']}\\n{run_id[:13]}\\n{run['status']}"
-        lines.append(f"  {node(run_id)} [shape=box, label={json.dumps(text)}];")
+        text = f"{run['component']}\n{run_id[:13]}\n{run['status']}"
+        lines.append(f"  {node(run_id)} [shape=box, label={_dot_label(text)}];")
     for aid, art in graph["artifacts"].items():
         style = ", style=filled, fillcolor=lightgrey" if art.get("raw") else ""
-        lines.append(f"  {node(aid)} [shape=ellipse, label={json.dumps(short(aid))}{style}];")
+        lines.append(f"  {node(aid)} [shape=ellipse, label={_dot_label(short(aid))}{style}];")
     for e in graph["edges"]:
         lines.append(f"  {node(e['source'])} -> {node(e['target'])};")
     lines.append("}")
@@ -123,6 +138,17 @@ def to_mermaid(graph: dict[str, Any]) -> str:
     for e in graph["edges"]:
         lines.append(f"  {node(e['source'])} --> {node(e['target'])}")
     return "\n".join(lines)
+
+
+def versions_table(resolved: dict[str, Any]) -> Table:
+    """Every version the index holds for the location asked about (``--all-versions``)."""
+    table = Table(title=f"versions of {resolved['asked']}")
+    for col in ("artifact_id", "first_seen", "chosen"):
+        table.add_column(col)
+    for v in resolved["versions"]:
+        chosen = "<- shown" if v["artifact_id"] == resolved["chosen"] else ""
+        table.add_row(v["artifact_id"], v["first_seen"], chosen)
+    return table
 
 
 def runs_table(title: str, runs: Sequence[dict[str, Any]]) -> Table:
@@ -153,7 +179,8 @@ def rows_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str
 def emit(console: Console, value: Any, fmt: str, renderable: Any = None) -> None:
     """Print ``value`` as JSON, dot or mermaid, or ``renderable`` (tree/table) by default."""
     if fmt == "json":
-        console.file.write(json.dumps(value, indent=2, default=str) + "\n")
+        text = json.dumps(finite_or_text(value), indent=2, default=str, allow_nan=False)
+        console.file.write(text + "\n")
     elif fmt == "dot":
         console.print(to_dot(value), markup=False, highlight=False)
     elif fmt == "mermaid":

@@ -27,10 +27,13 @@ from mltrace_collector.api import create_app
 from mltrace_collector.pipeline import IngestPipeline
 from mltrace_collector.queries import LineageQueries
 from mltrace_collector.receivers.grpc_receiver import GrpcReceiver, start_grpc_server
+from mltrace_collector.receivers.grpc_refusals import watch_grpc_core_log
 from mltrace_collector.receivers.http_receiver import HttpServer, start_http_server
+from mltrace_collector.receivers.refusals import REFUSALS, refusal_metrics
 from mltrace_collector.store.base import Store, open_store
 from mltrace_collector.store.sqlite import SqliteStore
-from otel_mltrace.config import resolve_settings
+from otel_mltrace.config import resolve, resolve_settings
+from otel_mltrace.extras import MissingExtra, require
 
 log = logging.getLogger("mltrace_collector")
 
@@ -83,12 +86,24 @@ class Collector:
         from mltrace_collector.exporters.prometheus import install_metrics
 
         install_metrics(self)  # GET /metrics on the HTTP listener (docs/metrics.md)
+        from mltrace_collector.exporters.prometheus import add_provider
+
+        add_provider(self, refusal_metrics, store_derived=False)  # refused compressions
         from mltrace_collector.checks import install_check_metrics
 
         install_check_metrics(self)  # mltrace_check_failures_total{component,check}
-        from mltrace_collector.exporters.openlineage import install_openlineage
+        from mltrace_collector.run_starts import install_open_run_metrics
 
-        install_openlineage(self)  # MLTRACE_OPENLINEAGE_URL / _TRANSPORT set: RunEvents out
+        install_open_run_metrics(self)  # mltrace_runs_abandoned_total, mltrace_runs_running
+        if resolve("openlineage_url") or resolve("openlineage_transport"):  # else no import
+            require(
+                "openlineage.client",
+                extra="openlineage",
+                feature="OpenLineage export (MLTRACE_OPENLINEAGE_URL / _TRANSPORT)",
+            )
+            from mltrace_collector.exporters.openlineage import install_openlineage
+
+            install_openlineage(self)  # RunEvents out
         from mltrace_collector.exporters.forward import install_forwarding
 
         install_forwarding(self)  # MLTRACE_FORWARD_ENDPOINT set: forward spans downstream
@@ -101,6 +116,7 @@ class Collector:
             "uptime_s": round(time.time() - self._started, 3),
             "runs": counts["runs"],
             **self.pipeline.stats,
+            "refused_encodings": REFUSALS.snapshot(),  # receivers/refusals.py
         }
 
     def start(self) -> None:
@@ -189,7 +205,11 @@ def serve_command(log_level: str, **options: Any) -> None:
     """Run the collector: OTLP receivers, lineage index and query API."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     settings = CollectorSettings.resolve(**options)
-    collector = Collector(settings)
+    watch_grpc_core_log()  # count gRPC core's refusals of unknown grpc-encodings
+    try:
+        collector = Collector(settings)
+    except MissingExtra as exc:  # a configured feature whose extra is not installed
+        raise click.ClickException(str(exc)) from None
     collector.start()
     tune_gc()
     click.echo(

@@ -10,8 +10,11 @@ slow or dead downstream never blocks or fails ingestion. One sender thread:
 2. batches prepared requests by concatenating their bytes and exports them
    (``forward_transport``), retrying retryable outcomes with exponential backoff + jitter
    or the server's RetryInfo / Retry-After delay;
-3. when memory is full (``MLTRACE_FORWARD_QUEUE_SIZE`` spans), overflow goes to the spill
-   directory if one is set (``forward_spill``), else is dropped and counted.
+3. every request is fsync'd to the spill directory before the receiver acknowledges it
+   (write-ahead, ``forward_spill``; ``MLTRACE_FORWARD_SPILL_DIR``, by default beside the
+   SQLite index) and read back by the sender: forwarded at least once even after a kill -9,
+   bounded on disk. With ``MLTRACE_FORWARD_SPILL_DIR=memory`` the queue is memory only and
+   overflow past ``MLTRACE_FORWARD_QUEUE_SIZE`` is dropped and counted.
 
 Counters for ``/metrics`` (docs/metrics.md): :class:`ForwardMetricsCollector` yields
 ``mltrace_forward_spans_total{outcome}`` and ``mltrace_forward_queue_spans`` from
@@ -33,7 +36,7 @@ import random
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +54,7 @@ from mltrace_collector.exporters.forward_links import (
 )
 from mltrace_collector.exporters.forward_metrics import OUTCOMES, ForwardMetricsCollector
 from mltrace_collector.exporters.forward_queue import ForwardQueue, Item
-from mltrace_collector.exporters.forward_spill import SpillDir
+from mltrace_collector.exporters.forward_spill import MEMORY_ONLY, SpillDir, default_spill_dir
 from mltrace_collector.exporters.forward_transport import Transport, open_transport
 from mltrace_collector.model import DecodedBatch
 from mltrace_collector.processor import decode_request
@@ -130,6 +133,7 @@ class Forwarder:
         self._batches_seen = 0
         self._ready: list[Item] = []
         self._segments: dict[Path, int] = {}  # spill segment -> items not yet done
+        self._last_full_warning = -1e9
         self._stopping = threading.Event()
         self._drain_deadline = float("inf")
         self._thread = threading.Thread(target=self._run, name="mltrace-forward", daemon=True)
@@ -152,13 +156,34 @@ class Forwarder:
             received_ns=now_ns,
             hold_until=time.monotonic() + self.settings.forward_hold_seconds,
         )
+        if self.spill is not None:
+            # Write-ahead: durable (fsync'd) before the receiver acknowledges the export, so
+            # a crash (kill -9, OOM, power) after the ack cannot lose it; the sender reads
+            # it back from the spill and deletes a segment once all of it is acknowledged.
+            if self.spill.append(request.SerializeToString(), spans, now_ns):
+                self._count("spilled", spans)
+                self.queue.wake()
+            else:
+                self._dropped_full(spans)
+            return
         if not self._stopping.is_set() and self.queue.put(item):
             return
-        if self.spill is not None and self.spill.append(request.SerializeToString(), spans, now_ns):
-            self._count("spilled", spans)
-            self.queue.wake()
-            return
         self._count("dropped", spans)
+
+    def _dropped_full(self, spans: int) -> None:
+        self._count("dropped", spans)
+        now = time.monotonic()
+        if now - self._last_full_warning >= 10.0:
+            self._last_full_warning = now
+            log.warning(
+                "forward spill %s is full (MLTRACE_FORWARD_SPILL_MAX_BYTES=%d): %d spans "
+                "dropped instead of forwarded (downstream %s down or slow; raise the bound "
+                "or fix the downstream)",
+                self.settings.forward_spill_dir,
+                self.settings.forward_spill_max_bytes,
+                spans,
+                self.settings.forward_endpoint,
+            )
 
     # -- sender side ------------------------------------------------------------------------
     def _run(self) -> None:
@@ -321,7 +346,7 @@ class Forwarder:
         with self._lock:
             out: dict[str, Any] = dict(self._counts)
             out["last_error"] = self._last_error
-        spill_spans = self.spill.spans if self.spill is not None else 0
+        spill_spans = self.spill.waiting_spans if self.spill is not None else 0
         out["queue_spans"] = self.queue.spans + spill_spans
         out["queue_bytes"] = self.queue.bytes
         out["spill_bytes"] = self.spill.size_bytes if self.spill is not None else 0
@@ -361,6 +386,11 @@ def install_forwarding(
     settings = settings or ForwardSettings.resolve()
     if not settings.forward_endpoint:
         return None
+    if settings.forward_spill_dir is None:  # durable by default: survive a crash like the index
+        where = default_spill_dir(collector.settings.db, collector.settings.http_address)
+        settings = replace(settings, forward_spill_dir=where)
+    elif settings.forward_spill_dir == MEMORY_ONLY:
+        settings = replace(settings, forward_spill_dir=None)
     forwarder = Forwarder(settings, collector.queries.producer_for)
     collector.pipeline.add_observer(forwarder.observe)
     collector.on_stop.insert(0, forwarder.stop)  # drain before the store closes

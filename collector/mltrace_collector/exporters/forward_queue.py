@@ -62,6 +62,7 @@ class ForwardQueue:
         self._incoming: deque[Item] = deque()
         self._spans = 0
         self._bytes = 0
+        self._poked = False
 
     @property
     def spans(self) -> int:
@@ -85,14 +86,16 @@ class ForwardQueue:
             return True
 
     def take(self, timeout_s: float) -> list[Item]:
-        """Everything put since the last call; waits up to ``timeout_s`` when empty."""
+        """Everything put since the last call; waits up to ``timeout_s`` when empty (or
+        until :meth:`wake`)."""
         deadline = time.monotonic() + max(0.0, timeout_s)
         with self._cond:
-            while not self._incoming:
+            while not self._incoming and not self._poked:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return []
                 self._cond.wait(left)
+            self._poked = False
             items = list(self._incoming)
             self._incoming.clear()
             return items
@@ -105,5 +108,7 @@ class ForwardQueue:
                 self._bytes -= item.nbytes
 
     def wake(self) -> None:
+        """End the sender's current ``take`` now (new data in the spill)."""
         with self._cond:
+            self._poked = True
             self._cond.notify_all()

@@ -1,12 +1,12 @@
 """Disk spill for the forward queue: append-only segment files, fsync'd, replayed on restart.
 
-When the in-memory forward queue is full (downstream down or slow), requests are appended
-to the newest segment file in the spill directory instead of being dropped; the sender
-loads the oldest closed segment back when memory has room, and deletes a segment only
-after every request in it was acknowledged downstream. Segments left by a previous run
-(crash, or a shutdown whose grace period ran out) are replayed at start: at-least-once,
-so a downstream may see a request twice. The directory is bounded (``max_bytes``); a
-request that does not fit is dropped and counted by the caller.
+The forwarder appends every received request to the newest segment file (write-ahead:
+``append`` returns only once the record is fsync'd, and the receiver acknowledges the
+export only after that); the sender loads the oldest segment when memory has room, and
+deletes a segment only after every request in it was acknowledged downstream. Segments
+left by a previous run (crash, or a shutdown whose grace period ran out) are replayed at
+start: at-least-once, so a downstream may see a request twice. The directory is bounded
+(``max_bytes``); a request that does not fit is dropped and counted by the caller.
 
 Record layout (little endian): ``u32 length, u32 spans, u32 crc32(payload), i64 received
 unix ns``, then ``length`` bytes of a serialized ``ExportTraceServiceRequest``. A torn
@@ -33,6 +33,26 @@ from typing import BinaryIO
 
 log = logging.getLogger("mltrace_collector.forward")
 
+MEMORY_ONLY = "memory"
+"""``MLTRACE_FORWARD_SPILL_DIR=memory``: keep the forward queue in memory only (lost on a crash)."""
+
+
+def default_spill_dir(db: str, http_address: str) -> str:
+    """Where the forward queue is written ahead when ``MLTRACE_FORWARD_SPILL_DIR`` is unset:
+    beside a SQLite index (``<db>-forward-spill``), or for a PostgreSQL store, under the
+    user's data directory, one folder per HTTP listen address (two replicas on one host
+    never share one).
+
+    >>> default_spill_dir("/var/lib/mltrace/index.db", "127.0.0.1:4318")
+    '/var/lib/mltrace/index.db-forward-spill'
+    """
+    if "://" not in db:
+        return f"{db}-forward-spill"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    where = "".join(c if c.isalnum() else "_" for c in http_address)
+    return str(Path(base) / "otel-mltrace" / f"forward-spill-{where}")
+
+
 HEADER = struct.Struct("<IIIq")
 SEGMENT_BYTES = 4 * 1024 * 1024
 """A segment is closed once it reaches this size (one segment is loaded into memory at once)."""
@@ -50,6 +70,14 @@ class SpillRecord:
 class Segment:
     path: Path
     records: list[SpillRecord]
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_segment(path: Path) -> list[SpillRecord]:
@@ -93,6 +121,8 @@ class SpillDir:
         self._spans: dict[Path, int] = {}
         self._active: Path | None = None
         self._file: BinaryIO | None = None
+        self._sync_lock = threading.Lock()
+        self._written = self._synced = 0  # records appended / known to be on disk
         existing = sorted(self.dir.glob(f"{_PREFIX}*{_SUFFIX}"))
         self._seq = 0
         for path in existing:
@@ -128,8 +158,15 @@ class SpillDir:
         with self._lock:
             return len(self._closed) + (1 if self._active is not None else 0)
 
+    @property
+    def waiting_spans(self) -> int:
+        """Spans in segments not yet loaded by the sender (the rest are in its memory)."""
+        with self._lock:
+            return sum(n for path, n in self._spans.items() if path not in self._taken)
+
     def append(self, payload: bytes, spans: int, received_ns: int) -> bool:
-        """Append one request durably (write + fsync); False when the bound is reached."""
+        """Append one request durably (write, then fsync before returning); False when the
+        bound is reached. Concurrent appenders share one fsync (group commit)."""
         record = HEADER.pack(len(payload), spans, zlib.crc32(payload), received_ns) + payload
         with self._lock:
             if sum(self._sizes.values()) + len(record) > self.max_bytes:
@@ -138,19 +175,37 @@ class SpillDir:
                 self._seq += 1
                 self._active = self.dir / f"{_PREFIX}{self._seq:012d}{_SUFFIX}"
                 self._file = open(self._active, "ab")  # kept open across appends
+                _fsync_dir(self.dir)  # the new file's name is durable too
                 self._sizes[self._active] = 0
                 self._spans[self._active] = 0
             self._file.write(record)
             self._file.flush()
-            os.fsync(self._file.fileno())
+            self._written += 1
+            mine = self._written
             self._sizes[self._active] += len(record)
             self._spans[self._active] += spans
             if self._sizes[self._active] >= SEGMENT_BYTES:
                 self._close_active()
-            return True
+        self._sync(mine)
+        return True
+
+    def _sync(self, mine: int) -> None:
+        with self._sync_lock:
+            if self._synced >= mine:
+                return  # another appender's fsync covered this record
+            with self._lock:
+                target = self._written
+                fd = os.dup(self._file.fileno()) if self._file is not None else None
+            if fd is not None:
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            self._synced = max(self._synced, target)
 
     def _close_active(self) -> None:
         if self._file is not None and self._active is not None:
+            os.fsync(self._file.fileno())  # everything written so far is durable
             self._file.close()
             self._closed.append(self._active)
         self._file = None

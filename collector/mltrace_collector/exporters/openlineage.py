@@ -32,7 +32,7 @@ import queue
 import threading
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -91,7 +91,7 @@ def dataset_name(artifact_id: str, default_namespace: str) -> tuple[str, str, st
 
 
 def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _quality(run: RunRecord) -> data_quality_metrics_dataset.DataQualityMetricsDatasetFacet | None:

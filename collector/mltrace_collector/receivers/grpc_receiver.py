@@ -13,6 +13,7 @@ Status codes follow the OTLP specification ("OTLP/gRPC Response", "Failures",
   standard ``grpc-status-details-bin`` trailer and in ``google.rpc.retryinfo-bin``, the
   trailer opentelemetry-python's exporter reads;
 - message larger than ``max_body_bytes`` → ``RESOURCE_EXHAUSTED`` from grpc itself;
+- ``Rejected`` (data the index cannot store) → ``INVALID_ARGUMENT``;
 - missing/wrong bearer token → ``UNAUTHENTICATED``; handler bug → ``INTERNAL`` (logged).
 
 Example::
@@ -39,7 +40,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from ..ingest import ExportHandler, Overloaded
+from ..ingest import ExportHandler, Overloaded, Rejected
 from .security import bearer_matches, grpc_server_credentials
 
 __all__ = ["EXPORT_METHOD", "GrpcReceiver", "start_grpc_server"]
@@ -96,11 +97,14 @@ class _TraceService:
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, message, bad)
             return None
         overloaded: Overloaded | None = None
+        rejected: Rejected | None = None
         failed = False
         try:
             outcome = self._handler.export(*received)
         except Overloaded as exc:
             overloaded = exc
+        except Rejected as exc:  # this request's data: not retryable as is
+            rejected = exc
         except Exception:
             log.exception("OTLP/gRPC export from %s failed in the handler", context.peer())
             failed = True
@@ -115,6 +119,10 @@ class _TraceService:
             )
             extra = (("google.rpc.retryinfo-bin", retry.SerializeToString()),)
             _abort(context, grpc.StatusCode.UNAVAILABLE, str(overloaded), retry, extra)
+            return None
+        if rejected is not None:
+            log.warning("rejected OTLP/gRPC export from %s: %s", context.peer(), rejected)
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(rejected)[:1000])
             return None
         if failed:
             _abort(context, grpc.StatusCode.INTERNAL, "internal error while storing spans")

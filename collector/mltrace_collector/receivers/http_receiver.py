@@ -1,17 +1,21 @@
-"""OTLP/HTTP trace receiver: ``POST /v1/traces``, binary protobuf or JSON, optional gzip.
+"""OTLP/HTTP trace receiver: ``POST /v1/traces``, binary protobuf or JSON, compressed or not.
 
 Responses follow the OTLP specification ("OTLP/HTTP Response", "Failures", "Bad Data",
 "OTLP/HTTP Throttling"); every 4xx/5xx body is a ``google.rpc.Status`` in the request's
 encoding (protobuf unless the request was JSON):
 
 - 200 + ``ExportTraceServiceResponse`` (``partial_success`` when spans were rejected);
-- 400 undecodable protobuf, invalid JSON / OTLP JSON, corrupt gzip (with ``BadRequest``);
+- 400 undecodable protobuf, invalid JSON / OTLP JSON, corrupt compressed data (with
+  ``BadRequest``);
 - 401 + ``WWW-Authenticate: Bearer`` without the configured token (RFC 6750 §3);
 - 413 body over ``max_body_bytes`` — announced by Content-Length, streamed, or after
   decompression (spec: the limit applies "including after decompression");
-- 415 Content-Type other than protobuf/JSON, or a content coding other than
-  gzip/deflate/identity (RFC 9110 §15.5.16 + ``Accept-Encoding`` per §12.5.3);
+- 415 Content-Type other than protobuf/JSON, or a content coding other than those of
+  ``codings.SUPPORTED`` — the OTel Collector's set: gzip, deflate, zlib, zstd, snappy
+  (block or framed), x-snappy-framed, lz4 — (RFC 9110 §15.5.16 + ``Accept-Encoding`` per
+  §12.5.3), counted in ``refusals.REFUSALS``;
 - 503 + ``Retry-After`` (whole seconds) when the handler raises ``Overloaded``;
+- 400 when the handler raises ``Rejected`` (data the index cannot store);
 - 500 when the handler fails unexpectedly (not retryable, like gRPC ``INTERNAL``).
 
 Example::
@@ -25,10 +29,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import socket
 import threading
 import time
-import zlib
 from typing import Any
 
 import uvicorn
@@ -43,8 +47,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from ..ingest import ExportHandler, Overloaded
+from ..ingest import ExportHandler, Overloaded, Rejected
+from . import codings
 from .otlp_json import parse_otlp_json, status_payload, to_otlp_json
+from .refusals import REFUSALS
 from .security import bearer_matches, unauthenticated_response, uvicorn_ssl_kwargs
 
 __all__ = ["HttpServer", "create_otlp_http_app", "otlp_traces_route", "start_http_server"]
@@ -53,7 +59,6 @@ log = logging.getLogger("mltrace_collector.receivers")
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 # gRPC code numbers carried in Status.code (informative only, per the spec).
 _INVALID_ARGUMENT, _RESOURCE_EXHAUSTED, _INTERNAL, _UNAVAILABLE = 3, 8, 13, 14
 
@@ -80,55 +85,16 @@ def _too_large(limit: int, what: str) -> _Reject:
     return _Reject(413, f"{what} exceeds the limit of {limit} bytes", code=_RESOURCE_EXHAUSTED)
 
 
-class _Inflater:
-    """Streaming gzip/deflate decoder that refuses to produce more than ``limit`` bytes."""
-
-    def __init__(self, coding: str, limit: int) -> None:
-        self._wbits, self._limit = _WBITS[coding], limit
-        self._zlib = zlib.decompressobj(self._wbits)
-        self.parts: list[bytes] = []
-        self.size = 0
-
-    def feed(self, data: bytes) -> None:
-        while data:
-            if self._zlib.eof:  # concatenated gzip members (RFC 1952 §2.2)
-                if self._wbits != _WBITS["gzip"]:
-                    raise _Reject(400, "data after the end of the deflate stream", field="body")
-                self._zlib = zlib.decompressobj(self._wbits)
-            try:
-                out = self._zlib.decompress(data, self._limit - self.size + 1)
-            except zlib.error as exc:
-                raise _Reject(
-                    400, f"body is not valid compressed data: {exc}", field="body"
-                ) from None
-            self.size += len(out)
-            if self.size > self._limit:
-                raise _too_large(self._limit, "decompressed body")
-            self.parts.append(out)
-            data = self._zlib.unused_data if self._zlib.eof else self._zlib.unconsumed_tail
-
-    def finish(self) -> bytes:
-        if not self._zlib.eof:
-            raise _Reject(400, "compressed body is truncated", field="body")
-        return b"".join(self.parts)
-
-
 def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 def _content_coding(header: str | None) -> str | None:
-    codings = [c.strip().lower() for c in (header or "").split(",")]
-    codings = [c for c in codings if c and c not in ("identity", "none")]
-    if not codings:
-        return None
-    if len(codings) == 1 and codings[0] in _WBITS:
-        return codings[0]
-    raise _Reject(
-        415,
-        f"unsupported Content-Encoding {header!r}; use gzip, deflate or identity",
-        headers={"Accept-Encoding": "gzip, deflate, identity"},
-    )
+    try:
+        return codings.content_coding(header)
+    except codings.Unsupported as exc:
+        REFUSALS.add("http", header or "")
+        raise _Reject(415, str(exc), headers={"Accept-Encoding": codings.ACCEPT_ENCODING}) from None
 
 
 async def _read_body(request: Request, coding: str | None, limit: int) -> bytes:
@@ -138,18 +104,27 @@ async def _read_body(request: Request, coding: str | None, limit: int) -> bytes:
             raise _Reject(400, f"invalid Content-Length {announced!r}")
         if int(announced) > limit:
             raise _too_large(limit, f"body of {int(announced)} bytes (Content-Length)")
-    inflater = _Inflater(coding, limit) if coding else None
+    decoder = codings.decoder_for(coding, limit) if coding else None
     parts: list[bytes] = []
     received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise _too_large(limit, "body")
-        if inflater is not None:
-            inflater.feed(chunk)
-        else:
-            parts.append(chunk)
-    return inflater.finish() if inflater is not None else b"".join(parts)
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise _too_large(limit, "body")
+            if decoder is not None:
+                decoder.feed(chunk)
+            else:
+                parts.append(chunk)
+        if decoder is None:
+            return b"".join(parts)
+        if coding in codings.BUFFERED:  # the whole body at once: off the event loop
+            return await run_in_threadpool(decoder.finish)
+        return decoder.finish()
+    except codings.TooLarge:
+        raise _too_large(limit, "decompressed body") from None
+    except codings.BadData as exc:
+        raise _Reject(400, f"Content-Encoding {coding}: {exc}", field="body") from None
 
 
 def _decode(body: bytes, as_json: bool) -> ExportTraceServiceRequest:
@@ -175,6 +150,9 @@ async def _export(
         raise _Reject(
             503, str(exc), code=_UNAVAILABLE, headers={"Retry-After": retry_after}
         ) from None
+    except Rejected as exc:  # this request's data: the sender must not retry it as is
+        log.warning("rejected an OTLP/HTTP export: %s", exc)
+        raise _Reject(400, str(exc), field="body") from None
     except Exception:
         log.exception("OTLP/HTTP export failed in the handler")
         raise _Reject(500, "internal error while storing spans", code=_INTERNAL) from None
@@ -290,6 +268,23 @@ class HttpServer:
             self._thread.join(5.0)
 
 
+def _tcp_listener(host: str, port: int, family: socket.AddressFamily) -> socket.socket:
+    """A listening socket whose connections get ``TCP_NODELAY``. asyncio sets it only on
+    sockets made with ``proto=IPPROTO_TCP``; ``socket.create_server`` makes proto 0, and
+    then every response after the first on a kept-alive connection waited ~40 ms (Nagle
+    holding the body behind the headers until the client's delayed ACK)."""
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        if os.name == "posix":  # as create_server: on Windows it would allow port theft
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(socket.SOMAXCONN)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def start_http_server(
     app: ASGIApp,
     address: str = "127.0.0.1:4318",
@@ -311,7 +306,7 @@ def start_http_server(
     """
     host, port = _split_address(address)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family)
+    sock = _tcp_listener(host, port, family)
     config = uvicorn.Config(
         app,
         log_config=None,

@@ -110,6 +110,11 @@ def parse_otlp_json(body: bytes) -> ExportTraceServiceRequest:
         root = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # json's C decoder recurses per level: a few hundred nested [/{
+        raise ValueError(
+            "body nests JSON arrays/objects too deeply to decode; OTLP attribute values "
+            "nest a few levels, not hundreds"
+        ) from None
     if not isinstance(root, dict):
         raise ValueError(f"OTLP/JSON body must be a JSON object, got {type(root).__name__}")
     _convert_ids(root, _hex_to_b64)
@@ -118,7 +123,25 @@ def parse_otlp_json(body: bytes) -> ExportTraceServiceRequest:
         json_format.ParseDict(root, request, ignore_unknown_fields=True)
     except (json_format.ParseError, RecursionError) as exc:
         raise ValueError(f"body is not a valid OTLP/JSON trace request: {exc}") from None
+    except Exception as exc:  # upb raises SystemError on a lone surrogate in a key or enum
+        if _has_lone_surrogate(body):
+            raise ValueError(
+                "body holds a lone UTF-16 surrogate escape (such as \\ud800) outside a "
+                "pair: JSON strings and keys must be valid Unicode"
+            ) from None
+        raise ValueError(f"body is not a valid OTLP/JSON trace request: {exc!r}") from None
     return request
+
+
+def _has_lone_surrogate(body: bytes) -> bool:
+    """Whether the JSON text decodes to a string with an unpaired surrogate."""
+    try:
+        json.dumps(json.loads(body), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except (ValueError, RecursionError):
+        return False
+    return False
 
 
 def to_otlp_json(message: Message) -> bytes:

@@ -22,7 +22,8 @@ from contextlib import AbstractContextManager
 from importlib import resources
 from typing import Any, Protocol
 
-from mltrace_collector.model import RecordChunk, RunRecord
+from mltrace_collector.model import RecordChunk, RunRecord, RunStart
+from mltrace_collector.store.identity import StoredRun
 from mltrace_collector.store.writes import (
     RUN_COLUMNS,
     KnownArtifacts,
@@ -31,6 +32,7 @@ from mltrace_collector.store.writes import (
     prepare,
     write_plan,
 )
+from otel_mltrace.extras import require
 
 Row = dict[str, Any]
 
@@ -140,21 +142,30 @@ class Store(ABC):
                 self._close()
 
     # -- writes -------------------------------------------------------------------------
-    def ingest(self, runs: Sequence[RunRecord], records: Sequence[RecordChunk] = ()) -> None:
+    def ingest(
+        self,
+        runs: Sequence[RunRecord],
+        records: Sequence[RecordChunk] = (),
+        starts: Sequence[RunStart] = (),
+    ) -> None:
         """Store runs in one transaction. Idempotent: a run already stored is left as is.
 
-        ``records``: chunks from record chunk spans (``RecordChunk.run_id`` set).
+        ``records``: chunks from record chunk spans (``RecordChunk.run_id`` set);
+        ``starts``: run start records (``mltrace_collector.run_starts``).
         """
-        if runs or records:
-            self.ingest_prepared([prepare(runs, records)])
+        if runs or records or starts:
+            self.ingest_prepared([prepare(runs, records, starts)])
 
-    def ingest_prepared(self, batches: Sequence[Prepared]) -> None:
-        """Store batches made by ``writes.prepare`` (in any thread) in one transaction."""
+    def ingest_prepared(self, batches: Sequence[Prepared]) -> dict[str, StoredRun]:
+        """Store batches made by ``writes.prepare`` (in any thread) in one transaction;
+        returns the stored span of every run ID that was already stored or came twice
+        (``isolation.duplicate_rejections`` tells retries from duplicates with it)."""
         prebuild = self._sql if self.insert_or_ignore else None
         plan = plan_write(batches, self._known, prebuild)  # before the write lock
         with self._transaction() as cur:
-            written = write_plan(self._sql, cur, plan, time.time_ns())
+            written, contested = write_plan(self._sql, cur, plan, time.time_ns())
         self._known.committed(written)  # after the commit: a rolled-back row is not known
+        return contested
 
     def shared_target(self) -> str | None:
         """What another process passes to ``open_store`` to write this same index (the
@@ -314,6 +325,9 @@ def open_store(target: str, *, migrate: bool = True) -> Store:
     """A store for ``target``: a ``postgresql://`` URL or a SQLite file path."""
     store: Store
     if target.startswith(("postgresql://", "postgres://")):
+        feature = "A postgresql:// store"
+        require("psycopg", extra="postgres", feature=feature)
+        require("psycopg_pool", extra="postgres", feature=feature)
         from mltrace_collector.store.postgres import PostgresStore
 
         store = PostgresStore(target)

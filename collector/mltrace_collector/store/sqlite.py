@@ -38,6 +38,7 @@ WAL_RESTART_BYTES = 512 * 1024 * 1024
 WRITER_CACHE_KIB = 65_536
 """Page cache of the writer connection: index pages of a large index stay in memory, so
 random-key index inserts (artifact IDs) do not re-read pages from the OS on every batch."""
+SQLITE_LIMIT_VARIABLE_NUMBER = 9  # sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER (Python 3.11+)
 
 
 class SqliteStore(Store):
@@ -54,7 +55,9 @@ class SqliteStore(Store):
         self.path = path
         self._write_lock = threading.Lock()
         self._writer = self._connect()
-        limit = self._writer.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        # Connection.getlimit is Python 3.11+; on 3.10 assume SQLite's default (32766 since 3.32)
+        getlimit = getattr(self._writer, "getlimit", None)
+        limit = getlimit(SQLITE_LIMIT_VARIABLE_NUMBER) if getlimit else 32766
         if limit < MAX_PARAMS or sqlite3.sqlite_version_info < (3, 35):
             raise RuntimeError(
                 f"SQLite {sqlite3.sqlite_version} allows {limit} parameters per statement; "

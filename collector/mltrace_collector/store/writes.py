@@ -16,7 +16,7 @@ Example::
     prepared = prepare(runs, chunks)                        # any thread
     plan = plan_write([prepared], store._known, store._sql)  # before the write lock
     with store._transaction() as cur:                       # the writer
-        write_plan(store._sql, cur, plan, time.time_ns(), or_ignore=True)
+        write_plan(store._sql, cur, plan, time.time_ns())
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ import functools
 import json
 from _json import make_encoder
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
-from mltrace_collector.model import RecordChunk, RunRecord, split_artifact_id
+from mltrace_collector.model import RecordChunk, RunRecord, RunStart, split_artifact_id
+from mltrace_collector.run_starts import start_rows, write_starts
 from mltrace_collector.store.extras import ingest_extras
+from mltrace_collector.store.identity import StoredRun, contested_ids, stored_identities
 
 if TYPE_CHECKING:
     from mltrace_collector.store.base import Cursor
@@ -119,6 +121,8 @@ class Prepared:
     outputs: list[tuple[Any, ...]]
     records: Sequence[RunRecord]
     chunks: Sequence[RecordChunk]
+    starts: list[tuple[Any, ...]] = field(default_factory=list)
+    """``run_starts`` rows of run start records (``mltrace_collector.run_starts``)."""
 
 
 def _run_row(run: RunRecord) -> tuple[Any, ...]:
@@ -146,8 +150,11 @@ def _run_row(run: RunRecord) -> tuple[Any, ...]:
     )
 
 
-def prepare(runs: Sequence[RunRecord], chunks: Sequence[RecordChunk] = ()) -> Prepared:
-    """Rows and JSON text of ``runs``; pure (no I/O), so any thread may call it."""
+def prepare(
+    runs: Sequence[RunRecord], chunks: Sequence[RecordChunk] = (), starts: Sequence[RunStart] = ()
+) -> Prepared:
+    """Rows and JSON text of ``runs`` (and of run start records); pure (no I/O), so any
+    thread may call it."""
     io_rows: dict[str, list[tuple[Any, ...]]] = {}
     artifacts: dict[str, tuple[str, str | None, int]] = {}
     output_rows: list[tuple[Any, ...]] = []
@@ -172,7 +179,8 @@ def prepare(runs: Sequence[RunRecord], chunks: Sequence[RecordChunk] = ()) -> Pr
                 (run_id, out.name, out.kind, out.count, out.null_count, out.invalid_count,
                  out.sum, out.min, out.max, dumps_sorted(out.summary))
             )  # fmt: skip
-    return Prepared([_run_row(r) for r in runs], io_rows, artifacts, output_rows, runs, chunks)
+    rows = [_run_row(r) for r in runs]
+    return Prepared(rows, io_rows, artifacts, output_rows, runs, chunks, start_rows(starts))
 
 
 def _merge(batches: Sequence[Prepared]) -> Prepared:
@@ -194,6 +202,7 @@ def _merge(batches: Sequence[Prepared]) -> Prepared:
         [row for b in batches for row in b.outputs],
         [run for b in batches for run in b.records],
         [chunk for b in batches for chunk in b.chunks],
+        [row for b in batches for row in b.starts],
     )
 
 
@@ -367,9 +376,10 @@ def write_plan(
     cur: Cursor,
     plan: WritePlan,
     now: int,
-) -> list[tuple[Any, ...]]:
+) -> tuple[list[tuple[Any, ...]], dict[str, StoredRun]]:
     """Insert ``plan`` inside the caller's transaction; returns the artifact rows it
-    upserted (for ``known.committed`` after the commit). ``now``: the runs'
+    upserted (for ``known.committed`` after the commit) and the stored span of each run ID
+    that was not inserted or came twice (``store.identity``). ``now``: the runs'
     ``ingested_ns``. A plan with prebuilt statements (SQLite) runs them; otherwise rows
     go in one by one (:func:`insert_rows`)."""
     batch, built = plan.batch, plan.prebuilt
@@ -395,7 +405,9 @@ def write_plan(
         if plan.outputs:
             insert_rows(sql, cur, INSERT_OUTPUT, plan.outputs)
     ingest_extras(sql, cur, batch.records, batch.chunks)
-    return plan.artifacts
+    write_starts(sql, cur, batch.starts, _first_ids(plan.runs), now)  # after the runs
+    contested = contested_ids(plan.runs, inserted)
+    return plan.artifacts, stored_identities(sql, cur, contested) if contested else {}
 
 
 def _first_ids(runs: Sequence[tuple[Any, ...]]) -> list[str]:
@@ -427,26 +439,7 @@ def _insert_runs_sqlite(
     if cur.fetchall()[0][0] - changes_before == len(runs):
         return [row[0] for row in runs]
     cur.execute("SELECT run_id FROM runs WHERE rowid > ? ORDER BY run_id", (top,))
-    inserted = [r[0] for r in cur.fetchall()]
-    _check_duplicates(sql, cur, runs, inserted)
-    return inserted
-
-
-def _check_duplicates(
-    sql: Callable[[str], str], cur: Cursor, runs: Sequence[tuple[Any, ...]], inserted: list[str]
-) -> None:
-    """Under ``INSERT OR IGNORE`` a run that was not inserted must already be stored (a
-    retried batch); anything else would be a run lost silently: fail the commit instead."""
-    missing = sorted({row[0] for row in runs} - set(inserted))
-    for i in range(0, len(missing), 512):
-        chunk = missing[i : i + 512]
-        marks = ", ".join("?" * len(chunk))
-        cur.execute(sql(f"SELECT run_id FROM runs WHERE run_id IN ({marks})"), chunk)
-        absent = set(chunk) - {r[0] for r in cur.fetchall()}
-        if absent:
-            raise RuntimeError(
-                f"runs not written (a NULL in a NOT NULL column?): {sorted(absent)[:5]}"
-            )
+    return [r[0] for r in cur.fetchall()]
 
 
 def _first(row: tuple[Any, ...]) -> Any:

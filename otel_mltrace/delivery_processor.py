@@ -1,0 +1,411 @@
+"""The span processor behind ``configure()``: no span is lost without being counted.
+
+It replaces OpenTelemetry's ``BatchSpanProcessor`` (whose full queue drops spans with one
+uncounted ``Queue full`` log line). A bounded in-memory queue feeds one worker thread:
+
+* **embedded**: a full queue blocks the thread that ends a run (back-pressure) until the
+  worker has indexed a batch; the worker writes everything queued in one transaction
+  (group commit), so back-pressure only costs throughput when the disk cannot keep up;
+* **OTLP**: a full queue, an unreachable collector or a retryable error sends the spans to
+  the on-disk :class:`~otel_mltrace.spool.Spool` instead; the worker replays spooled
+  requests as soon as the collector answers (``flush()`` drains the spool too). Spans are
+  dropped only past the spool's size cap (or when the collector rejects the data), and
+  every drop is counted with its reason in the :class:`~otel_mltrace.delivery.DeliveryReport`.
+
+Example::
+
+    proc = DeliveringProcessor("/tmp/i.db", queue_size=8192, index=EmbeddedIndexExporter(...))
+    provider.add_span_processor(proc)
+    report = proc.flush(timeout_s=10)
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing.util
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Sequence
+
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from otel_mltrace.delivery import DeliveryCounters, DeliveryReport, IndexWriter, log_undelivered
+from otel_mltrace.sender import Sender
+from otel_mltrace.spool import Spool
+
+log = logging.getLogger("otel_mltrace")
+
+OTLP_BATCH = 1024
+DEFAULT_EXIT_TIMEOUT_S = 10.0
+INDEX_STALL_S = 60.0
+
+
+INDEX_RETRIES = (0.1, 0.5, 2.0)
+
+
+class DeliveringProcessor(SpanProcessor):
+    """Bounded queue + one worker; ``index`` (embedded) or ``sender`` + ``spool`` (OTLP)."""
+
+    def __init__(
+        self,
+        destination: str,
+        *,
+        queue_size: int,
+        index: IndexWriter | None = None,
+        sender: Sender | None = None,
+        spool: Spool | None = None,
+        delay_s: float = 0.2,
+    ) -> None:
+        if queue_size < 1:
+            raise ValueError(
+                f"queue size {queue_size} is too small; set MLTRACE_QUEUE_SIZE to at least 1"
+            )
+        if (index is None) == (sender is None):
+            raise ValueError("give exactly one of index= (embedded) or sender= (OTLP)")
+        self.destination = destination
+        self.mode = "embedded" if index is not None else "otlp"
+        self.counters = DeliveryCounters()
+        self._index, self._sender, self._spool = index, sender, spool
+        self._max = queue_size
+        self._take = queue_size if index is not None else min(OTLP_BATCH, queue_size)
+        self._delay = delay_s
+        # RLock: a signal handler (SIGTERM -> flush) may interrupt on_end holding it
+        self._cond = threading.Condition(threading.RLock())
+        self._queue: deque[ReadableSpan] = deque()
+        self._inflight = 0
+        self._closed = False
+        self._flush_asked = self._flush_done = 0
+        self._flush_deadline = 0.0
+        # spans queued / taken off the queue and settled: a flush waits for the spans that
+        # ended before it, not for ones ending meanwhile (they may never stop coming)
+        self._queued = self._settled = self._flush_target = 0
+        self._healthy, self._retry_at, self._backoff = True, 0.0, 0.5
+        self._spool_hint = spool is not None and spool.enabled  # other processes' leftovers
+        self._index_warned = False
+        self._rejections_logged = 0
+        self._spool_warned = False
+        self._start_worker()
+        ref = weakref.WeakMethod(self._after_fork)
+
+        def in_child() -> None:
+            method = ref()
+            if method is not None:
+                method()
+
+        os.register_at_fork(after_in_child=in_child)
+        # multiprocessing children end with os._exit (no atexit): flush in its exit hook
+        multiprocessing.util.register_after_fork(self, DeliveringProcessor._exit_hook)
+
+    def _exit_hook(self) -> None:
+        multiprocessing.util.Finalize(self, self._close_at_exit, exitpriority=100)
+
+    def _close_at_exit(self) -> None:
+        log_undelivered(self.close(DEFAULT_EXIT_TIMEOUT_S))
+
+    def _start_worker(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="otel-mltrace-delivery", daemon=True)
+        self._thread.start()
+
+    def _after_fork(self) -> None:
+        """A forked child (multiprocessing) gets no thread: start its own, with empty counts;
+        the parent's queued spans are the parent's to deliver."""
+        self._cond = threading.Condition(threading.RLock())
+        self._queue.clear()
+        self._inflight = 0
+        self._flush_asked = self._flush_done = 0
+        self._queued = self._settled = self._flush_target = 0
+        self.counters = DeliveryCounters()
+        if self._spool is not None:
+            self._spool.after_fork()
+        if self._index is not None:
+            self._index.after_fork()
+        if self._sender is not None:
+            self._sender.after_fork()
+        if not self._closed:
+            self._start_worker()
+
+    # -- producer side (the user's threads) --------------------------------------------------
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context is None or not span.context.trace_flags.sampled:
+            return
+        overflow: list[ReadableSpan] | None = None
+        with self._cond:
+            if self._closed:
+                overflow = [span]
+            elif self._index is not None:
+                # (never block the worker itself: an instrumented sqlite3 ends spans there)
+                while (
+                    len(self._queue) >= self._max
+                    and not self._closed
+                    and threading.current_thread() is not self._thread
+                ):
+                    self._cond.notify_all()
+                    self._cond.wait(0.5)  # back-pressure: the worker frees room
+                self._queue.append(span)
+                self._queued += 1
+            elif len(self._queue) >= self._max:
+                overflow = [*self._queue, span]
+                self._settled += len(self._queue)  # settled by this thread, just below
+                self._queue.clear()
+            else:
+                self._queue.append(span)
+                self._queued += 1
+            if len(self._queue) == self._take:
+                self._cond.notify_all()
+        if overflow is not None:
+            try:
+                if self._index is not None:
+                    self.counters.drop(len(overflow), "ended after shutdown")
+                else:
+                    self._to_spool(self._encode(overflow), len(overflow))
+            except Exception:  # export problems never reach user code
+                log.debug("spilling spans failed", exc_info=True)
+                self.counters.drop(len(overflow), "could not be encoded")
+
+    # -- worker ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if len(self._queue) < self._take and not self._closed:
+                    if self._flush_asked == self._flush_done:
+                        self._cond.wait(self._delay)
+                batch = [self._queue.popleft() for _ in range(min(self._take, len(self._queue)))]
+                self._inflight = len(batch)
+                asked, closed = self._flush_asked, self._closed
+                self._cond.notify_all()  # producers waiting for room
+            try:
+                if batch:
+                    self._deliver(batch)
+            except Exception:  # never let the worker die: count and go on
+                log.warning("otel-mltrace: delivery worker error", exc_info=True)
+                self.counters.drop(len(batch), "internal error in the delivery worker")
+            with self._cond:
+                self._inflight = 0
+                self._settled += len(batch)
+                caught_up = self._settled >= self._flush_target
+                flushing = asked != self._flush_done
+            try:
+                self._replay(drain=flushing and caught_up)
+            except Exception:
+                log.warning("otel-mltrace: delivery worker error", exc_info=True)
+            with self._cond:
+                if flushing and caught_up:
+                    self._flush_done = asked
+                    self._cond.notify_all()
+                if closed and not self._queue:
+                    return
+
+    def _deliver(self, batch: Sequence[ReadableSpan]) -> None:
+        if self._index is not None:
+            self._index_write(batch)
+            return
+        payload = self._encode(batch)
+        if self._healthy or self._probe_due():
+            assert self._sender is not None
+            outcome = self._sender.send(payload)
+            if outcome.ok:
+                self._mark_ok()
+                self._accepted(len(batch), outcome.rejected, outcome.message)
+                return
+            if not outcome.retryable:
+                self._reject(len(batch), outcome.message)
+                return
+            self._mark_failed(len(batch), outcome.message)
+        self._to_spool(payload, len(batch))
+
+    def _index_write(self, batch: Sequence[ReadableSpan]) -> None:
+        assert self._index is not None
+        error: Exception | None = None
+        for pause in (*INDEX_RETRIES, None):
+            try:
+                rejected, message = self._index.index_spans(batch)
+                self._accepted(len(batch), rejected, message)
+                return
+            except Exception as exc:  # locked or full disk: retry, then count
+                error = exc
+                if pause is not None:
+                    time.sleep(pause)
+        reason = f"index write failed ({type(error).__name__}: {str(error)[:120]})"
+        self.counters.drop(len(batch), reason)
+        if not self._index_warned:
+            self._index_warned = True
+            log.warning(
+                "otel-mltrace: %d spans not indexed in %s: %s", len(batch), self.destination, reason
+            )
+
+    def _replay(self, drain: bool) -> None:
+        """Send spooled requests: one per call, or all of them (bounded by the flush deadline)."""
+        spool, sender = self._spool, self._sender
+        if spool is None or sender is None or not self._spool_hint:
+            return
+        if not self._healthy and not (drain or self._probe_due()):
+            return
+        while True:
+            with spool.claim() as batch:
+                if batch is None:
+                    if drain and spool.pending()[0] and time.monotonic() < self._flush_deadline:
+                        time.sleep(0.05)  # other processes are sending the rest: wait for them
+                        continue
+                    self._spool_hint = False
+                    return
+                outcome = sender.send(batch.payload)
+                if outcome.ok:
+                    batch.done()
+                    self._mark_ok()
+                    self._accepted(batch.spans, outcome.rejected, outcome.message, replayed=True)
+                elif not outcome.retryable:
+                    batch.done()
+                    self._reject(batch.spans, outcome.message)
+                else:
+                    self._mark_failed(batch.spans, outcome.message)
+                    return
+            if not drain or time.monotonic() > self._flush_deadline:
+                return
+
+    # -- outcomes ----------------------------------------------------------------------------
+    def _encode(self, spans: Sequence[ReadableSpan]) -> bytes:
+        return encode_spans(spans).SerializeToString()
+
+    def _to_spool(self, payload: bytes, n: int) -> None:
+        spool = self._spool
+        if spool is None or not spool.enabled:
+            self.counters.drop(n, "not sent, and the spool is off (MLTRACE_SPOOL_MAX_BYTES=0)")
+            return
+        try:
+            stored = spool.put(payload, n)
+        except OSError as exc:
+            reason = f"spool directory {spool.directory} unusable ({exc.strerror or exc})"
+            self.counters.drop(n, reason)
+            if not self._spool_warned:
+                self._spool_warned = True
+                log.warning("otel-mltrace: %s; set MLTRACE_SPOOL_DIR to a writable one", reason)
+            return
+        if stored:
+            self.counters.add(spooled=n)
+            self._spool_hint = True
+        else:
+            self.counters.drop(n, f"spool full ({spool.max_bytes} bytes, MLTRACE_SPOOL_MAX_BYTES)")
+
+    def _accepted(self, n: int, rejected: int, message: str, replayed: bool = False) -> None:
+        ok = n - min(rejected, n)
+        self.counters.add(delivered=ok, replayed=ok if replayed else 0)
+        if rejected:
+            self._reject(min(rejected, n), message)
+
+    def _reject(self, n: int, message: str) -> None:
+        where = "the index" if self._index is not None else "the collector"
+        self.counters.drop(n, f"rejected as invalid by {where}")
+        self._rejections_logged += 1
+        if self._rejections_logged <= 5:  # the reasons of the first few; the rest counted
+            log.warning("otel-mltrace: %s rejected %d spans: %s", self.destination, n, message)
+
+    def _probe_due(self) -> bool:
+        return time.monotonic() >= self._retry_at
+
+    def _mark_ok(self) -> None:
+        if not self._healthy:
+            log.warning("otel-mltrace: export to %s recovered", self.destination)
+        self._healthy, self._backoff = True, 0.5
+
+    def _mark_failed(self, n: int, message: str) -> None:
+        if self._healthy:
+            where = self._spool.directory if self._spool and self._spool.enabled else None
+            log.warning(
+                "otel-mltrace: could not export %d spans to %s (%s); the pipeline goes on. %s",
+                n,
+                self.destination,
+                message or "export failed",
+                f"Spans wait in the spool {where} and are sent when the collector answers "
+                "(by this process or the next one configured for this endpoint)."
+                if where
+                else "The spool is off (MLTRACE_SPOOL_MAX_BYTES=0): they are dropped and counted.",
+            )
+        self._healthy = False
+        self._retry_at = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, 30.0)
+
+    # -- flush / shutdown ------------------------------------------------------------------
+    def report(self, in_memory: int | None = None) -> DeliveryReport:
+        """Counts so far; ``in_memory``: spans not yet settled (default: all queued now)."""
+        spool = self._spool
+        pending = spool.pending()[0] if spool is not None and spool.enabled else 0
+        with self._cond:
+            if in_memory is None:
+                in_memory = len(self._queue) + self._inflight
+        return self.counters.report(
+            self.mode,
+            self.destination,
+            pending_in_spool=pending,
+            in_memory=in_memory,
+            spool_dir=str(spool.directory) if spool is not None and spool.enabled else None,
+        )
+
+    def flush(self, timeout_s: float = 10.0) -> DeliveryReport:
+        """Deliver (or spool) everything queued, then send the spool while the collector
+        answers; returns within about ``timeout_s`` (plus one in-flight export)."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            self._flush_asked += 1
+            asked = self._flush_asked
+            target = self._flush_target = self._queued
+            self._flush_deadline = deadline
+            self._retry_at = min(self._retry_at, time.monotonic())  # one probe per flush
+            self._spool_hint = self._spool is not None and self._spool.enabled
+            self._cond.notify_all()
+            while self._flush_done < asked and self._thread.is_alive():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            behind = max(0, target - self._settled)
+        return self.report(in_memory=behind)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return bool(self.flush(timeout_millis / 1000))
+
+    def close(self, timeout_s: float = 10.0) -> DeliveryReport:
+        """Flush, stop the worker, spool what is left in memory (OTLP); the final report.
+
+        Embedded: a local index that is still making progress is waited for past
+        ``timeout_s`` (the queue is bounded); only one that finishes no batch for
+        ``INDEX_STALL_S`` loses what is left, counted."""
+        report = self.flush(timeout_s)
+        while self._index is not None and report.in_memory and self._thread.is_alive():
+            before = self._settled
+            report = self.flush(max(timeout_s, INDEX_STALL_S))
+            if self._settled == before:
+                break
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=max(1.0, timeout_s))
+        with self._cond:
+            left = list(self._queue)
+            self._queue.clear()
+            self._settled += len(left)
+        if left:
+            if self._index is not None:
+                self.counters.drop(len(left), "index write did not finish before shutdown")
+            else:
+                self._to_spool(self._encode(left), len(left))
+        report = self.report()
+        if not self._thread.is_alive():  # else the worker still uses them; exit frees them
+            try:
+                if self._sender is not None:
+                    self._sender.close()
+                if self._index is not None:
+                    self._index.shutdown()
+            except Exception:
+                log.debug("closing the export destination failed", exc_info=True)
+        return report
+
+    def shutdown(self) -> None:
+        log_undelivered(self.close())

@@ -1,0 +1,268 @@
+"""Ask the lineage index from Python (notebooks, scripts): the CLI's queries, typed.
+
+The index is chosen as the CLI chooses it: ``server=`` (or ``MLTRACE_SERVER``) asks a
+running collector, ``db=`` (or ``MLTRACE_DB``) opens a SQLite file or ``postgresql://``
+URL, and otherwise the embedded index (``MLTRACE_INDEX``) is read. The answers come from
+the same ``LineageQueries`` the CLI and the HTTP API use; errors are the same typed
+exceptions (``NotFound``, ``BadQuery``, ``RemoteError``) the CLI turns into messages.
+
+Example::
+
+    from otel_mltrace import query
+
+    runs = query.runs(component="train", where=["metrics.accuracy > 0.9"],
+                      sort="metrics.accuracy desc")
+    runs.to_pandas()                          # params.*, metrics.*, tags columns
+    query.trace("predictions/predictions.csv")  # a local path is identified by content
+    query.compare(runs[0].run_id, runs[1].run_id).summary
+
+    idx = query.connect(server="http://127.0.0.1:4318")   # or db="lineage.db"
+    idx.history("train", status=["error"])
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from mltrace_collector.client import RemoteError, RemoteQueries
+from mltrace_collector.queries import MAX_DEPTH, LineageQueries, NotFound
+from mltrace_collector.run_search import BadQuery, RunFilter
+from otel_mltrace.compare_view import Comparison
+from otel_mltrace.config import SETTINGS, resolve
+from otel_mltrace.query_results import Lineage, Records, Review, RunDetails, RunTable
+
+__all__ = [
+    "BadQuery",
+    "Comparison",
+    "Index",
+    "Lineage",
+    "NotFound",
+    "RemoteError",
+    "RunDetails",
+    "RunTable",
+    "compare",
+    "components",
+    "connect",
+    "downstream",
+    "flags",
+    "history",
+    "inspect",
+    "open_queries",
+    "review",
+    "runs",
+    "stale",
+    "to_ns",
+    "trace",
+]
+
+TimeArg = int | float | str | datetime | None
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def to_ns(value: TimeArg, what: str = "time") -> int | None:
+    """A ``datetime``, ISO-8601 text, a duration ago (``"7d"``) or Unix ns -> Unix ns."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1e9)
+    if isinstance(value, (int, float)):
+        return int(value)
+    try:
+        return int(datetime.fromisoformat(value).timestamp() * 1e9)
+    except ValueError:
+        pass
+    match = _DURATION.match(value.strip())
+    if not match:
+        raise BadQuery(f"{what} {value!r} is neither an ISO time nor a duration like 30m, 6h, 7d")
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    return int((datetime.now().timestamp() - seconds) * 1e9)
+
+
+def open_queries(db: str | None = None, server: str | None = None, token: str | None = None) -> Any:
+    """``LineageQueries`` on a local index or ``RemoteQueries`` on a collector (CLI rules:
+    an explicit ``server`` wins, then ``db``; then ``MLTRACE_SERVER``, ``MLTRACE_DB``,
+    and the embedded index ``MLTRACE_INDEX``)."""
+    if server is None and db is None:
+        server = os.environ.get(SETTINGS["server"].env) or None
+        db = os.environ.get(SETTINGS["db"].env) or None
+        if server and db:  # as the CLI: two variables of equal rank are no silent pick
+            raise ValueError(
+                f"both {SETTINGS['db'].env}={db} and {SETTINGS['server'].env}={server} are set; "
+                "unset one, or pass db= or server= explicitly"
+            )
+    if server:
+        return RemoteQueries(server, token=token or os.environ.get("MLTRACE_AUTH_TOKEN"))
+    from mltrace_collector.store.base import open_store
+
+    target = str(db) if db else str(resolve("index"))
+    if "://" not in target and not os.path.exists(target):
+        raise NotFound(
+            f"no lineage index at {target}; run an instrumented pipeline first, "
+            "or point at one with --db PATH / --server URL"
+        )
+    return LineageQueries(open_store(target))
+
+
+class Index:
+    """One lineage index (local or a collector); every query returns a typed result."""
+
+    def __init__(self, queries: Any) -> None:
+        self.queries = queries
+
+    def close(self) -> None:
+        store = getattr(self.queries, "store", None)
+        if store is not None:
+            store.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def trace(self, ident: str | os.PathLike[str], depth: int = MAX_DEPTH) -> Lineage:
+        """Upstream lineage of an artifact ID, URI, local path, run ID or record ID."""
+        return Lineage.from_dict(self.queries.trace(_ident(ident), depth))
+
+    def downstream(self, ident: str | os.PathLike[str], depth: int = MAX_DEPTH) -> Lineage:
+        """Everything derived from an artifact, run or record."""
+        return Lineage.from_dict(self.queries.downstream(_ident(ident), depth))
+
+    def runs(
+        self,
+        component: str | None = None,
+        *,
+        where: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        status: Sequence[str] | str = (),
+        since: TimeArg = None,
+        until: TimeArg = None,
+        sort: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> RunTable:
+        """Runs, newest first, filtered like ``otel-mltrace runs --where … --tag …``."""
+        if isinstance(status, str):
+            status = (status,)
+        if isinstance(where, str) or isinstance(tags, str):
+            raise BadQuery("where= and tags= take a list of strings, e.g. where=['params.C = 1']")
+        f = RunFilter(
+            component, tuple(where), tuple(tags), tuple(status),
+            to_ns(since, "since") or 0, to_ns(until, "until") or RunFilter.until_ns,
+            sort, limit, offset,
+        )  # fmt: skip
+        return RunTable.from_rows(component or "runs", self.queries.search_runs(f.validate()))
+
+    def history(self, component: str, **filters: Any) -> RunTable:
+        """Runs of one component, newest first (same filters as ``runs``)."""
+        return self.runs(component, **filters)
+
+    def inspect(self, run_id: str) -> RunDetails:
+        """Everything known about one run (a unique ID prefix is enough)."""
+        return RunDetails.from_dict(self.queries.inspect(run_id))
+
+    def components(self) -> Records:
+        return Records(
+            "components", self.queries.components(), ("component", "runs", "failures", "last_start")
+        )
+
+    def stale(self, older_than: float | str | None = None) -> Records:
+        """Newest run of each component with why it is stale (``older_than``: s or ``"7d"``)."""
+        if older_than is None:
+            seconds = float(resolve("stale_after_seconds"))
+        elif isinstance(older_than, str):
+            seconds = (datetime.now().timestamp() * 1e9 - (to_ns(older_than) or 0)) / 1e9
+        else:
+            seconds = float(older_than)
+        columns = ("component", "run_id", "stale", "reasons")
+        return Records("stale", self.queries.stale(seconds), columns)
+
+    def flags(self) -> Records:
+        return Records("flags", self.queries.flags(), ("target_id", "kind", "reason", "origin"))
+
+    def review(self, limit: int = 20) -> Review:
+        return Review.from_dict(self.queries.review(limit))
+
+    def compare(self, *run_ids: str, depth: int = MAX_DEPTH) -> Comparison:
+        """Params, metrics and code side by side, and upstream-lineage diffs (vs the first)."""
+        if len(run_ids) == 1 and not isinstance(run_ids[0], str):
+            run_ids = tuple(run_ids[0])
+        return Comparison.from_dict(self.queries.compare(list(run_ids), depth))
+
+
+def _ident(ident: str | os.PathLike[str]) -> str:
+    text = os.fspath(ident)
+    if "://" not in text and os.path.exists(text):
+        from otel_mltrace.artifacts import artifact_id
+
+        return artifact_id(text)
+    return text
+
+
+def connect(db: str | None = None, server: str | None = None, token: str | None = None) -> Index:
+    """An ``Index`` on ``db`` (path or URL), ``server`` (collector URL) or the default."""
+    return Index(open_queries(db, server, token))
+
+
+def _default(kwargs: dict[str, Any]) -> Index:
+    return connect(kwargs.pop("db", None), kwargs.pop("server", None), kwargs.pop("token", None))
+
+
+def _call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    with _default(kwargs) as index:
+        return getattr(index, name)(*args, **kwargs)
+
+
+def trace(*args: Any, **kwargs: Any) -> Lineage:
+    """``Index.trace`` on the default index (or ``db=``/``server=``)."""
+    return _call("trace", args, kwargs)  # type: ignore[no-any-return]
+
+
+def downstream(*args: Any, **kwargs: Any) -> Lineage:
+    """``Index.downstream`` on the default index (or ``db=``/``server=``)."""
+    return _call("downstream", args, kwargs)  # type: ignore[no-any-return]
+
+
+def runs(*args: Any, **kwargs: Any) -> RunTable:
+    """``Index.runs`` on the default index (or ``db=``/``server=``)."""
+    return _call("runs", args, kwargs)  # type: ignore[no-any-return]
+
+
+def history(*args: Any, **kwargs: Any) -> RunTable:
+    """``Index.history`` on the default index (or ``db=``/``server=``)."""
+    return _call("history", args, kwargs)  # type: ignore[no-any-return]
+
+
+def inspect(*args: Any, **kwargs: Any) -> RunDetails:
+    """``Index.inspect`` on the default index (or ``db=``/``server=``)."""
+    return _call("inspect", args, kwargs)  # type: ignore[no-any-return]
+
+
+def components(**kwargs: Any) -> Records:
+    """``Index.components`` on the default index (or ``db=``/``server=``)."""
+    return _call("components", (), kwargs)  # type: ignore[no-any-return]
+
+
+def stale(*args: Any, **kwargs: Any) -> Records:
+    """``Index.stale`` on the default index (or ``db=``/``server=``)."""
+    return _call("stale", args, kwargs)  # type: ignore[no-any-return]
+
+
+def flags(**kwargs: Any) -> Records:
+    """``Index.flags`` on the default index (or ``db=``/``server=``)."""
+    return _call("flags", (), kwargs)  # type: ignore[no-any-return]
+
+
+def review(*args: Any, **kwargs: Any) -> Review:
+    """``Index.review`` on the default index (or ``db=``/``server=``)."""
+    return _call("review", args, kwargs)  # type: ignore[no-any-return]
+
+
+def compare(*run_ids: str, **kwargs: Any) -> Comparison:
+    """``Index.compare`` on the default index (or ``db=``/``server=``)."""
+    return _call("compare", run_ids, kwargs)  # type: ignore[no-any-return]

@@ -1,0 +1,322 @@
+"""Typed results of ``otel_mltrace.query``: dataclasses with ``to_dict()``, ``to_pandas()``
+(where tabular) and readable reprs in Jupyter (``_repr_html_``) and rich (``__rich__``).
+
+Each wraps the JSON structure the CLI and the HTTP API produce, so ``to_dict()`` equals
+``otel-mltrace … --format json`` output. Example::
+
+    table = RunTable.from_rows("train", rows)
+    df = table.to_pandas()            # params.*, metrics.*, tags columns
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+
+from mltrace_collector import render
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Lineage", "Records", "Review", "Run", "RunDetails", "RunTable"]
+
+
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            "to_pandas() needs pandas: pip install 'otel-mltrace[pandas]'", name="pandas"
+        ) from None
+    return pandas
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return "" if value is None else str(value)
+
+
+def html_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A small escaped HTML table (what notebooks show)."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows
+    )
+    return (
+        f"<table><caption>{html.escape(title)}</caption><thead><tr>{head}</tr></thead>"
+        f"<tbody>{body}</tbody></table>"
+    )
+
+
+def rich_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(_cell(v) for v in row))
+    return table
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run as lists show it (``runs()``, ``history()``)."""
+
+    run_id: str
+    component: str
+    status: str
+    start: str | None
+    end: str | None
+    duration_s: float
+    code_revision: str | None
+    service: str | None
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Run:
+        return cls(
+            d["run_id"], d["component"], d["status"], d.get("start"), d.get("end"),
+            d.get("duration_s", 0.0), d.get("code_revision"), d.get("service"),
+            dict(d.get("params") or {}), dict(d.get("metrics") or {}), list(d.get("tags") or []),
+            d,
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+BASE_COLUMNS = ("run_id", "component", "start", "status", "duration_s", "code_revision")
+
+
+@dataclass(frozen=True)
+class RunTable(Sequence[Run]):
+    """Runs in a table: ``to_pandas()`` is like ``mlflow.search_runs`` (``params.*``,
+    ``metrics.*`` and ``tags`` columns)."""
+
+    title: str
+    runs: list[Run]
+
+    @classmethod
+    def from_rows(cls, title: str, rows: Sequence[dict[str, Any]]) -> RunTable:
+        return cls(title, [Run.from_dict(r) for r in rows])
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.runs[index]
+
+    def __iter__(self) -> Iterator[Run]:
+        return iter(self.runs)
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in self.runs]
+
+    def columns(self, extra: Sequence[str] | None = None) -> list[str]:
+        """Base columns plus ``params.*``/``metrics.*`` seen in these runs (or ``extra``)."""
+        if extra is None:
+            params = sorted({f"params.{k}" for r in self.runs for k in r.params})
+            metrics = sorted({f"metrics.{k}" for r in self.runs for k in r.metrics})
+            extra = [*params, *metrics, *(["tags"] if any(r.tags for r in self.runs) else [])]
+        return [*BASE_COLUMNS, *extra]
+
+    def value(self, run: Run, column: str) -> Any:
+        kind, _, key = column.partition(".")
+        if kind == "params" and key:
+            return run.params.get(key)
+        if kind == "metrics" and key:
+            return run.metrics.get(key)
+        if column == "tags":
+            return run.tags
+        return getattr(run, column, None) if column != "data" else None
+
+    def to_pandas(self) -> pd.DataFrame:
+        pandas = _pandas()
+        cols = self.columns()
+        frame: pd.DataFrame = pandas.DataFrame(
+            [{c: self.value(r, c) for c in cols} for r in self.runs], columns=cols
+        )
+        for c in ("start",):
+            frame[c] = pandas.to_datetime(frame[c], utc=True)
+        return frame
+
+    def _rows(self) -> tuple[list[str], list[list[Any]]]:
+        cols = self.columns()
+        return cols, [[self.value(r, c) for c in cols] for r in self.runs]
+
+    def _repr_html_(self) -> str:
+        return html_table(f"{self.title} ({len(self)} runs)", *self._rows())
+
+    def __rich__(self) -> Table:
+        return rich_table(self.title, *self._rows())
+
+
+@dataclass(frozen=True)
+class RunDetails:
+    """``inspect()``: everything known about one run."""
+
+    run_id: str
+    component: str
+    status: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    tags: list[str]
+    code_revision: str | None
+    inputs: list[dict[str, Any]]
+    outputs: list[str]
+    data: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunDetails:
+        return cls(
+            d["run_id"], d["component"], d["status"], d["params"], d["metrics"], d["tags"],
+            d.get("code_revision"), d["inputs"], d["outputs"], d,
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.data)
+
+    @property
+    def metric_series(self) -> dict[str, Any]:
+        """Metric name -> ``{count, min, max, last, thinned, steps, timestamps_ns, values}``."""
+        return dict(self.data.get("metric_series") or {})
+
+    def _pairs(self) -> list[tuple[str, Any]]:
+        pairs: list[tuple[str, Any]] = [
+            ("run", f"{self.component} {self.run_id}"),
+            ("status", self.status),
+            ("start", self.data.get("start")),
+            ("code revision", self.code_revision),
+        ]
+        pairs += [(f"params.{k}", v) for k, v in sorted(self.params.items())]
+        pairs += [(f"metrics.{k}", v) for k, v in sorted(self.metrics.items())]
+        pairs += [
+            (f"series {k}", f"last={v['last']:.6g} min={v['min']:.6g} max={v['max']:.6g} "
+             f"count={v['count']}")
+            for k, v in sorted(self.metric_series.items()) if isinstance(v, dict)
+        ]  # fmt: skip
+        pairs += [("input", f"{i['artifact_id']} <- {i['producer_run_id'] or 'raw'}")
+                  for i in self.inputs]  # fmt: skip
+        pairs += [("output", o) for o in self.outputs]
+        return pairs
+
+    def _repr_html_(self) -> str:
+        return html_table(f"run {self.run_id}", ("field", "value"), self._pairs())
+
+    def __rich__(self) -> Table:
+        return rich_table(f"run {self.run_id}", ("field", "value"), self._pairs())
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """``trace()`` / ``downstream()``: a lineage graph of runs and artifacts."""
+
+    root: dict[str, str]
+    direction: str
+    runs: dict[str, dict[str, Any]]
+    artifacts: dict[str, dict[str, Any]]
+    edges: list[dict[str, str]]
+    truncated: bool
+    data: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Lineage:
+        return cls(
+            d["root"], d["direction"], d["runs"], d["artifacts"], d["edges"],
+            bool(d.get("truncated")), d,
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.data)
+
+    def to_dot(self) -> str:
+        return render.to_dot(self.data)
+
+    def to_mermaid(self) -> str:
+        return render.to_mermaid(self.data)
+
+    def run_table(self) -> RunTable:
+        """The graph's runs as a table (oldest first)."""
+        rows = sorted(self.runs.values(), key=lambda r: (r.get("start_ns") or 0, r["run_id"]))
+        return RunTable.from_rows(f"{self.direction} of {self.root['id']}", rows)
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.run_table().to_pandas()
+
+    def _repr_html_(self) -> str:
+        raw = sorted(a["id"] for a in self.artifacts.values() if a.get("raw"))
+        return (
+            f"<p>{html.escape(self.direction)} lineage of <code>{html.escape(self.root['id'])}"
+            f"</code>: {len(self.runs)} runs, {len(self.artifacts)} artifacts "
+            f"({len(raw)} raw)</p>" + self.run_table()._repr_html_()
+        )
+
+    def __rich__(self) -> Any:
+        return render.lineage_tree(self.data)
+
+
+@dataclass(frozen=True)
+class Records:
+    """Rows of ``components()``, ``stale()``, ``flags()``: a titled list of dicts."""
+
+    title: str
+    rows: list[dict[str, Any]]
+    columns: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.rows)
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.rows]
+
+    def to_pandas(self) -> pd.DataFrame:
+        frame: pd.DataFrame = _pandas().DataFrame(self.rows)
+        return frame
+
+    def _repr_html_(self) -> str:
+        rows = [[r.get(c) for c in self.columns] for r in self.rows]
+        return html_table(self.title, self.columns, rows)
+
+    def __rich__(self) -> Table:
+        return render.rows_table(self.title, self.rows, self.columns)
+
+
+@dataclass(frozen=True)
+class Review:
+    """``review()``: upstream runs, components and revisions ranked by association with flags."""
+
+    flagged: int
+    unflagged: int
+    runs: list[dict[str, Any]]
+    components: list[dict[str, Any]]
+    revisions: list[dict[str, Any]]
+    data: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Review:
+        return cls(d["flagged"], d["unflagged"], d["runs"], d["components"], d["revisions"], d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.data)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The ranked upstream runs."""
+        frame: pd.DataFrame = _pandas().DataFrame(self.runs)
+        return frame
+
+    def _repr_html_(self) -> str:
+        cols = ("rank", "component", "run_id", "flagged_count", "coverage", "lift", "score")
+        title = f"review: runs (flagged {self.flagged} / unflagged {self.unflagged})"
+        return html_table(title, cols, [[r.get(c) for c in cols] for r in self.runs])

@@ -1,0 +1,201 @@
+"""Send one serialized OTLP ``ExportTraceServiceRequest`` to a collector, once, no retries.
+
+The delivery worker decides what a failure means (spool it, or drop it when the collector
+says the data itself is bad); the bytes are those kept in the spool, so a replay costs
+no re-encoding. gRPC uses ``grpcio`` and OTLP/HTTP ``requests``: both already come with
+the official OTLP exporters the SDK depends on.
+
+Example::
+
+    from otel_mltrace.sender import make_sender
+    sender = make_sender("http://127.0.0.1:4317", "grpc", headers={}, timeout_s=10)
+    outcome = sender.send(payload)
+    if not outcome.ok and outcome.retryable: ...   # keep it for later
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NamedTuple, Protocol
+from urllib.parse import urlparse
+
+_GRPC_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+class SendOutcome(NamedTuple):
+    ok: bool
+    retryable: bool
+    """False only when the collector rejects the data itself (it would never accept it)."""
+    message: str
+    rejected: int = 0
+    """Accepted request, but this many spans refused (OTLP partial success); ``message`` why."""
+
+
+def _accepted(body: bytes) -> SendOutcome:
+    """An accepted request: read the OTLP partial success, if any."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
+
+    response = ExportTraceServiceResponse()
+    try:
+        response.ParseFromString(body)
+    except Exception:  # a non-OTLP body from a proxy: the request was still accepted
+        return SendOutcome(True, False, "")
+    partial = response.partial_success
+    return SendOutcome(True, False, partial.error_message, int(partial.rejected_spans))
+
+
+class Sender(Protocol):
+    def send(self, payload: bytes) -> SendOutcome: ...
+
+    def close(self) -> None: ...
+
+    def after_fork(self) -> None:
+        """In a forked child: new connections (the parent's sockets are not ours)."""
+        ...
+
+
+def _gzip() -> bool:
+    """The standard ``OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION``: ``gzip`` or ``none``."""
+    for var in ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"):
+        value = os.environ.get(var, "").strip().lower()
+        if value in ("gzip", "none"):
+            return value == "gzip"
+        if value:
+            raise ValueError(f"{var}={value!r} is not supported; use gzip or none")
+    return False
+
+
+def _ca_file() -> str | None:
+    for var in ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"):
+        if os.environ.get(var):
+            return os.environ[var]
+    return None
+
+
+def headers_from_env() -> dict[str, str]:
+    """``MLTRACE_HEADERS``, else the standard ``OTEL_EXPORTER_OTLP_(TRACES_)HEADERS``."""
+    from otel_mltrace.config import _parse_headers, resolve
+
+    found: dict[str, str] | None = resolve("headers")
+    if found:
+        return found
+    for var in ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"):
+        if os.environ.get(var):
+            return _parse_headers(os.environ[var])
+    return {}
+
+
+class GrpcSender:
+    def __init__(self, endpoint: str, headers: Mapping[str, str], timeout_s: float) -> None:
+        import grpc
+
+        self._grpc = grpc
+        parsed = urlparse(endpoint)
+        if parsed.scheme in ("http", "https") and parsed.netloc:
+            target, secure = parsed.netloc, parsed.scheme == "https"
+        else:  # host:port, as the official exporter accepts it (TLS unless http://)
+            target, secure = endpoint, True
+        self._target, self._secure = target, secure
+        self._open()
+        self._metadata = tuple((k.lower(), v) for k, v in headers.items())
+        self._timeout = timeout_s
+        self._compression = grpc.Compression.Gzip if _gzip() else None
+        self._retryable = {
+            grpc.StatusCode.CANCELLED,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            grpc.StatusCode.ABORTED,
+            grpc.StatusCode.OUT_OF_RANGE,
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.DATA_LOSS,
+            grpc.StatusCode.UNKNOWN,
+            grpc.StatusCode.INTERNAL,
+            # kept, not dropped: a wrong token is fixed by configuration, then replayed
+            grpc.StatusCode.UNAUTHENTICATED,
+            grpc.StatusCode.PERMISSION_DENIED,
+        }
+
+    def _open(self) -> None:
+        grpc = self._grpc
+        if self._secure:
+            ca = _ca_file()
+            roots = Path(ca).read_bytes() if ca else None
+            creds = grpc.ssl_channel_credentials(roots)
+            self._channel = grpc.secure_channel(self._target, creds)
+        else:
+            self._channel = grpc.insecure_channel(self._target)
+        self._call = self._channel.unary_unary(_GRPC_METHOD)  # bytes in, bytes out
+
+    def after_fork(self) -> None:
+        self._open()
+
+    def send(self, payload: bytes) -> SendOutcome:
+        try:
+            body = self._call(
+                payload,
+                timeout=self._timeout,
+                metadata=self._metadata,
+                compression=self._compression,
+            )
+        except self._grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            details = exc.details() if hasattr(exc, "details") else str(exc)
+            name = code.name if code is not None else "error"
+            return SendOutcome(False, code in self._retryable, f"gRPC {name}: {details}")
+        except Exception as exc:  # a grpc bug must not surface in a pipeline
+            return SendOutcome(False, True, f"{type(exc).__name__}: {exc}")
+        return _accepted(body)
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class HttpSender:
+    def __init__(self, endpoint: str, headers: Mapping[str, str], timeout_s: float) -> None:
+        import requests
+
+        self._requests = requests
+        trimmed = endpoint.rstrip("/")
+        self._url = trimmed if trimmed.endswith("/v1/traces") else trimmed + "/v1/traces"
+        self._headers = {"Content-Type": "application/x-protobuf", **headers}
+        self._verify: bool | str = _ca_file() or True
+        self._timeout = timeout_s
+        self._gzip = _gzip()
+        if self._gzip:
+            self._headers["Content-Encoding"] = "gzip"
+        self.after_fork()
+
+    def after_fork(self) -> None:
+        self._session = self._requests.Session()
+        self._session.headers.update(self._headers)
+
+    def send(self, payload: bytes) -> SendOutcome:
+        try:
+            body = gzip.compress(payload, compresslevel=6) if self._gzip else payload
+            resp = self._session.post(
+                self._url, data=body, timeout=self._timeout, verify=self._verify
+            )
+        except Exception as exc:  # connection refused, timeout, TLS: all worth a retry
+            return SendOutcome(False, True, f"{type(exc).__name__}: {exc}"[:300])
+        if 200 <= resp.status_code < 300:
+            return _accepted(resp.content)
+        message = f"HTTP {resp.status_code}: {resp.text[:200]}"
+        return SendOutcome(False, resp.status_code not in (400, 413, 415), message)
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def make_sender(
+    endpoint: str, protocol: str, headers: Mapping[str, str] | None, timeout_s: float
+) -> Sender:
+    if protocol == "grpc":
+        return GrpcSender(endpoint, headers or {}, timeout_s)
+    if protocol in ("http/protobuf", "http"):
+        return HttpSender(endpoint, headers or {}, timeout_s)
+    raise ValueError(f"protocol {protocol!r} is not supported; use 'grpc' or 'http/protobuf'")

@@ -1,0 +1,164 @@
+"""Identify by what the user has: an edited, moved or deleted path, a bare URI, an
+ambiguous run-ID prefix, a misspelt component — against the embedded index and a live
+``otel-mltrace serve`` child reading the same index.
+
+Issue: ``trace predictions/x.csv`` of a file edited/moved/deleted since it was logged said
+"not found"; ``trace s3://…/wine.parquet`` silently picked ``@v:2``; an ambiguous prefix
+said "not found" without the candidates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import otel_mltrace as mlt
+from otel_mltrace.cli import main
+from tests.serve_process import ServeProcess
+
+
+@dataclass
+class Index:
+    db: str
+    workdir: Path
+    preds_id: str  # file:///…/preds.csv@sha256:… as logged
+    wine_v1: str
+    wine_v2: str
+    runs: list[str]  # the three 'score' runs, started within the same second
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Index:
+    work = tmp_path_factory.mktemp("identify")
+    db = str(work / "index.db")
+    mlt.configure(service_name="identify", index=db)
+    try:
+        with mlt.run("ingest") as r:
+            v1 = r.add_output("s3://lake/wine.parquet", version="1")
+        with mlt.run("ingest") as r:
+            v2 = r.add_output("s3://lake/wine.parquet", version="2")
+        (work / "preds.csv").write_text("id,proba\n1,0.9\n")
+        with mlt.run("predict", inputs=[v2]) as r:
+            preds = r.add_output(str(work / "preds.csv"))
+        (work / "moved.bin").write_bytes(b"model weights")
+        with mlt.run("train") as r:
+            r.add_output(str(work / "moved.bin"))
+        runs = []
+        for _ in range(3):
+            with mlt.run("score") as r:
+                runs.append(r.id)
+        mlt.flush()
+    finally:
+        mlt.shutdown()
+    return Index(db, work, preds, v1, v2, runs)
+
+
+@pytest.fixture(scope="module")
+def served(index: Index) -> Iterator[str]:
+    log = index.workdir / "serve.log"
+    with ServeProcess.start(index.db, log, extra_args=["--decode-workers", "0"]) as serve:
+        yield serve.http_url
+
+
+@pytest.fixture(params=["db", "server"])
+def where(request: pytest.FixtureRequest, index: Index) -> list[str]:
+    if request.param == "server":
+        return ["--server", request.getfixturevalue("served")]
+    return ["--db", index.db]
+
+
+def cli(*args: str) -> tuple[int, str]:
+    env = {k: None for k in os.environ if k.startswith("MLTRACE_")}
+    result = CliRunner().invoke(main, list(args), env=env)
+    return result.exit_code, result.output
+
+
+def test_bare_uri_says_which_version_and_how_many_others(where: list[str], index: Index) -> None:
+    code, out = cli(*where, "trace", "s3://lake/wine.parquet", "--format", "json")
+    assert code == 0, out
+    graph = json.loads(out)
+    assert graph["root"]["id"] == index.wine_v2
+    resolved = graph["resolved"]
+    assert resolved["chosen"] == index.wine_v2 and resolved["asked"] == "s3://lake/wine.parquet"
+    assert [v["artifact_id"] for v in resolved["versions"]] == [index.wine_v2, index.wine_v1]
+    code, out = cli(*where, "trace", "s3://lake/wine.parquet", "--all-versions")
+    assert code == 0, out
+    assert "showing version v:2, the newest of 2 at s3://lake/wine.parquet" in out
+    assert "1 other version(s) (--all-versions lists them)" in out
+    assert index.wine_v1 in out and "<- shown" in out  # the versions table
+    code, out = cli(*where, "downstream", "s3://lake/wine.parquet", "--format", "json")
+    assert code == 0 and "predict" in out, out
+
+
+def test_edited_file_answers_for_its_logged_version(
+    where: list[str], index: Index, tmp_path: Path
+) -> None:
+    edited = tmp_path / "preds.csv"
+    logged = index.workdir / "preds.csv"
+    try:
+        logged.write_text("id,proba\n1,0.1\n")  # edited after it was logged
+        code, out = cli(*where, "trace", str(logged), "--format", "json")
+    finally:
+        logged.write_text("id,proba\n1,0.9\n")
+    assert code == 0, out
+    graph = json.loads(out)
+    assert graph["root"]["id"] == index.preds_id
+    assert "not in the index with version" in graph["resolved"]["note"]
+    assert any(r["component"] == "predict" for r in graph["runs"].values())
+    del edited
+
+
+def test_moved_file_is_found_by_its_content(where: list[str], index: Index, tmp_path: Path) -> None:
+    moved = tmp_path / "elsewhere.bin"
+    moved.write_bytes(b"model weights")  # same content as the logged moved.bin
+    code, out = cli(*where, "trace", str(moved))
+    assert code == 0, out
+    assert "the same content" in out and "moved.bin" in out and "train" in out
+
+
+def test_deleted_relative_path_resolves_to_its_location(
+    where: list[str], index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(index.workdir)
+    gone = index.workdir / "preds.csv"
+    gone.rename(index.workdir / "preds.kept")
+    try:
+        code, out = cli(*where, "trace", "preds.csv", "--format", "json")
+    finally:
+        (index.workdir / "preds.kept").rename(gone)
+    assert code == 0, out
+    graph = json.loads(out)
+    assert graph["root"]["id"] == index.preds_id
+    assert "the newest of 1 at file://" in graph["resolved"]["note"]
+    code, out = cli(*where, "trace", "never-logged.csv")
+    assert code == 2 and "'never-logged.csv' is neither a run ID" in out, out
+    assert f"nothing was logged at {(index.workdir / 'never-logged.csv').as_uri()}" in out
+
+
+def test_ambiguous_prefix_lists_the_candidates(where: list[str], index: Index) -> None:
+    prefix = os.path.commonprefix(index.runs)
+    assert len(prefix) >= 8  # time-ordered IDs of one second share at least 8 characters
+    for command in ("inspect", "trace"):
+        code, out = cli(*where, command, prefix)
+        assert code == 2, out
+        assert f"run ID prefix {prefix!r} matches several runs" in out
+        assert all(run_id in out for run_id in index.runs) and "score" in out
+
+
+def test_unknown_component_suggests_the_nearest(where: list[str]) -> None:
+    code, out = cli(*where, "history", "predcit")
+    assert code == 2 and "no component 'predcit' (did you mean 'predict'?)" in out, out
+    code, out = cli(*where, "history", "zzz")
+    assert code == 2 and "did you mean" not in out, out
+
+
+def test_a_component_name_given_to_trace_points_at_history(where: list[str]) -> None:
+    code, out = cli(*where, "trace", "predict")
+    assert code == 2 and "'predict' is a component: its runs are in" in out, out
+    assert "otel-mltrace history predict" in out
