@@ -184,3 +184,21 @@ def test_collector_pipeline_any_order_and_retries(
         done.id: "ok",
         killed.id: "running",
     }
+
+
+def test_runs_pages_merge_open_and_ended_runs_exactly(store: Store) -> None:
+    """Every page of ``runs`` equals the same slice of the naive merge of ended and open
+    runs, newest first, whatever the offset (also past what a SQL integer holds)."""
+    base = time.time_ns()
+    ended = [final(f"e{i:02d}", base + 10 * i) for i in range(30)]
+    opened = [start(f"o{i:02d}", base + 10 * i + 5) for i in (2, 3, 11, 27, 40)]
+    store.ingest(ended, starts=opened)
+    q = LineageQueries(store)
+    everything = [r["run_id"] for r in q.runs(limit=100)]
+    assert len(everything) == 35 and everything[0] == "o40" and everything[-1] == "e00"
+    assert everything == sorted(everything, key=lambda i: int(i[1:]) * 10 + (i[0] == "o") * 5)[::-1]
+    for offset in range(0, 37):
+        for limit in (1, 3, 7):
+            page = [r["run_id"] for r in q.runs(limit=limit, offset=offset)]
+            assert page == everything[offset : offset + limit], (offset, limit)
+    assert q.runs(limit=5, offset=2**63 - 1) == []

@@ -229,9 +229,17 @@ class LineageQueries:
 
     def runs(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         """Recent runs, newest first, with those still running or abandoned."""
-        done = [run_summary(r) for r in self.store.recent_runs(limit + offset, 0)]
-        started = run_starts.open_run_summaries(self.store, limit=limit + offset)
-        return run_starts.merge_newest(done, started, limit + offset)[offset:]
+        window = min(offset + limit, 2**63 - 1)  # a SQL integer; offset may be that large
+        started = run_starts.open_run_summaries(self.store, limit=window)
+        if not started:
+            return [run_summary(r) for r in self.store.recent_runs(limit, offset)]
+        # An ended run at index j of its own order stands at j + (open runs newer) <= j + k
+        # in the merged order (k open runs): the first offset - k ended runs all precede the
+        # page, so skip them in SQL and merge only what can reach it.
+        skip = max(0, offset - len(started))
+        done = [run_summary(r) for r in self.store.recent_runs(window - skip, skip)]
+        merged = run_starts.merge_newest(done, started, len(done) + len(started))
+        return merged[offset - skip : offset - skip + limit]
 
     def search_runs(self, f: RunFilter) -> list[dict[str, Any]]:
         """Runs filtered and sorted by params, metrics, tags, status, time (run_search)."""
