@@ -151,7 +151,10 @@ def test_grpc_compressions_grpcio_cannot_serve_are_counted(
     prefix = 'mltrace_receiver_refused_total{encoding="unsupported",transport="grpc"}'
     assert metric(serve, prefix) >= 1
     assert httpx.get(f"{serve.http_url}/api/v1/runs/{rid}", timeout=30).status_code == 404
-    gateway_log = otelcol.log.read_text("utf-8", "replace")
-    assert "grpc-encoding" in gateway_log  # the gateway names the refusal too
+    # the gateway names the refusal too (its log line may trail our count a little)
+    deadline = time.monotonic() + WAIT_S
+    while "grpc-encoding" not in otelcol.log.read_text("utf-8", "replace"):
+        assert time.monotonic() < deadline, f"gateway log:\n{otelcol.log_tail()}"
+        time.sleep(0.1)
     serve_log = Path(serve.log).read_text("utf-8", "replace")
     assert "compression: gzip" in serve_log  # the warning says which setting to use
