@@ -4,8 +4,10 @@
 2. runs the pipeline (six steps, six processes) over OTLP/gRPC, then again with its raw
    data deliberately shifted, as a new data drop would,
 3. prints where the newest prediction file came from (``otel-mltrace trace``), the
-   ``evaluate`` runs with their metrics (``otel-mltrace history``), and the Prometheus
-   series the collector now publishes: output quantiles, drift per method, run counts,
+   ``evaluate`` runs with their metrics (``otel-mltrace history``), why the two differ
+   (``otel-mltrace compare``: the first divergence upstream is the raw data), and the
+   Prometheus series the collector now publishes: output quantiles, drift per method, run
+   counts,
 4. stops the collector (SIGTERM: it drains and exits).
 
 ::
@@ -103,7 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             [*_cli(), "--server", server, "trace", first_prediction], env=env, check=True
         )
         _heading("evaluate runs and their metrics  otel-mltrace history evaluate")
-        _print_history(server, env)
+        newest, previous = _print_history(server, env)[:2]
+        _heading("why do they differ?  otel-mltrace compare (first divergence upstream)")
+        subprocess.run(
+            [*_cli(), "--server", server, "compare", newest, previous], env=env, check=True
+        )
         _heading(f"Prometheus series on {server}/metrics (selection)")
         with urllib.request.urlopen(server + "/metrics", timeout=30) as resp:
             body = resp.read().decode()
@@ -126,7 +132,8 @@ def _first_prediction_id(paths: Paths) -> str:
         return next(f).split(",", 1)[0]
 
 
-def _print_history(server: str, env: dict[str, str]) -> None:
+def _print_history(server: str, env: dict[str, str]) -> list[str]:
+    """Print the evaluate runs with their metrics; returns their run IDs, newest first."""
     out = subprocess.run(
         [*_cli(), "--server", server, "history", "evaluate", "--format", "json"],
         env=env,
@@ -137,6 +144,7 @@ def _print_history(server: str, env: dict[str, str]) -> None:
     for run in json.loads(out):
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(run["metrics"].items()))
         print(f"{run['start'][:19]}  {run['run_id']}  {run['status']}  {metrics}")
+    return [str(run["run_id"]) for run in json.loads(out)]
 
 
 if __name__ == "__main__":
