@@ -15,26 +15,17 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Body, FastAPI, HTTPException, Query
 from starlette.types import ASGIApp
 
-from mltrace_collector.api_errors import install_error_answers
+from mltrace_collector.api_errors import answer, install_error_answers
 from mltrace_collector.api_query import add_query_routes
 from mltrace_collector.ingest import ExportHandler
 from mltrace_collector.isolation import MAX_STORE_INT
-from mltrace_collector.queries import MAX_DEPTH, LineageQueries, NotFound
+from mltrace_collector.queries import MAX_DEPTH, LineageQueries
 from mltrace_collector.receivers.http_receiver import otlp_traces_route
 from mltrace_collector.receivers.security import BearerAuthMiddleware
 from otel_mltrace._version import __version__
 
 T = TypeVar("T")
 JSON = Any
-
-
-def _answer(fn: Callable[[], T]) -> T:
-    try:
-        return fn()
-    except NotFound as exc:
-        raise HTTPException(status_code=404, detail=str(exc.args[0] if exc.args else exc)) from None
-    except ValueError as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from None
 
 
 def create_api(
@@ -60,7 +51,7 @@ def create_api(
         depth: int = Query(MAX_DEPTH, ge=0, le=MAX_DEPTH),
     ) -> JSON:
         """Upstream lineage graph of an artifact or run, down to raw artifacts."""
-        return _answer(lambda: queries.trace(id, depth))
+        return answer(lambda: queries.trace(id, depth))
 
     @app.get("/api/v1/downstream", tags=["lineage"])
     def downstream(
@@ -68,7 +59,7 @@ def create_api(
         depth: int = Query(MAX_DEPTH, ge=0, le=MAX_DEPTH),
     ) -> JSON:
         """Everything derived from an artifact or run."""
-        return _answer(lambda: queries.downstream(id, depth))
+        return answer(lambda: queries.downstream(id, depth))
 
     @app.get("/api/v1/runs", tags=["runs"])
     def runs(
@@ -80,7 +71,7 @@ def create_api(
     @app.get("/api/v1/runs/{run_id:path}", tags=["runs"])
     def inspect(run_id: str) -> JSON:
         """Everything known about one run (a unique ID prefix is enough)."""
-        return _answer(lambda: queries.inspect(run_id))
+        return answer(lambda: queries.inspect(run_id))
 
     @app.get("/api/v1/components", tags=["components"])
     def components() -> JSON:
@@ -95,7 +86,7 @@ def create_api(
         limit: int = Query(50, ge=1, le=1000),
     ) -> JSON:
         """Runs of one component, newest first, within a time range."""
-        return _answer(lambda: queries.history(component, since_ns, until_ns, limit))
+        return answer(lambda: queries.history(component, since_ns, until_ns, limit))
 
     @app.get("/api/v1/stale", tags=["components"])
     def stale(
@@ -116,7 +107,7 @@ def create_api(
         reason: Annotated[str | None, Body(description="why (label, ticket …)")] = None,
     ) -> JSON:
         """Flag items; 404 naming the first unknown ID (then nothing is flagged)."""
-        return _answer(lambda: queries.flag(ids, reason))
+        return answer(lambda: queries.flag(ids, reason))
 
     @app.post("/api/v1/flags/remove", tags=["review"])
     def unflag(
@@ -126,12 +117,12 @@ def create_api(
         """Unflag items (or all); 404 naming an ID that is not flagged."""
         if ids is None and not all:
             raise HTTPException(status_code=400, detail="give ids, or all=true")
-        return {"removed": _answer(lambda: queries.unflag(None if all else ids))}
+        return {"removed": answer(lambda: queries.unflag(None if all else ids))}
 
     @app.get("/api/v1/review", tags=["review"])
     def review(limit: int = Query(20, ge=1, le=1000)) -> JSON:
         """Upstream runs, components and code revisions ranked by association with flags."""
-        return _answer(lambda: queries.review(limit))
+        return answer(lambda: queries.review(limit))
 
     add_query_routes(app, queries)
     return app

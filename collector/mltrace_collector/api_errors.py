@@ -15,12 +15,28 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+
+from mltrace_collector.queries import NotFound
+
+T = TypeVar("T")
+
+
+def answer(fn: Callable[[], T]) -> T:
+    """``fn()``, its ``NotFound`` as a 404 and its ``ValueError`` (a bad query) as a 400."""
+    try:
+        return fn()
+    except NotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc.args[0] if exc.args else exc)) from None
+    except ValueError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+
 
 _STATUS_TEXT = {
     "400": "Bad request: a parameter or the body is malformed or out of range (detail names it)",

@@ -12,26 +12,17 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, Query
 
+from mltrace_collector.api_errors import answer
 from mltrace_collector.compare import MAX_RUNS
 from mltrace_collector.isolation import MAX_STORE_INT
-from mltrace_collector.queries import MAX_DEPTH, LineageQueries, NotFound
+from mltrace_collector.queries import MAX_DEPTH, LineageQueries
 from mltrace_collector.run_search import MAX_LIMIT, NO_BOUND, VALID_FIELDS, RunFilter
 
 T = TypeVar("T")
-
-
-def _answer(fn: Callable[[], T]) -> T:
-    try:
-        return fn()
-    except NotFound as exc:
-        raise HTTPException(status_code=404, detail=str(exc.args[0] if exc.args else exc)) from None
-    except ValueError as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from None
 
 
 def add_query_routes(app: FastAPI, queries: LineageQueries) -> None:
@@ -61,7 +52,7 @@ def add_query_routes(app: FastAPI, queries: LineageQueries) -> None:
             until_ns, sort,
             limit, offset,
         )  # fmt: skip
-        return _answer(lambda: queries.search_runs(f))
+        return answer(lambda: queries.search_runs(f))
 
     @app.get(
         "/api/v1/compare",
@@ -73,4 +64,4 @@ def add_query_routes(app: FastAPI, queries: LineageQueries) -> None:
         depth: int = Query(MAX_DEPTH, ge=0, le=MAX_DEPTH),
     ) -> Any:
         """Params, metrics, code revisions and upstream-lineage diff of runs."""
-        return _answer(lambda: queries.compare(run, depth))
+        return answer(lambda: queries.compare(run, depth))
