@@ -82,6 +82,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
             "mltrace_collector.store",
             "mltrace_collector.store.*",
             "mltrace_collector.queries",
+            "mltrace_collector.query_host",
             "mltrace_collector.lineage_walk",
             "mltrace_collector.identify",
             "mltrace_collector.run_search",
@@ -159,10 +160,6 @@ ALLOWED_CYCLES: dict[frozenset[str], str] = {
         "store/base.py's open_store imports sqlite/postgres and base imports writes, which "
         "import base; writes imports run_starts, which imports processor back"
     ),
-    frozenset(
-        f"mltrace_collector.{name}"
-        for name in ("compare", "queries", "records", "review", "run_search", "stale")
-    ): "queries.LineageQueries delegates to modules that import its NotFound and helpers",
     frozenset({"otel_mltrace.checks", "otel_mltrace.run"}): (
         "CheckContext.run is typed run.Run for users' checks (TYPE_CHECKING import)"
     ),
