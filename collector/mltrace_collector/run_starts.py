@@ -54,7 +54,7 @@ def decode_start(
     resource: Mapping[str, Any],
 ) -> RunStart:  # fmt: skip
     """The ``RunStart`` of a start record span; ``SpanRejected`` naming a bad attribute."""
-    from mltrace_collector.processor import (
+    from mltrace_collector.span_checks import (
         MAX_COMPONENT_LENGTH,
         MAX_RUN_ID_LENGTH,
         SpanRejected,
