@@ -301,7 +301,7 @@ def test_no_arrow_points_up_or_sideways() -> None:
     new = sorted(bad - ALLOWED_UPWARD.keys())
     gone = sorted(ALLOWED_UPWARD.keys() - bad)
     messages = [
-        f"{a} ({layer_of(a)}) imports {b} ({layer_of(b)}): a {layer_of(a)} module may only "
+        f"{a} ({layer_of(a)}) imports {b} ({layer_of(b)}): {layer_of(a)} modules may only "
         f"import {sorted(LAYERS[layer_of(a) or ''][1])}"
         for a, b in new
     ]
@@ -314,7 +314,10 @@ def test_no_import_cycles() -> None:
     found = set(cycles(graph))
     new = [c for c in found if c not in ALLOWED_CYCLES]
     gone = [c for c in ALLOWED_CYCLES if c not in found]
-    messages = [f"import cycle: {_cycle_path(graph, c)}" for c in new]
+    messages = [
+        f"import cycle: {_cycle_path(graph, c)} (all modules in it: {', '.join(sorted(c))})"
+        for c in new
+    ]
     messages += [f"no longer a cycle, update ALLOWED_CYCLES: {sorted(c)}" for c in gone]
     assert not messages, "\n".join(messages)
 
