@@ -19,7 +19,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from otel_mltrace.run import Run
+    from otel_mltrace.run_view import RunView
 
 
 def _same(declared: str | os.PathLike[str], given: str) -> bool:
@@ -30,7 +30,7 @@ def _same(declared: str | os.PathLike[str], given: str) -> bool:
     return os.path.realpath(declared) == os.path.realpath(given)
 
 
-def output_of(run: Run, output: Any) -> str:
+def output_of(run: RunView, output: Any) -> str:
     """The artifact ID among ``run.outputs`` that ``output`` names; ``ValueError`` if none."""
     if not isinstance(output, str) or not output:
         raise TypeError(

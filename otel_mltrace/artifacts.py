@@ -31,8 +31,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mltrace_collector.model import split_artifact_id
 from otel_mltrace._statcache import ALGO, clear, file_digest
+from otel_mltrace.artifact_ids import split_artifact_id
 
 __all__ = ["artifact_id", "clear_stat_cache", "is_versioned"]
 

@@ -10,222 +10,43 @@ Examples::
 
 from __future__ import annotations
 
-import functools
-import os
-import re
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
 
 from mltrace_collector import render
-from mltrace_collector.client import RemoteError
-from mltrace_collector.queries import NotFound
-from mltrace_collector.run_search import BadQuery
 from mltrace_collector.stale import why as stale_why
+from otel_mltrace.cli_core import (
+    Context,
+    _run,
+    first_found,
+    fmt_option,
+    local_artifact,
+    local_candidates,
+    main,
+    parse_duration,
+    parse_time,
+    pass_ctx,
+)
 from otel_mltrace.cli_runs import filter_options, make_filter, series_line, show_runs
-from otel_mltrace.cli_settings import (
-    FLAG,
-    FLAG_AFTER,
-    Given,
-    choose_target,
-    explain,
-    rank_of,
-    stronger,
-)
+from otel_mltrace.cli_settings import FLAG, explain
 from otel_mltrace.config import resolve
-from otel_mltrace.extras import MissingExtra, missing_message
-from otel_mltrace.query import open_queries
+from otel_mltrace.extras import missing_message
 
-F = TypeVar("F", bound=Callable[..., Any])
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``15m``, ``6h``, ``7d``, ``2w`` -> seconds."""
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise click.BadParameter(f"{text!r} is not a duration; use e.g. 30s, 15m, 6h, 7d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def parse_time(text: str | None) -> int | None:
-    """ISO-8601 time or a relative duration ago (``6h``) -> Unix ns."""
-    if text is None:
-        return None
-    iso = text.strip()
-    if iso[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat does not read the Z suffix
-        iso = iso[:-1] + "+00:00"
-    try:
-        return int(datetime.fromisoformat(iso).timestamp() * 1e9)
-    except ValueError:
-        pass
-    return int((datetime.now().timestamp() - parse_duration(text)) * 1e9)
-
-
-def local_artifact(ident: str) -> str:
-    """A path on this disk is identified by content, so `trace ./model.pkl` just works."""
-    if "://" not in ident and os.path.exists(ident):
-        from otel_mltrace.artifacts import artifact_id
-
-        return artifact_id(ident)
-    return ident
-
-
-def local_candidates(ident: str) -> list[str]:
-    """What ``ident`` may name, in order: a path on this disk is identified by content (the
-    index then falls back to its location, see ``mltrace_collector.identify``); a path that
-    is gone is tried as the ID it may be, then as its ``file://`` location."""
-    if "://" in ident or os.path.exists(ident):
-        return [local_artifact(ident)]
-    from pathlib import Path
-
-    return [ident, Path(os.path.realpath(ident)).as_uri()]
-
-
-def first_found(idents: list[str], query: Callable[[str], Any]) -> Any:
-    """``query`` of the first of ``idents`` the index knows; the first NotFound otherwise."""
-    first: NotFound | None = None
-    for ident in idents:
-        try:
-            return query(ident)
-        except NotFound as exc:
-            first = first or exc
-    assert first is not None
-    if len(idents) > 1:
-        tried = ", ".join(idents[1:])
-        raise NotFound(f"{first.args[0] if first.args else first}; nothing was logged at {tried}")
-    raise first
-
-
-@dataclass
-class Context:
-    db: Given
-    server: Given
-    token: Given
-    fmt: str
-    console: Console
-    _queries: Any = None
-
-    def queries(self) -> Any:
-        """``LineageQueries`` over the local index, or ``RemoteQueries`` on ``--server``."""
-        if self._queries is None:  # the same opening as otel_mltrace.query.connect
-            target = choose_target(self.db, self.server)
-            try:
-                self._queries = open_queries(target.db, target.server, self.token.value)
-            except MissingExtra as exc:  # a postgresql:// index without psycopg
-                raise click.ClickException(str(exc)) from None
-        return self._queries
-
-
-def _run(ctx: Context, fn: Callable[[], None]) -> None:
-    try:
-        fn()
-    except NotFound as exc:
-        ctx.console.print(f"[red]not found:[/red] {exc.args[0] if exc.args else exc}")
-        sys.exit(2)
-    except BadQuery as exc:  # before RemoteError: a collector's 400 is both
-        ctx.console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-        sys.exit(2)
-    except RemoteError as exc:
-        ctx.console.print(f"[red]error:[/red] {exc}")
-        sys.exit(3)
-    except ValueError as exc:  # a bad setting or argument: its message names it and the fix
-        ctx.console.print(f"[red]error:[/red] {exc}")
-        sys.exit(2)
-
-
-def fmt_option(choices: tuple[str, ...]) -> Callable[[F], F]:
-    """``--format`` of one command; a group-level ``--format`` it cannot show is a usage
-    error naming the formats it can (``--format dot components`` has no graph to draw)."""
-
-    def inherit(click_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
-        if value is not None:
-            return value
-        group_fmt = getattr(click_ctx.obj, "fmt", "tree")
-        if group_fmt not in choices:
-            raise click.UsageError(
-                f"--format {group_fmt} does not apply to '{click_ctx.info_name}'; "
-                f"it shows {' or '.join(choices)}"
-            )
-        return str(group_fmt)
-
-    return click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(choices),
-        default=None,
-        callback=inherit,
-        help="output format",
-    )
-
-
-@click.group()
-@click.version_option(package_name="otel-mltrace", prog_name="otel-mltrace")
-@click.option("--db", envvar="MLTRACE_DB", help="local index: SQLite path or postgresql:// URL")
-@click.option("--server", envvar="MLTRACE_SERVER", help="query a running collector at this URL")
-@click.option("--token", envvar="MLTRACE_AUTH_TOKEN", help="bearer token for --server")
-@click.option(
-    "--format", "fmt", type=click.Choice(render.FORMATS), default="tree", help="output format"
-)
-@click.pass_context
-def main(
-    click_ctx: click.Context, db: str | None, server: str | None, token: str | None, fmt: str
-) -> None:
-    """Lineage and tracing for ML pipelines (otel-mltrace).
-
-    Queries read the embedded index (MLTRACE_INDEX; default
-    ~/.local/share/otel-mltrace/index.db) unless --db or --server says otherwise.
-    Precedence: a flag (before or after the command name) > MLTRACE_* variable > default.
-    """
-    db_given = Given("db", db, rank_of(click_ctx, "db", db))
-    server_given = Given("server", server, rank_of(click_ctx, "server", server))
-    token_given = Given("auth_token", token, rank_of(click_ctx, "token", token))
-    flagged = {"db": db if db_given.rank == FLAG else None}
-    flagged["auth_token"] = token if token_given.rank == FLAG else None
-    # `otel-mltrace --db x serve`: the flag before the command reaches serve's own options
-    click_ctx.default_map = {"serve": {k: v for k, v in flagged.items() if v is not None}}
-    console = Console(soft_wrap=True)
-    if not console.is_terminal:
-        console = Console(soft_wrap=True, width=200)  # piped output: don't cut lines at 80
-    click_ctx.obj = Context(db_given, server_given, token_given, fmt, console)
-
-
-def pass_ctx(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Pass the ``Context``; also accept ``--db``/``--server``/``--token`` after the
-    subcommand name.
-
-    ``otel-mltrace trace X --db lineage.db`` and ``otel-mltrace --db lineage.db trace X``
-    mean the same; the option nearer the command wins, and any flag beats MLTRACE_* variables
-    (``otel_mltrace.cli_settings``).
-    """
-
-    @click.option("--db", "local_db", default=None, help="local index (SQLite path or URL)")
-    @click.option("--server", "local_server", default=None, help="collector base URL")
-    @click.option("--token", "local_token", default=None, help="bearer token for --server")
-    @functools.wraps(fn)
-    def wrapper(
-        *args: Any,
-        local_db: str | None,
-        local_server: str | None,
-        local_token: str | None,
-        **kwargs: Any,
-    ) -> Any:
-        ctx = click.get_current_context().find_object(Context)
-        assert ctx is not None
-        ctx.db = stronger(ctx.db, Given("db", local_db, FLAG_AFTER))
-        ctx.server = stronger(ctx.server, Given("server", local_server, FLAG_AFTER))
-        ctx.token = stronger(ctx.token, Given("auth_token", local_token, FLAG_AFTER))
-        ctx._queries = None
-        return fn(ctx, *args, **kwargs)
-
-    return wrapper
+# what other modules and tests import from here (the group and its helpers live in cli_core)
+__all__ = [
+    "Context",
+    "_run",
+    "first_found",
+    "fmt_option",
+    "local_artifact",
+    "local_candidates",
+    "main",
+    "parse_duration",
+    "parse_time",
+    "pass_ctx",
+]
 
 
 def _graph_command(name: str, help_text: str) -> None:

@@ -12,7 +12,7 @@ import click
 
 from mltrace_collector import render
 from mltrace_collector.queries import MAX_DEPTH
-from otel_mltrace.cli import Context, _run, fmt_option, main, pass_ctx
+from otel_mltrace.cli_core import Context, _run, fmt_option, main, pass_ctx
 from otel_mltrace.compare_view import Comparison
 
 

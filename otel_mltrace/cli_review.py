@@ -16,7 +16,7 @@ import click
 from rich.table import Table
 
 from mltrace_collector import render
-from otel_mltrace.cli import Context, _run, fmt_option, local_artifact, main, pass_ctx
+from otel_mltrace.cli_core import Context, _run, fmt_option, local_artifact, main, pass_ctx
 
 
 @main.command()

@@ -37,7 +37,7 @@ from otel_mltrace import semconv
 from otel_mltrace.config import resolve
 
 if TYPE_CHECKING:
-    from otel_mltrace.run import Run
+    from otel_mltrace.run_view import RunView
 
 log = logging.getLogger("otel_mltrace")
 
@@ -45,7 +45,7 @@ ANNOUNCE_DELAY_S = 0.1
 """A run still open this long after it started is announced (and flushed at once)."""
 
 _announced: set[int] = set()  # id(run) of open runs whose start record was made
-_open: dict[int, Run] = {}  # id(run) -> run, in start order; dict ops are atomic (GIL)
+_open: dict[int, RunView] = {}  # id(run) -> run, in start order; dict ops are atomic (GIL)
 _handler_state = {"checked": False}
 _previous: list[Any] = []  # the handler ours replaced (one entry once installed)
 
@@ -59,7 +59,7 @@ def flush_spans(timeout_s: float) -> None:
 
 
 # -- open runs -------------------------------------------------------------------------------
-def run_started(run: Run, span: trace.Span) -> None:
+def run_started(run: RunView, span: trace.Span) -> None:
     """Register ``run`` as open; wake the announcer; install the SIGTERM handler on first
     use. Costs a dict insert and a flag test: the start record itself is made by the
     announcer thread, and only for runs still open when it looks (see ``_Announcer``)."""
@@ -70,12 +70,12 @@ def run_started(run: Run, span: trace.Span) -> None:
         _announcer.wake()
 
 
-def run_ended(run: Run) -> None:
+def run_ended(run: RunView) -> None:
     _open.pop(id(run), None)
     _announced.discard(id(run))
 
 
-def open_runs() -> list[Run]:
+def open_runs() -> list[RunView]:
     """Runs started and not yet ended, in any thread, oldest first."""
     return list(_open.values())
 
@@ -94,7 +94,7 @@ def _announce_enabled() -> bool:
     return _announce_setting[0]
 
 
-def _announce(run: Run, span: trace.Span) -> None:
+def _announce(run: RunView, span: trace.Span) -> None:
     """Emit the start record of ``run``: a zero-length child of its span, at its start."""
     from otel_mltrace.provider import get_tracer
 

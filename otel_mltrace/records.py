@@ -35,7 +35,7 @@ from opentelemetry import trace
 from otel_mltrace import semconv
 
 if TYPE_CHECKING:
-    from otel_mltrace.run import Run
+    from otel_mltrace.run_view import RunView
 
 MAX_IDS_PER_CHUNK = 10_000
 MAX_CHUNK_BYTES = 1 << 20
@@ -105,7 +105,7 @@ def _flush() -> None:
 
 
 def emit_records(
-    run: Run, output: str, ids: Iterable[Any], sources: Iterable[Any] | None = None
+    run: RunView, output: str, ids: Iterable[Any], sources: Iterable[Any] | None = None
 ) -> int:
     """Send ``ids`` (and their ``sources``) for ``output`` of ``run``; returns the ID count.
 

@@ -75,32 +75,3 @@ def check_failures(store: Store) -> list[Row]:
         'SELECT component, name AS "check", COUNT(*) AS failures FROM run_checks '
         "WHERE status IN ('fail', 'error') GROUP BY component, name ORDER BY component, name"
     )
-
-
-def install_check_metrics(collector: Any) -> None:
-    """Export ``mltrace_check_failures_total{component,check}`` on the collector's
-    ``/metrics`` (a store-derived series: the leader replica exports it)."""
-    from prometheus_client.metrics_core import CounterMetricFamily, Metric
-
-    from mltrace_collector.exporters.prometheus import add_provider, metrics_exporter
-
-    def families() -> list[Metric]:
-        exporter = metrics_exporter(collector)
-        fam = CounterMetricFamily(
-            "mltrace_check_failures",
-            "Failed before/after checks (status fail or error), per component and check.",
-            labels=["component", "check"],
-        )
-        totals: dict[tuple[str, str], int] = {}
-        for row in check_failures(collector.store):
-            component, check = str(row["component"]), str(row["check"])
-            if exporter is not None:  # the exporter's per-label cardinality cap
-                component = exporter.guard("component", component)
-                check = exporter.guard("check", check)
-            key = (component, check)
-            totals[key] = totals.get(key, 0) + int(row["failures"])
-        for (component, check), n in sorted(totals.items()):
-            fam.add_metric([component, check], n)
-        return [fam]
-
-    add_provider(collector, families, store_derived=True)

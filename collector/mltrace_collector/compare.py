@@ -31,7 +31,7 @@ from mltrace_collector.render import short
 from mltrace_collector.run_search import BadQuery, run_row
 
 if TYPE_CHECKING:
-    from mltrace_collector.queries import LineageQueries
+    from mltrace_collector.query_host import QueryHost
 
 __all__ = ["MAX_RUNS", "compare", "lineage_diff"]
 
@@ -100,7 +100,7 @@ def _one(ids: set[str]) -> str | None:
     return None if not ids else sorted(ids)[0] if len(ids) == 1 else ", ".join(sorted(ids))
 
 
-def _cause(queries: LineageQueries, uri: str, la: _Lineage, lb: _Lineage) -> str:
+def _cause(queries: QueryHost, uri: str, la: _Lineage, lb: _Lineage) -> str:
     if not la.versions.get(uri) or not lb.versions.get(uri):
         side = "first" if la.versions.get(uri) else "second"
         return f"only the {side} lineage reads {uri}"
@@ -129,7 +129,7 @@ def _cause(queries: LineageQueries, uri: str, la: _Lineage, lb: _Lineage) -> str
 
 
 def lineage_diff(
-    queries: LineageQueries, graph_a: dict[str, Any], graph_b: dict[str, Any]
+    queries: QueryHost, graph_a: dict[str, Any], graph_b: dict[str, Any]
 ) -> dict[str, Any]:
     """Diff of two upstream graphs (``LineageQueries.trace_run`` results)."""
     la, lb = _Lineage(graph_a), _Lineage(graph_b)
@@ -184,7 +184,7 @@ def lineage_diff(
     }
 
 
-def compare(queries: LineageQueries, run_ids: Sequence[str], depth: int = 1000) -> dict[str, Any]:
+def compare(queries: QueryHost, run_ids: Sequence[str], depth: int = 1000) -> dict[str, Any]:
     """Params, metrics, code and upstream lineage of 2..``MAX_RUNS`` runs (ID prefixes ok).
 
     ``lineage`` holds one diff per run after the first, each against the first run.

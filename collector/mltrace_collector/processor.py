@@ -32,6 +32,12 @@ from mltrace_collector.model import (
     Rejection,
     RunRecord,
 )
+from mltrace_collector.span_checks import (  # shared with run_starts.py, which can't import us
+    MAX_COMPONENT_LENGTH,
+    MAX_RUN_ID_LENGTH,
+    SpanRejected,
+    _string,
+)
 from otel_mltrace import semconv
 from otel_mltrace.distributions import from_event_attributes
 
@@ -46,8 +52,6 @@ except ImportError:  # pragma: no cover - a build without a C compiler
     walk_spans = None
 
 MAX_ARTIFACT_ID_LENGTH = 8192
-MAX_RUN_ID_LENGTH = 256
-MAX_COMPONENT_LENGTH = 512
 _STATUS: dict[int, str] = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok"}
 _STATUS[Status.STATUS_CODE_ERROR] = "error"
 _PARAM_OR_METRIC = (semconv.PARAM_PREFIX, semconv.METRIC_PREFIX)
@@ -59,10 +63,6 @@ _CODE_KEYS = (
     semconv.CODE_FUNCTION,
     semconv.CODE_FILE,
 )
-
-
-class SpanRejected(ValueError):
-    """A component-run span that cannot be indexed; the message names the problem."""
 
 
 def any_value(value: AnyValue) -> Any:
@@ -142,19 +142,6 @@ def _json_safe(value: Any) -> Any:
 def _text(value: str) -> str:
     """Free text as stored: NUL (which PostgreSQL text cannot hold) becomes U+FFFD."""
     return value.replace("\x00", "\ufffd")
-
-
-def _string(attrs: Mapping[str, Any], key: str, limit: int) -> str | None:
-    value = attrs.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise SpanRejected(f"{key} must be a non-empty string, got {type(value).__name__}")
-    if "\x00" in value:
-        raise SpanRejected(f"{key} contains a NUL character")
-    if len(value) > limit:
-        raise SpanRejected(f"{key} is {len(value)} characters long; the limit is {limit}")
-    return value
 
 
 def _artifact_list(attrs: Mapping[str, Any], key: str) -> tuple[str, ...]:

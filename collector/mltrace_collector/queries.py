@@ -23,6 +23,7 @@ from mltrace_collector.checks import run_checks
 from mltrace_collector.jsonsafe import finite_or_text
 from mltrace_collector.lineage_walk import Graph, iso, run_summary, walk_downstream, walk_upstream
 from mltrace_collector.model import split_artifact_id
+from mltrace_collector.query_host import NotFound as NotFound  # re-exported: defined below us
 from mltrace_collector.records import is_record, trace_record
 from mltrace_collector.run_search import RunFilter, search_runs
 from mltrace_collector.stale import stale_runs
@@ -41,10 +42,6 @@ from otel_mltrace.semconv import METRIC_SERIES
 __all__ = ["MAX_DEPTH", "LineageQueries", "NotFound", "iso", "run_summary"]
 
 MAX_DEPTH = 1000
-
-
-class NotFound(LookupError):
-    """The ID names no run or artifact in the index (the message names the ID)."""
 
 
 class LineageQueries:

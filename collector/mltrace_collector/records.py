@@ -30,12 +30,12 @@ from mltrace_collector.store.extras import record_sets_of, set_id
 from mltrace_collector.store.graph_reads import producers_for, run_artifacts, run_summaries
 
 if TYPE_CHECKING:
-    from mltrace_collector.queries import LineageQueries
+    from mltrace_collector.query_host import QueryHost
 
 MAX_SOURCE_HOPS = 100
 
 
-def is_record(q: LineageQueries, ident: str) -> bool:
+def is_record(q: QueryHost, ident: str) -> bool:
     return bool(record_sets_of(q.store, ident))
 
 
@@ -58,7 +58,7 @@ def _edge(graph: dict[str, Any], source: str, target: str, relation: str) -> Non
         graph["edges"].append(edge)
 
 
-def trace_record(q: LineageQueries, record_id: str, depth: int) -> dict[str, Any]:
+def trace_record(q: QueryHost, record_id: str, depth: int) -> dict[str, Any]:
     """Upstream graph of one record: record -> output artifact -> producing run -> … ;
     with sources, source records (relation ``source``) and their producers too.
 
@@ -158,7 +158,7 @@ class LineageCache:
 
     ``runs`` holds lean run rows (``graph_reads.SUMMARY_COLUMNS``) or full ones."""
 
-    def __init__(self, q: LineageQueries) -> None:
+    def __init__(self, q: QueryHost) -> None:
         self.q = q
         self.runs: dict[str, Row] = {}
         self._closure: dict[str, frozenset[str]] = {}

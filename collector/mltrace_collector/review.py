@@ -39,14 +39,14 @@ from mltrace_collector.records import LineageCache
 from mltrace_collector.store import extras
 
 if TYPE_CHECKING:
-    from mltrace_collector.queries import LineageQueries
+    from mltrace_collector.query_host import QueryHost
 
 POPULATION_RUNS = 200
 MAX_FLAGS = 100_000
 
 
 # -- flags --------------------------------------------------------------------------------
-def _identify(q: LineageQueries, ident: str) -> tuple[str, str]:
+def _identify(q: QueryHost, ident: str) -> tuple[str, str]:
     """``(kind, canonical ID)`` of a flaggable ID; ``NotFound`` names the ID otherwise."""
     kind = q._kind(ident)
     if kind == "run":
@@ -54,7 +54,7 @@ def _identify(q: LineageQueries, ident: str) -> tuple[str, str]:
     return kind, ident
 
 
-def flag(q: LineageQueries, ids: Sequence[str], reason: str | None = None) -> list[dict[str, Any]]:
+def flag(q: QueryHost, ids: Sequence[str], reason: str | None = None) -> list[dict[str, Any]]:
     """Flag records, artifacts or runs. All IDs are checked first: one unknown ID flags none."""
     if not ids:
         raise ValueError("give at least one ID to flag")
@@ -63,9 +63,9 @@ def flag(q: LineageQueries, ids: Sequence[str], reason: str | None = None) -> li
     return [{"id": t, "kind": k, "reason": reason} for k, t in resolved]
 
 
-def unflag(q: LineageQueries, ids: Sequence[str] | None) -> int:
+def unflag(q: QueryHost, ids: Sequence[str] | None) -> int:
     """Remove flags of ``ids`` (``None``: all); ``NotFound`` names an ID that is not flagged."""
-    from mltrace_collector.queries import NotFound
+    from mltrace_collector.query_host import NotFound
 
     if ids is not None:
         flagged = {f["target_id"] for f in extras.flags(q.store)}
@@ -82,8 +82,8 @@ def unflag(q: LineageQueries, ids: Sequence[str] | None) -> int:
     return extras.remove_flags(q.store, None)
 
 
-def list_flags(q: LineageQueries) -> list[dict[str, Any]]:
-    from mltrace_collector.queries import iso
+def list_flags(q: QueryHost) -> list[dict[str, Any]]:
+    from mltrace_collector.lineage_walk import iso
 
     return [{**f, "flagged": iso(f["flagged_ns"])} for f in extras.flags(q.store)]
 
@@ -211,9 +211,9 @@ def _rank(
     return rows
 
 
-def review(q: LineageQueries, limit: int = 20) -> dict[str, Any]:
+def review(q: QueryHost, limit: int = 20) -> dict[str, Any]:
     """Rank upstream runs, components and code revisions by association with flags."""
-    from mltrace_collector.queries import run_summary
+    from mltrace_collector.lineage_walk import run_summary
 
     cache = LineageCache(q)
     flags = extras.flags(q.store)[:MAX_FLAGS]

@@ -32,7 +32,7 @@ from mltrace_collector.store.base import _run_row
 from mltrace_collector.store.writes import RUN_COLUMNS
 
 if TYPE_CHECKING:
-    from mltrace_collector.queries import LineageQueries
+    from mltrace_collector.query_host import QueryHost
     from mltrace_collector.store.base import Store
 
 __all__ = ["BadQuery", "RunFilter", "parse_where", "search_runs", "VALID_FIELDS"]
@@ -248,14 +248,14 @@ def run_row(row: dict[str, Any]) -> dict[str, Any]:
             "metrics": finite_or_text(row["metrics"]), "tags": row["tags"]}  # fmt: skip
 
 
-def search_runs(queries: LineageQueries, f: RunFilter) -> list[dict[str, Any]]:
+def search_runs(queries: QueryHost, f: RunFilter) -> list[dict[str, Any]]:
     """Runs matching ``f`` (see ``RunFilter``); ``NotFound`` for an unknown component.
 
     Runs still open (``running``) or never ended (``abandoned``), known only from their
     start records, are listed too when the filter can match them: no ``--where`` or
     ``--tag`` (they have no params, metrics or tags yet), a status filter naming theirs,
     and the default order (newest first)."""
-    from mltrace_collector.queries import NotFound
+    from mltrace_collector.query_host import NotFound
 
     f.validate()
     statement, params = build_sql(queries.store, f)
@@ -276,7 +276,7 @@ def search_runs(queries: LineageQueries, f: RunFilter) -> list[dict[str, Any]]:
     return merged[f.offset :]
 
 
-def _open_runs(queries: LineageQueries, f: RunFilter) -> list[dict[str, Any]]:
+def _open_runs(queries: QueryHost, f: RunFilter) -> list[dict[str, Any]]:
     if f.where or f.tags or f.sort is not None:
         return []
     wanted = set(f.status)
@@ -293,6 +293,6 @@ def _open_runs(queries: LineageQueries, f: RunFilter) -> list[dict[str, Any]]:
     ]
 
 
-def _unpaged(queries: LineageQueries, f: RunFilter) -> tuple[str, list[Any]]:
+def _unpaged(queries: QueryHost, f: RunFilter) -> tuple[str, list[Any]]:
     """The ended runs' statement for the first ``offset + limit`` rows (merged in Python)."""
     return build_sql(queries.store, replace(f, limit=f.offset + f.limit, offset=0))

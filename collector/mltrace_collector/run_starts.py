@@ -54,7 +54,7 @@ def decode_start(
     resource: Mapping[str, Any],
 ) -> RunStart:  # fmt: skip
     """The ``RunStart`` of a start record span; ``SpanRejected`` naming a bad attribute."""
-    from mltrace_collector.processor import (
+    from mltrace_collector.span_checks import (
         MAX_COMPONENT_LENGTH,
         MAX_RUN_ID_LENGTH,
         SpanRejected,
@@ -242,38 +242,3 @@ def open_counts(store: Store, abandon_after: float | None = None) -> dict[tuple[
         (cutoff,),
     )
     return {(str(r["component"]), str(r["status"])): int(r["n"]) for r in rows}
-
-
-def install_open_run_metrics(collector: Any) -> None:
-    """Export ``mltrace_runs_abandoned_total{component}`` (runs announced and never ended
-    within ``MLTRACE_ABANDON_AFTER``) and ``mltrace_runs_running{component}`` on the
-    collector's ``/metrics``; store-derived, so exported by the leader replica. The
-    counter only drops if an abandoned run's own span arrives after all (Prometheus
-    reads that as a counter reset)."""
-    from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
-
-    from mltrace_collector.exporters.prometheus import add_provider, metrics_exporter
-
-    def families() -> list[Metric]:
-        exporter = metrics_exporter(collector)
-        abandoned = CounterMetricFamily(
-            "mltrace_runs_abandoned",
-            "Runs that started (start record received) and did not end within "
-            "MLTRACE_ABANDON_AFTER seconds: killed by SIGKILL, the OOM killer or a lost host.",
-            labels=["component"],
-        )
-        running = GaugeMetricFamily(
-            "mltrace_runs_running",
-            "Runs started and not ended yet, younger than MLTRACE_ABANDON_AFTER.",
-            labels=["component"],
-        )
-        totals: dict[tuple[str, str], int] = {}
-        for (component, status), n in open_counts(collector.store).items():
-            if exporter is not None:  # the exporter's per-label cardinality cap
-                component = exporter.guard("component", component)
-            totals[(component, status)] = totals.get((component, status), 0) + n
-        for (component, status), n in sorted(totals.items()):
-            (abandoned if status == ABANDONED else running).add_metric([component], n)
-        return [abandoned, running]
-
-    add_provider(collector, families, store_derived=True)

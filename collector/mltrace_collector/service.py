@@ -89,10 +89,10 @@ class Collector:
         from mltrace_collector.exporters.prometheus import add_provider
 
         add_provider(self, refusal_metrics, store_derived=False)  # refused compressions
-        from mltrace_collector.checks import install_check_metrics
+        from mltrace_collector.exporters.store_metrics import install_check_metrics
 
         install_check_metrics(self)  # mltrace_check_failures_total{component,check}
-        from mltrace_collector.run_starts import install_open_run_metrics
+        from mltrace_collector.exporters.store_metrics import install_open_run_metrics
 
         install_open_run_metrics(self)  # mltrace_runs_abandoned_total, mltrace_runs_running
         if resolve("openlineage_url") or resolve("openlineage_transport"):  # else no import

@@ -40,7 +40,7 @@ from mltrace_collector.store.graph_reads import (
 )
 
 if TYPE_CHECKING:
-    from mltrace_collector.queries import LineageQueries
+    from mltrace_collector.query_host import QueryHost
 
 _Input = tuple[str, str, bool]  # artifact ID, URI, versioned
 
@@ -48,7 +48,7 @@ _Input = tuple[str, str, bool]  # artifact ID, URI, versioned
 class _Index:
     """Runs, their I/O and the artifacts table, loaded once."""
 
-    def __init__(self, q: LineageQueries) -> None:
+    def __init__(self, q: QueryHost) -> None:
         store = q.store
         cols = ", ".join(SUMMARY_COLUMNS)
         self.runs: dict[str, Row] = {
@@ -145,7 +145,7 @@ class _Index:
 
 
 def stale_runs(
-    q: LineageQueries, older_than_s: float, now_ns: int | None = None
+    q: QueryHost, older_than_s: float, now_ns: int | None = None
 ) -> list[dict[str, Any]]:
     """Every live run (see the module docstring), by component then start, with ``stale``,
     ``reasons`` (its own), ``upstream`` (nearest stale upstream run: ``run_id``,

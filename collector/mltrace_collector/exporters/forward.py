@@ -61,7 +61,7 @@ from mltrace_collector.processor import decode_request
 from otel_mltrace.config import resolve_settings
 
 if TYPE_CHECKING:
-    from mltrace_collector.service import Collector
+    from mltrace_collector.exporters.host import CollectorHost
 
 log = logging.getLogger("mltrace_collector.forward")
 
@@ -374,13 +374,13 @@ class Forwarder:
 _FORWARDERS: weakref.WeakKeyDictionary[Any, Forwarder] = weakref.WeakKeyDictionary()
 
 
-def forwarder_of(collector: Collector) -> Forwarder | None:
+def forwarder_of(collector: CollectorHost) -> Forwarder | None:
     """The forwarder installed on ``collector`` (for the Prometheus exporter), if any."""
     return _FORWARDERS.get(collector)
 
 
 def install_forwarding(
-    collector: Collector, settings: ForwardSettings | None = None
+    collector: CollectorHost, settings: ForwardSettings | None = None
 ) -> Forwarder | None:
     """Plug forwarding into ``collector`` when an endpoint is configured (else no-op)."""
     settings = settings or ForwardSettings.resolve()

@@ -63,7 +63,7 @@ from otel_mltrace import metricdefs as md
 from otel_mltrace.config import resolve
 
 if TYPE_CHECKING:
-    from mltrace_collector.service import Collector
+    from mltrace_collector.exporters.host import CollectorHost
 
 log = logging.getLogger("mltrace_collector.metrics")
 
@@ -322,7 +322,7 @@ _exporters: weakref.WeakKeyDictionary[Any, MetricsExporter] = weakref.WeakKeyDic
 _pending: weakref.WeakKeyDictionary[Any, list[tuple[Provider, bool]]] = weakref.WeakKeyDictionary()
 
 
-def add_provider(collector: Collector, provider: Provider, *, store_derived: bool) -> None:
+def add_provider(collector: CollectorHost, provider: Provider, *, store_derived: bool) -> None:
     """Register extra metric families for ``collector``'s ``/metrics`` (before or after
     :func:`install_metrics`). ``store_derived=True``: exported by the leader only."""
     exporter = _exporters.get(collector)
@@ -332,12 +332,12 @@ def add_provider(collector: Collector, provider: Provider, *, store_derived: boo
         _pending.setdefault(collector, []).append((provider, store_derived))
 
 
-def metrics_exporter(collector: Collector) -> MetricsExporter | None:
+def metrics_exporter(collector: CollectorHost) -> MetricsExporter | None:
     """The exporter :func:`install_metrics` attached to ``collector`` (None if none)."""
     return _exporters.get(collector)
 
 
-def install_metrics(collector: Collector) -> MetricsExporter:
+def install_metrics(collector: CollectorHost) -> MetricsExporter:
     """Serve ``/metrics`` on the collector's HTTP listener; call from ``install_features``."""
     pipeline = collector.pipeline
     exporter = MetricsExporter(collector.store, lambda: dict(pipeline.stats))
