@@ -41,7 +41,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from otel_mltrace import semconv
-from tests.otlp_builders import kvs
+from tests.otlp_builders import kvs, varint
 
 # -- protobuf structure ---------------------------------------------------------------------
 Field = tuple[int, int, bytes]  # field number, wire type, payload (LEN: the content)
@@ -97,21 +97,11 @@ def split_fields(data: bytes) -> list[Field] | None:
 def join_fields(fields: Sequence[Field]) -> bytes:
     out = bytearray()
     for number, wire_type, payload in fields:
-        out += _varint(number << 3 | wire_type)
+        out += varint(number << 3 | wire_type)
         if wire_type == 2:
-            out += _varint(len(payload))
+            out += varint(len(payload))
         out += payload
     return bytes(out)
-
-
-def _varint(n: int) -> bytes:
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 _INTERESTING_INTS = [0, 1, 2, 3, 0x7F, 0x80, 2**31 - 1, 2**31, 2**32 - 1, 2**63, 2**64 - 1]
@@ -129,7 +119,7 @@ _INTERESTING_BYTES = [
 
 def _payload_for(rng: random.Random, wire_type: int) -> bytes:
     if wire_type == 0:
-        return _varint(rng.choice(_INTERESTING_INTS))
+        return varint(rng.choice(_INTERESTING_INTS))
     if wire_type in _WIDTH:
         return rng.randbytes(_WIDTH[wire_type])
     return rng.choice(_INTERESTING_BYTES + [rng.randbytes(rng.randint(0, 12))])

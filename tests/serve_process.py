@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -156,3 +156,21 @@ class ServeProcess:
                 self.terminate(30)
         finally:
             self.kill()
+
+
+@contextlib.contextmanager
+def serving(base: Path) -> Iterator[ServeProcess]:
+    """An ``otel-mltrace serve`` on ``base/c.db`` (log ``base/serve.log``) for the body of
+    the ``with`` (a module fixture), which must then exit cleanly (status 0).
+
+    Example::
+
+        with serving(tmp_path_factory.mktemp("compression")) as serve:
+            send_grpc(f"http://127.0.0.1:{serve.grpc_port}", body)
+    """
+    proc = ServeProcess.start(str(base / "c.db"), base / "serve.log")
+    try:
+        yield proc
+        assert proc.terminate() == 0
+    finally:
+        proc.kill()

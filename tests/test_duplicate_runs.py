@@ -20,7 +20,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from mltrace_collector.model import DecodedBatch
-from mltrace_collector.service import Collector, CollectorSettings
+from mltrace_collector.service import Collector
+from tests.collector_variants import variant_collector
 from tests.otlp_builders import request, run_span
 
 PB = {"Content-Type": "application/x-protobuf"}
@@ -28,19 +29,8 @@ PB = {"Content-Type": "application/x-protobuf"}
 
 @pytest.fixture(params=["sqlite-in-process", "sqlite-workers", "postgres-in-process"])
 def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Collector]:
-    db = str(tmp_path / "lineage.db")
-    if request.param.startswith("postgres"):
-        db = request.getfixturevalue("postgres_url")
-    settings = CollectorSettings.resolve(
-        db=db,
-        grpc_address="127.0.0.1:0",
-        http_address="127.0.0.1:0",
-        decode_workers=2 if request.param.endswith("workers") else 0,
-    )
-    collector = Collector(settings)
-    collector.start()
-    yield collector
-    collector.stop()
+    with variant_collector(request, tmp_path) as collector:
+        yield collector
 
 
 def _send(service: Collector, req: ExportTraceServiceRequest) -> ExportTraceServiceResponse:

@@ -29,7 +29,7 @@ import httpx
 import pytest
 
 from tests.otlp_builders import request, run_span
-from tests.serve_process import ServeProcess
+from tests.serve_process import ServeProcess, serving
 from tests.servers.otelcol import OtelcolServer, OtelcolUnavailable, find_otelcol, load_gateway_yaml
 from tests.servers.ports import free_port
 
@@ -79,13 +79,8 @@ def gateway(serve: ServeProcess) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    base = tmp_path_factory.mktemp("gateway-compression")
-    proc = ServeProcess.start(str(base / "c.db"), base / "serve.log")
-    try:
+    with serving(tmp_path_factory.mktemp("gateway-compression")) as proc:
         yield proc
-        assert proc.terminate() == 0
-    finally:
-        proc.kill()
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ import pytest
 import zstandard
 
 from tests.otlp_builders import request, run_span
-from tests.serve_process import ServeProcess
+from tests.serve_process import ServeProcess, serving
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 COMPRESS: dict[str, Callable[[bytes], bytes]] = {
@@ -39,13 +39,8 @@ COMPRESS: dict[str, Callable[[bytes], bytes]] = {
 
 @pytest.fixture(scope="module")
 def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    base = tmp_path_factory.mktemp("grpc-encoding")
-    proc = ServeProcess.start(str(base / "c.db"), base / "serve.log")
-    try:
+    with serving(tmp_path_factory.mktemp("grpc-encoding")) as proc:
         yield proc
-        assert proc.terminate() == 0
-    finally:
-        proc.kill()
 
 
 def raw_export(port: int, encoding: str, body: bytes) -> dict[str, str]:

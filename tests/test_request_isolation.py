@@ -33,6 +33,7 @@ from mltrace_collector.service import Collector, CollectorSettings
 from mltrace_collector.store.base import Store, open_store
 from mltrace_collector.store.writes import prepare
 from tests.backends import lineage_store  # noqa: F401  (fixture)
+from tests.collector_variants import variant_collector
 from tests.otlp_builders import GrpcSender, request, run_span
 
 PB = {"Content-Type": "application/x-protobuf"}
@@ -128,19 +129,8 @@ def test_group_commit_failure_is_retried_one_by_one(lineage_store: Store) -> Non
 
 @pytest.fixture(params=["sqlite-workers", "sqlite-in-process", "postgres-workers"])
 def busy_collector(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Collector]:
-    db = str(tmp_path / "lineage.db")
-    if request.param.startswith("postgres"):
-        db = request.getfixturevalue("postgres_url")
-    settings = CollectorSettings.resolve(
-        db=db,
-        grpc_address="127.0.0.1:0",
-        http_address="127.0.0.1:0",
-        decode_workers=0 if request.param.endswith("in-process") else 2,
-    )
-    service = Collector(settings)
-    service.start()
-    yield service
-    service.stop()
+    with variant_collector(request, tmp_path) as service:
+        yield service
 
 
 Answers = tuple[list[tuple[int, bytes]], list[tuple[str, int, bytes]]]

@@ -6,9 +6,10 @@ the request whose data the store refuses fails; :func:`failure` turns its error 
 ``Rejected`` (HTTP 400 / gRPC ``INVALID_ARGUMENT``) when the data is the cause.
 
 Duplicate run IDs: the store keeps the first span of a run ID (``ON CONFLICT DO
-NOTHING``). :func:`duplicate_rejections` reports each later span with another span ID
-as an OTLP partial-success rejection naming both spans; the same span sent again (an
-exporter's retry) is not a duplicate, so ingest stays idempotent.
+NOTHING``), and nothing else of a later span either (``store.own_rows``).
+:func:`duplicate_rejections` reports each later span with another span ID as an OTLP
+partial-success rejection naming both spans; the same span sent again (an exporter's
+retry) is not a duplicate, so ingest stays idempotent.
 
 Example::
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import atexit
 import json
 import shutil
-import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
@@ -31,7 +30,6 @@ from typing import Any
 
 from tests.servers.managed import ManagedServer
 
-from .ports import free_port
 from .prometheus import wait_until
 
 BINARIES = ("prometheus-alertmanager", "alertmanager")
@@ -175,28 +173,19 @@ class AlertmanagerServer(ManagedServer):
         return server
 
     def _launch(self, binary: str, config: Path, timeout: float) -> None:
-        for attempt in range(3):
-            self.port = free_port()
-            with self.log.open("ab") as log:
-                self.proc = subprocess.Popen(
-                    [
-                        binary,
-                        f"--config.file={config}",
-                        f"--storage.path={self.base / 'data'}",
-                        f"--web.listen-address={self.address}",
-                        "--cluster.listen-address=",
-                        "--log.level=warn",
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                )
-            if self._wait_ready(f"{self.url}/-/ready", timeout):
-                return
-            tail = self.log_tail()
-            self._terminate()
-            if "address already in use" not in tail or attempt == 2:
-                raise AlertmanagerUnavailable(f"alertmanager did not become ready:\n{tail}")
+        self._launch_on_free_port(
+            lambda: [
+                binary,
+                f"--config.file={config}",
+                f"--storage.path={self.base / 'data'}",
+                f"--web.listen-address={self.address}",
+                "--cluster.listen-address=",
+                "--log.level=warn",
+            ],
+            "/-/ready",
+            timeout,
+            lambda tail: AlertmanagerUnavailable(f"alertmanager did not become ready:\n{tail}"),
+        )
 
     def alerts(self) -> list[dict[str, Any]]:
         """Alerts Alertmanager holds (``/api/v2/alerts``)."""

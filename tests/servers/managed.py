@@ -6,11 +6,14 @@ import contextlib
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 import httpx
+
+from .ports import free_port
 
 
 class ManagedServer:
@@ -48,6 +51,29 @@ class ManagedServer:
                     return True
             time.sleep(0.1)
         return False
+
+    def _launch_on_free_port(
+        self,
+        command: Callable[[], list[str]],
+        ready_path: str,
+        timeout: float,
+        unavailable: Callable[[str], Exception],
+    ) -> None:
+        """Start ``command()`` (built after ``self.port`` is chosen) on a free port until
+        ``ready_path`` answers 200; another free port when the chosen one was taken before
+        the server bound it (three tries). Raises ``unavailable(log tail)`` otherwise."""
+        for attempt in range(3):
+            self.port = free_port()
+            with self.log.open("ab") as log:
+                self.proc = subprocess.Popen(
+                    command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                )
+            if self._wait_ready(f"http://{self.host}:{self.port}{ready_path}", timeout):
+                return
+            tail = self.log_tail()
+            self._terminate()
+            if "address already in use" not in tail or attempt == 2:
+                raise unavailable(tail)
 
     def _terminate(self) -> None:
         proc, self.proc = self.proc, None

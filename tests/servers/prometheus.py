@@ -26,7 +26,6 @@ import atexit
 import json
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -36,8 +35,6 @@ from typing import Any, TypeVar
 import httpx
 
 from tests.servers.managed import ManagedServer
-
-from .ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 RULE_FILES = (
@@ -192,29 +189,20 @@ class PrometheusServer(ManagedServer):
         return out
 
     def _launch(self, binary: str, config: Path, timeout: float) -> None:
-        for attempt in range(3):  # the free port may be taken before we bind it
-            self.port = free_port()
-            with self.log.open("ab") as log:
-                self.proc = subprocess.Popen(
-                    [
-                        binary,
-                        f"--config.file={config}",
-                        f"--storage.tsdb.path={self.base / 'data'}",
-                        f"--web.listen-address={self.host}:{self.port}",
-                        "--enable-feature=exemplar-storage",
-                        "--storage.tsdb.retention.time=1d",
-                        "--log.level=warn",
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                )
-            if self._wait_ready(f"{self.url}/-/ready", timeout):
-                return
-            tail = self.log_tail()
-            self._terminate()
-            if "address already in use" not in tail or attempt == 2:
-                raise PrometheusUnavailable(f"prometheus did not become ready:\n{tail}")
+        self._launch_on_free_port(
+            lambda: [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.base / 'data'}",
+                f"--web.listen-address={self.host}:{self.port}",
+                "--enable-feature=exemplar-storage",
+                "--storage.tsdb.retention.time=1d",
+                "--log.level=warn",
+            ],
+            "/-/ready",
+            timeout,
+            lambda tail: PrometheusUnavailable(f"prometheus did not become ready:\n{tail}"),
+        )
 
     # -- HTTP API -----------------------------------------------------------------------
     def api(self, path: str, **params: Any) -> Any:

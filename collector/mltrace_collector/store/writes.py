@@ -33,6 +33,7 @@ from mltrace_collector.model import RecordChunk, RunRecord, RunStart, split_arti
 from mltrace_collector.run_starts import start_rows, write_starts
 from mltrace_collector.store.extras import ingest_extras
 from mltrace_collector.store.identity import StoredRun, contested_ids, stored_identities
+from mltrace_collector.store.own_rows import own_rows
 
 if TYPE_CHECKING:
     from mltrace_collector.store.base import Cursor
@@ -188,7 +189,10 @@ def _merge(batches: Sequence[Prepared]) -> Prepared:
         return batches[0]
     artifacts = dict(batches[0].artifacts)
     io = dict(batches[0].io)
+    outputs = list(batches[0].outputs)
     for batch in batches[1:]:
+        again = io.keys() & batch.io.keys()  # run IDs of an earlier batch: rare
+        outputs.extend(row for row in batch.outputs if row[0] not in again)
         for run_id, rows in batch.io.items():
             io.setdefault(run_id, rows)
         for aid, row in batch.artifacts.items():
@@ -199,7 +203,7 @@ def _merge(batches: Sequence[Prepared]) -> Prepared:
         [row for b in batches for row in b.runs],
         io,
         artifacts,
-        [row for b in batches for row in b.outputs],
+        outputs,  # of the first span of each run ID, as io (``own_rows``)
         [run for b in batches for run in b.records],
         [chunk for b in batches for chunk in b.chunks],
         [row for b in batches for row in b.starts],
@@ -334,7 +338,8 @@ class KnownArtifacts:
 class WritePlan:
     """The rows of one group commit in write order, made before the transaction so that
     the write lock is held for the statements only. ``prebuilt`` (SQLite): the statements
-    themselves; ``io`` assumes every run is new and is rebuilt in the rare other case."""
+    themselves, for the common commit where every run is new and each run ID comes once;
+    otherwise ``write_plan`` writes the rows of the inserted spans only (``own_rows``)."""
 
     batch: Prepared
     runs: list[tuple[Any, ...]]
@@ -381,33 +386,34 @@ def write_plan(
     upserted (for ``known.committed`` after the commit) and the stored span of each run ID
     that was not inserted or came twice (``store.identity``). ``now``: the runs'
     ``ingested_ns``. A plan with prebuilt statements (SQLite) runs them; otherwise rows
-    go in one by one (:func:`insert_rows`)."""
+    go in one by one (:func:`insert_rows`). A span whose run row was not inserted (its run
+    ID is stored, or came earlier in this commit) writes no row of any table."""
     batch, built = plan.batch, plan.prebuilt
     inserted: list[str] = []
-    if built is not None:
-        if plan.runs:
-            inserted = _insert_runs_sqlite(sql, cur, plan.runs, now, built["runs"])
-        if len(inserted) == len(plan.runs):  # every run new: the prebuilt I/O rows hold
-            run_chunks(cur, built["io"], False, True)
-        else:
-            io = _io_rows(batch, inserted)
-            run_chunks(cur, statement_chunks(sql, INSERT_IO, io, True), False, True)
+    if plan.runs and built is not None:
+        inserted = _insert_runs_sqlite(sql, cur, plan.runs, now, built["runs"])
+    elif plan.runs:
+        inserted = insert_rows(sql, cur, INSERT_RUN, plan.runs, (now,))
+    contested = contested_ids(plan.runs, inserted)
+    artifacts, records = plan.artifacts, batch.records
+    if built is not None and not contested:  # every run new, once: the prebuilt rows hold
+        run_chunks(cur, built["io"], False, True)
         run_chunks(cur, built["artifacts"], False, False)
         run_chunks(cur, built["outputs"], False, False)
     else:
-        if plan.runs:
-            inserted = insert_rows(sql, cur, INSERT_RUN, plan.runs, (now,))
-        io = _io_rows(batch, inserted)
-        if io:
-            insert_rows(sql, cur, INSERT_IO, io)
-        if plan.artifacts:
-            insert_rows(sql, cur, UPSERT_ARTIFACT, plan.artifacts)
-        if plan.outputs:
-            insert_rows(sql, cur, INSERT_OUTPUT, plan.outputs)
-    ingest_extras(sql, cur, batch.records, batch.chunks)
+        io, outputs = _io_rows(batch, inserted), plan.outputs
+        if contested:  # a span not inserted (a retry, a duplicate) writes nothing at all
+            io, artifacts, outputs, records = own_rows(batch, plan.runs, inserted)
+        for statement, rows in ((INSERT_IO, io), (UPSERT_ARTIFACT, artifacts),
+                                (INSERT_OUTPUT, outputs)):  # fmt: skip
+            if built is not None:
+                chunks = statement_chunks(sql, statement, rows, True)
+                run_chunks(cur, chunks, False, statement is INSERT_IO)
+            elif rows:
+                insert_rows(sql, cur, statement, rows)
+    ingest_extras(sql, cur, records, batch.chunks)
     write_starts(sql, cur, batch.starts, _first_ids(plan.runs), now)  # after the runs
-    contested = contested_ids(plan.runs, inserted)
-    return plan.artifacts, stored_identities(sql, cur, contested) if contested else {}
+    return artifacts, stored_identities(sql, cur, contested) if contested else {}
 
 
 def _first_ids(runs: Sequence[tuple[Any, ...]]) -> list[str]:

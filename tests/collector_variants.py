@@ -1,0 +1,43 @@
+"""Collectors in the variants the ingest tests run on: backend x where decoding happens.
+
+Example::
+
+    @pytest.fixture(params=["sqlite-in-process", "sqlite-workers", "postgres-in-process"])
+    def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Collector]:
+        with variant_collector(request, tmp_path) as collector:
+            yield collector
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mltrace_collector.service import Collector, CollectorSettings
+
+
+@contextlib.contextmanager
+def variant_collector(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Collector]:
+    """A started collector on free loopback ports for the variant ``request.param``,
+    ``"<sqlite|postgres>-<in-process|workers>"``: SQLite in ``tmp_path`` or a fresh
+    PostgreSQL database (fixture ``postgres_url``); decoding in this process or in two
+    decode workers. Stopped when the ``with`` ends."""
+    variant = str(request.param)
+    db = str(tmp_path / "lineage.db")
+    if variant.startswith("postgres"):
+        db = request.getfixturevalue("postgres_url")
+    settings = CollectorSettings.resolve(
+        db=db,
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        decode_workers=2 if variant.endswith("workers") else 0,
+    )
+    collector = Collector(settings)
+    collector.start()
+    try:
+        yield collector
+    finally:
+        collector.stop()
