@@ -150,13 +150,15 @@ ALLOWED_CYCLES: dict[frozenset[str], str] = {
             "store.extras",
             "store.graph_reads",
             "store.identity",
+            "store.own_rows",
             "store.postgres",
             "store.sqlite",
             "store.writes",
         )
     ): (
         "store/base.py's open_store imports sqlite/postgres and Store.ingest imports writes, "
-        "which import base (Cursor); writes imports run_starts, which reads the store"
+        "which import base (Cursor); writes imports run_starts, which reads the store; "
+        "writes imports own_rows, which is typed against writes.Prepared"
     ),
     frozenset({"otel_mltrace.checks", "otel_mltrace.run"}): (
         "CheckContext.run is typed run.Run for users' checks (TYPE_CHECKING import)"
