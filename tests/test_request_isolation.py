@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sqlite3
 import threading
 from collections.abc import Iterator
 from multiprocessing import Pipe
@@ -31,6 +32,7 @@ from mltrace_collector.isolation import MAX_STORE_INT, commit_each, failure
 from mltrace_collector.model import DecodedBatch, RunRecord
 from mltrace_collector.service import Collector, CollectorSettings
 from mltrace_collector.store.base import Store, open_store
+from mltrace_collector.store.sqlite import SqliteStore
 from mltrace_collector.store.writes import prepare
 from tests.backends import lineage_store  # noqa: F401  (fixture)
 from tests.collector_variants import variant_collector
@@ -125,6 +127,24 @@ def test_group_commit_failure_is_retried_one_by_one(lineage_store: Store) -> Non
     assert "cannot store" in str(problem)
     stored = {row["run_id"] for row in lineage_store.recent_runs(10)}
     assert stored == {"good-0", "good-1", "good-2"}
+
+
+def test_a_store_failure_fails_the_group_without_one_by_one_retries(tmp_path: Path) -> None:
+    """Only data can be guilty alone: a store that cannot write (here a SQLite index opened
+    read-only under the writer) fails every batch of the group, and none is retried alone
+    (a retry could find rows of the failed commit and answer "stored")."""
+    store = open_store(str(tmp_path / "index.db"))
+    try:
+        assert isinstance(store, SqliteStore)
+        store._writer.execute("PRAGMA query_only = ON")
+        batches = [prepare([_record(f"r-{i}", 1000 + i)]) for i in range(3)]
+        results = commit_each(store, batches)
+        assert all(isinstance(r, sqlite3.OperationalError) for r in results), results
+        assert not isinstance(failure(results[0]), Rejected)  # type: ignore[arg-type]
+        store._writer.execute("PRAGMA query_only = OFF")
+        assert store.recent_runs(10) == []
+    finally:
+        store.close()
 
 
 @pytest.fixture(params=["sqlite-workers", "sqlite-in-process", "postgres-workers"])

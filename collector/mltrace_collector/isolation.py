@@ -82,9 +82,13 @@ def commit_each(store: Store, batches: Sequence[Prepared]) -> list[CommitResult]
         stored: CommitResult = store.ingest_prepared(batches)
         return [stored] * len(batches)
     except Exception as exc:
-        if len(batches) == 1:
-            log.warning("store commit failed: %s", exc)
-            return [exc]
+        if len(batches) == 1 or not is_data_error(exc):
+            # Only data can be guilty alone. A disk, fsync, lock or connection failure fails
+            # the whole group: retried one by one, requests whose rows the failed commit
+            # already wrote would find them "stored" and be acknowledged although the sync
+            # failed, and a locked or lost store would stall the writer once per request.
+            log.warning("store commit of %d request(s) failed: %s", len(batches), exc)
+            return [exc] * len(batches)
         log.warning("group commit of %d requests failed (%s): one by one", len(batches), exc)
     results: list[CommitResult] = []
     for batch in batches:
@@ -99,9 +103,8 @@ def commit_each(store: Store, batches: Sequence[Prepared]) -> list[CommitResult]
 def is_duplicate_run(stored: StoredRun, trace_id: str, span_id: str) -> bool:
     """Whether a span (``trace_id``, ``span_id``) with the run ID of ``stored`` is a
     duplicate run: the one place that decides. The same span again is a retry, not a
-    duplicate. (A run *start record* that the final span of its run supersedes must not
-    count as a duplicate either: that exception belongs here, keyed on how the stored
-    row marks a start record.)"""
+    duplicate. (Run start records live in their own table, ``run_starts``, so the final
+    span of a run never meets its start record here.)"""
     return (stored.trace_id, stored.span_id) != (trace_id, span_id)
 
 
