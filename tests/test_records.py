@@ -121,6 +121,21 @@ def test_chunks_out_of_order_and_duplicated_index_exactly_once(lineage_store: St
     assert {"source": "out@v:1", "target": "r517", "relation": "record"} in graph["edges"]
 
 
+def test_record_sets_of_runs_not_indexed_yet_sort_last_on_both_backends(
+    lineage_store: Store,
+) -> None:
+    """A record ID also logged by a run still open (its chunk span arrived, its run span not
+    yet) means the newest *ended* run's set on SQLite and PostgreSQL alike."""
+    from mltrace_collector.store.extras import record_sets_of
+
+    lineage_store.ingest(
+        [_run("ended", "predict", 100, outputs=["a@v:1"])],
+        records=[RecordChunk("a@v:1", 0, 1, ("k-1",), run_id="ended")],
+    )
+    lineage_store.ingest([], records=[RecordChunk("b@v:1", 0, 1, ("k-1",), run_id="open")])
+    assert [r["run_id"] for r in record_sets_of(lineage_store, "k-1")] == ["ended", "open"]
+
+
 def test_record_trace_follows_sources(lineage_store: Store) -> None:
     s = lineage_store
     s.ingest([

@@ -102,12 +102,15 @@ def ingest_extras(
 # -- reads ------------------------------------------------------------------------------
 def record_sets_of(store: Store, record_id: str) -> list[Row]:
     """Every (run, output artifact, source) that produced ``record_id``, newest run first
-    (ties: the larger run ID, as for producers; then by output artifact ID)."""
+    (ties: the larger run ID, as for producers; then by output artifact ID). Sets of runs
+    not indexed yet (chunks arrive before their run span) come last on both backends:
+    PostgreSQL sorts NULL first in a descending order, SQLite last."""
     return store.query(
         "SELECT s.set_id, s.run_id, s.output_artifact_id, r.source_record_id "
         "FROM records r JOIN record_sets s ON s.set_id = r.set_id "
         "LEFT JOIN runs ru ON ru.run_id = s.run_id WHERE r.record_id = ? "
-        "ORDER BY ru.end_ns DESC, s.run_id DESC, s.output_artifact_id, r.source_record_id",
+        "ORDER BY ru.end_ns DESC NULLS LAST, s.run_id DESC, s.output_artifact_id, "
+        "r.source_record_id",
         (record_id,),
     )
 
