@@ -318,3 +318,26 @@ def test_spill_to_disk_survives_a_restart(tmp_path: Path, downstream: Downstream
         assert wait_stat(fwd2, "queue_spans", 0)["sent"] >= len(ids)
     finally:
         a2.stop()
+
+
+def test_an_uncreatable_default_spill_dir_keeps_the_queue_in_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dataclasses import dataclass
+
+    from mltrace_collector.exporters.forward_spill import spill_dir_for
+
+    @dataclass
+    class Listening:
+        db: str
+        http_address: str = "127.0.0.1:4318"
+
+    db = str(tmp_path / "index.db")
+    assert spill_dir_for(None, Listening(db)) == f"{db}-forward-spill"
+    assert spill_dir_for("memory", Listening(db)) is None
+    assert spill_dir_for("/x/y", Listening(db)) == "/x/y"
+    blocked = tmp_path / "other.db"
+    Path(f"{blocked}-forward-spill").write_text("a file where the directory would go")
+    with caplog.at_level("WARNING"):
+        assert spill_dir_for(None, Listening(str(blocked))) is None
+    assert "kept in memory only" in caplog.text and "MLTRACE_FORWARD_SPILL_DIR" in caplog.text

@@ -54,7 +54,7 @@ from mltrace_collector.exporters.forward_links import (
 )
 from mltrace_collector.exporters.forward_metrics import OUTCOMES, ForwardMetricsCollector
 from mltrace_collector.exporters.forward_queue import ForwardQueue, Item
-from mltrace_collector.exporters.forward_spill import MEMORY_ONLY, SpillDir, default_spill_dir
+from mltrace_collector.exporters.forward_spill import SpillDir, spill_dir_for
 from mltrace_collector.exporters.forward_transport import Transport, open_transport
 from mltrace_collector.model import DecodedBatch
 from mltrace_collector.processor import decode_request
@@ -386,11 +386,8 @@ def install_forwarding(
     settings = settings or ForwardSettings.resolve()
     if not settings.forward_endpoint:
         return None
-    if settings.forward_spill_dir is None:  # durable by default: survive a crash like the index
-        where = default_spill_dir(collector.settings.db, collector.settings.http_address)
-        settings = replace(settings, forward_spill_dir=where)
-    elif settings.forward_spill_dir == MEMORY_ONLY:
-        settings = replace(settings, forward_spill_dir=None)
+    where = spill_dir_for(settings.forward_spill_dir, collector.settings)
+    settings = replace(settings, forward_spill_dir=where)
     forwarder = Forwarder(settings, collector.queries.producer_for)
     collector.pipeline.add_observer(forwarder.observe)
     collector.on_stop.insert(0, forwarder.stop)  # drain before the store closes

@@ -29,7 +29,10 @@ import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from mltrace_collector.exporters.host import HostSettings
 
 log = logging.getLogger("mltrace_collector.forward")
 
@@ -51,6 +54,29 @@ def default_spill_dir(db: str, http_address: str) -> str:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     where = "".join(c if c.isalnum() else "_" for c in http_address)
     return str(Path(base) / "otel-mltrace" / f"forward-spill-{where}")
+
+
+def spill_dir_for(configured: str | None, collector: HostSettings) -> str | None:
+    """The forward spill directory to use: ``configured`` (``MLTRACE_FORWARD_SPILL_DIR``),
+    ``None`` (memory only) for ``memory``, else the default beside the index — or memory
+    only, with a warning, when that cannot be created (a read-only HOME must not stop the
+    collector from starting)."""
+    if configured == MEMORY_ONLY:
+        return None
+    if configured is not None:
+        return configured
+    where = default_spill_dir(collector.db, collector.http_address)
+    try:
+        os.makedirs(where, exist_ok=True)
+    except OSError as exc:
+        log.warning(
+            "forward queue kept in memory only (lost on a crash): cannot create %s (%s); "
+            "set MLTRACE_FORWARD_SPILL_DIR to a writable directory",
+            where,
+            exc.strerror or exc,
+        )
+        return None
+    return where
 
 
 HEADER = struct.Struct("<IIIq")
