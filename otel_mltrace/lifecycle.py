@@ -229,14 +229,40 @@ def end_open_runs(message: str) -> int:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    try:
-        if end_open_runs(f"terminated by SIGTERM (signal {signum})"):
-            flush_spans(float(resolve("export_timeout")))
-    except Exception:  # the application's own handling below must still happen
-        log.warning("otel-mltrace: recording runs killed by SIGTERM failed", exc_info=True)
+    """Chain to the application's handler first: it may shut down gracefully and let the
+    runs finish (then only what already ended is flushed). When it ends the process (it
+    raises, e.g. ``sys.exit``) or there is none (the default: die of the signal), the open
+    runs are ended as error naming the signal and flushed before the process goes."""
+    message = f"terminated by SIGTERM (signal {signum})"
     previous = _previous[0] if _previous else signal.SIG_DFL
     if callable(previous):
-        previous(signum, frame)
-    else:  # SIG_DFL: die of the signal as we would have, so the exit status stays 143
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+        try:
+            previous(signum, frame)
+        except BaseException:
+            _off_main_thread(lambda: _record_and_flush(message))
+            raise
+        _off_main_thread(lambda: _record_and_flush(None))  # e.g. a Pool worker's queued runs
+        return
+    _off_main_thread(lambda: _record_and_flush(message))
+    signal.signal(signum, signal.SIG_DFL)  # die of the signal: the exit status stays 143
+    os.kill(os.getpid(), signum)
+
+
+def _record_and_flush(message: str | None) -> None:
+    try:
+        if message is not None:
+            end_open_runs(message)
+        flush_spans(float(resolve("export_timeout")))
+    except Exception:  # the application's own handling must still happen
+        log.warning("otel-mltrace: recording runs killed by SIGTERM failed", exc_info=True)
+
+
+def _off_main_thread(work: Callable[[], None]) -> None:
+    """Run ``work`` in a helper thread, bounded: the handler interrupts the main thread at
+    any bytecode, possibly while it holds a lock ``work`` needs (a span's, the exporter's);
+    waiting there would hang the process until SIGKILL and lose everything."""
+    helper = threading.Thread(target=work, name="otel-mltrace-sigterm", daemon=True)
+    helper.start()
+    helper.join(float(resolve("export_timeout")) + 1.0)
+    if helper.is_alive():
+        log.warning("otel-mltrace: recording runs at SIGTERM did not finish in time")

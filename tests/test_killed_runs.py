@@ -39,6 +39,9 @@ CHILD = textwrap.dedent(
         signal.signal(signal.SIGTERM, application_handler)
     elif sys.argv[1] == "ignore":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    elif sys.argv[1] == "graceful":  # the application shuts down in its own time
+        stopping = []
+        signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
     elif sys.argv[1] == "fork":
         import os
         with mlt.run("parent") as parent:
@@ -59,6 +62,9 @@ CHILD = textwrap.dedent(
             print(outer.id, inner.id, flush=True)
             for _ in range(2400):  # Python runs a handler between bytecodes: if the kernel
                 time.sleep(0.05)  # hands SIGTERM to another thread, one long sleep() defers it
+                if sys.argv[1] == "graceful" and stopping:
+                    inner.log_metric("stopped_by_signal", stopping[0])
+                    break
     """
 )
 ANNOUNCE_DEADLINE_S = 10.0
@@ -177,6 +183,56 @@ def test_sigterm_chains_the_application_handler(
     store = open_store(index)
     try:
         assert LineageQueries(store).inspect(child.outer)["status"] == "error"
+    finally:
+        store.close()
+
+
+def test_a_graceful_application_handler_lets_its_runs_finish(
+    tmp_path: Path, index: str, children: list[Child]
+) -> None:
+    """The application's handler only asks to stop: its runs go on, log, and end ok."""
+    child = Child(tmp_path, {"MLTRACE_INDEX": index}, mode="graceful")
+    children.append(child)
+    code, output = child.signal(signal.SIGTERM)
+    assert code == 0, output
+    store = open_store(index)
+    try:
+        q = LineageQueries(store)
+        assert q.inspect(child.outer)["status"] == "ok"
+        inner = q.inspect(child.inner)
+        assert inner["status"] == "ok" and inner["metrics"]["stopped_by_signal"] == 15
+    finally:
+        store.close()
+
+
+def test_pool_workers_terminated_by_sigterm_deliver_their_runs(tmp_path: Path, index: str) -> None:
+    """``with Pool() as p`` terminates its workers with SIGTERM: the runs they finished must
+    still reach the index (the handler flushes even with no run open)."""
+    script = tmp_path / "pool.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import multiprocessing, otel_mltrace as mlt
+
+            def work(i):
+                with mlt.run("work", outputs=[f"mem://out/{i}"]):
+                    return i
+
+            if __name__ == "__main__":
+                with mlt.run("parent"):
+                    with multiprocessing.get_context("fork").Pool(2) as pool:
+                        assert sorted(pool.map(work, range(40))) == list(range(40))
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], env=child_env({"MLTRACE_INDEX": index}),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    store = open_store(index)
+    try:
+        assert [c["runs"] for c in LineageQueries(store).components()] == [1, 40]
     finally:
         store.close()
 
