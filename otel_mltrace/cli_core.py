@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeVar
 
 import click
@@ -40,33 +38,25 @@ from otel_mltrace.cli_settings import (
     stronger,
 )
 from otel_mltrace.extras import MissingExtra
-from otel_mltrace.query import open_queries
+from otel_mltrace.query import duration_seconds, open_queries, to_ns
 
 F = TypeVar("F", bound=Callable[..., Any])
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(text: str) -> float:
     """``90``, ``90s``, ``15m``, ``6h``, ``7d``, ``2w`` -> seconds."""
-    match = _DURATION.match(text.strip())
-    if not match:
+    seconds = duration_seconds(text)
+    if seconds is None:
         raise click.BadParameter(f"{text!r} is not a duration; use e.g. 30s, 15m, 6h, 7d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    return seconds
 
 
 def parse_time(text: str | None) -> int | None:
-    """ISO-8601 time or a relative duration ago (``6h``) -> Unix ns."""
-    if text is None:
-        return None
-    iso = text.strip()
-    if iso[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat does not read the Z suffix
-        iso = iso[:-1] + "+00:00"
+    """ISO-8601 time (``Z`` allowed) or a relative duration ago (``6h``) -> Unix ns."""
     try:
-        return int(datetime.fromisoformat(iso).timestamp() * 1e9)
-    except ValueError:
-        pass
-    return int((datetime.now().timestamp() - parse_duration(text)) * 1e9)
+        return to_ns(text)
+    except BadQuery as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def local_artifact(ident: str) -> str:

@@ -55,6 +55,7 @@ __all__ = [
     "review",
     "runs",
     "stale",
+    "duration_seconds",
     "to_ns",
     "trace",
 ]
@@ -64,22 +65,41 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+def duration_seconds(text: str) -> float | None:
+    """``90``, ``90s``, ``15m``, ``6h``, ``7d``, ``2w`` -> seconds; None if not a duration."""
+    match = _DURATION.match(text.strip())
+    return float(match.group(1)) * _UNITS[match.group(2)] if match else None
+
+
 def to_ns(value: TimeArg, what: str = "time") -> int | None:
-    """A ``datetime``, ISO-8601 text, a duration ago (``"7d"``) or Unix ns -> Unix ns."""
+    """A ``datetime``, ISO-8601 text (``Z`` allowed), a duration ago (``"7d"``) or Unix ns
+    -> Unix ns. A number that can only be seconds (``time.time()``) is refused, not read as
+    nanoseconds of 1970.
+
+    >>> to_ns("2026-01-01T00:00:00Z")
+    1767225600000000000
+    """
     if value is None:
         return None
     if isinstance(value, datetime):
         return int(value.timestamp() * 1e9)
     if isinstance(value, (int, float)):
+        if 0 < value < 10**12:
+            raise BadQuery(
+                f"{what} {value!r} looks like seconds; give Unix nanoseconds, a datetime, "
+                "ISO text or a duration like '7d'"
+            )
         return int(value)
+    iso = value.strip()
+    if iso[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat does not read the Z suffix
+        iso = iso[:-1] + "+00:00"
     try:
-        return int(datetime.fromisoformat(value).timestamp() * 1e9)
+        return int(datetime.fromisoformat(iso).timestamp() * 1e9)
     except ValueError:
         pass
-    match = _DURATION.match(value.strip())
-    if not match:
+    seconds = duration_seconds(value)
+    if seconds is None:
         raise BadQuery(f"{what} {value!r} is neither an ISO time nor a duration like 30m, 6h, 7d")
-    seconds = float(match.group(1)) * _UNITS[match.group(2)]
     return int((datetime.now().timestamp() - seconds) * 1e9)
 
 

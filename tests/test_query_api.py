@@ -187,3 +187,10 @@ def test_two_index_variables_are_no_silent_pick(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("MLTRACE_SERVER", "http://127.0.0.1:9")
     with pytest.raises(ValueError, match="MLTRACE_DB=/tmp/a.db and MLTRACE_SERVER"):
         query.connect()
+
+
+def test_times_read_z_and_refuse_seconds() -> None:
+    assert query.to_ns("2026-01-01T00:00:00Z") == 1767225600 * 10**9
+    assert query.to_ns(1767225600 * 10**9) == 1767225600 * 10**9
+    with pytest.raises(query.BadQuery, match="looks like seconds"):
+        query.to_ns(1767225600.0, "since")
