@@ -209,6 +209,17 @@ def _select(ctx: CheckContext, target: str | int | None) -> list[tuple[str, Any]
     return [(key, ctx.table(key)) for key, _ in _select_raw(ctx, target)]
 
 
+_BINARY_TABLES = (".parquet", ".npy", ".npz")
+
+
+def _counted_by_lines(obj: Any) -> bool:
+    return (
+        isinstance(obj, str | Path)
+        and not str(obj).lower().endswith(_BINARY_TABLES)
+        and Path(obj).is_file()
+    )
+
+
 def row_count(obj: Any) -> int:
     """Rows of a data frame, array, mapping of columns, sequence, or CSV/JSONL file path."""
     shape = getattr(obj, "shape", None)
@@ -260,8 +271,9 @@ def expect_rows(
 
     def rows(ctx: CheckContext) -> tuple[bool, str]:
         problems, seen = [], []
-        for key, obj in _select(ctx, target):
-            n = row_count(obj)
+        for key, raw in _select_raw(ctx, target):
+            # a text file (CSV, TSV, JSON lines, a log) is counted line by line, streamed
+            n = row_count(raw if _counted_by_lines(raw) else ctx.table(key))
             seen.append(f"{_describe(key)}={n}")
             if min is not None and n < min:
                 problems.append(f"{_describe(key)} has {n} rows < min {min}")

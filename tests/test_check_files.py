@@ -44,6 +44,15 @@ def _write(path: Path) -> Path:
     return path
 
 
+def test_expect_rows_counts_lines_of_any_text_file(tmp_path: Path, spans: Any) -> None:
+    """A log or text output has rows too: counted line by line, as before file checks."""
+    log = tmp_path / "scored.log"
+    log.write_text("a\nb\n\nc\n")
+    with mlt.run("score", checks=[expect_rows(min=3, max=3)]) as run:
+        run.add_output(str(log))
+    assert [(r.status, r.message) for r in run.check_results] == [("pass", "rows scored.log=3")]
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl", ".npz", ".npy"])
 def test_checks_read_file_outputs(tmp_path: Path, spans: Any, suffix: str) -> None:
     path = _write(tmp_path / f"preds{suffix}")
