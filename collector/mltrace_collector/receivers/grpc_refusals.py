@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import atexit
+import faulthandler
 import logging
 import os
 import sys
@@ -66,6 +67,8 @@ def watch_grpc_core_log() -> bool:
     )
     pump.start()
     atexit.register(_restore, original, pump)
+    if faulthandler.is_enabled():  # a crash report must reach the real stderr, not the pipe
+        faulthandler.enable(file=original)
     # the pump must never block on a write to the pipe it drains, so it does not log itself
     threading.Thread(target=_warn, args=(noticed,), name="grpc-refusal-log", daemon=True).start()
     return True
@@ -83,6 +86,16 @@ def _restore(original: int, pump: threading.Thread) -> None:
 
 
 def _pump(read_end: int, original: int, noticed: threading.Event) -> None:
+    try:
+        _drain(read_end, original, noticed)
+    finally:  # nobody reads the pipe any more: fd 2 back to the real stderr, or the next
+        try:  # 64 KiB written to it would block every logging call for good
+            os.dup2(original, 2)
+        except OSError:
+            pass
+
+
+def _drain(read_end: int, original: int, noticed: threading.Event) -> None:
     pending = b""
     while True:
         try:
