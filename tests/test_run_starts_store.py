@@ -202,3 +202,23 @@ def test_runs_pages_merge_open_and_ended_runs_exactly(store: Store) -> None:
             page = [r["run_id"] for r in q.runs(limit=limit, offset=offset)]
             assert page == everything[offset : offset + limit], (offset, limit)
     assert q.runs(limit=5, offset=2**63 - 1) == []
+
+
+def test_status_filter_on_open_runs_is_applied_before_the_limit(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mltrace_collector.run_search import RunFilter
+
+    monkeypatch.setenv("MLTRACE_ABANDON_AFTER", "3600")
+    now = time.time_ns()
+    old = now - 7200 * 10**9  # started two hours ago: abandoned
+    store.ingest(
+        [], starts=[start(f"a{i}", old + i) for i in range(5)] + [
+            start(f"r{i:02d}", now - i) for i in range(60)
+        ]
+    )  # fmt: skip
+    q = LineageQueries(store)
+    abandoned = q.search_runs(RunFilter(status=("abandoned",), limit=50))
+    assert sorted(r["run_id"] for r in abandoned) == [f"a{i}" for i in range(5)]
+    running = q.search_runs(RunFilter(status=("running",), limit=50))
+    assert len(running) == 50 and {r["status"] for r in running} == {"running"}

@@ -279,18 +279,18 @@ def search_runs(queries: QueryHost, f: RunFilter) -> list[dict[str, Any]]:
 def _open_runs(queries: QueryHost, f: RunFilter) -> list[dict[str, Any]]:
     if f.where or f.tags or f.sort is not None:
         return []
-    wanted = set(f.status)
-    if wanted and not wanted & {run_starts.RUNNING, run_starts.ABANDONED}:
+    open_wanted = set(f.status or (run_starts.RUNNING, run_starts.ABANDONED)) & {
+        run_starts.RUNNING,
+        run_starts.ABANDONED,
+    }
+    if not open_wanted:
         return []
     started = run_starts.open_run_summaries(
         queries.store, f.component, since_ns=f.since_ns, until_ns=f.until_ns,
         limit=f.offset + f.limit,
+        status=next(iter(open_wanted)) if len(open_wanted) == 1 else None,
     )  # fmt: skip
-    return [
-        {**s, "params": {}, "metrics": {}, "tags": []}
-        for s in started
-        if not wanted or s["status"] in wanted
-    ]
+    return [{**s, "params": {}, "metrics": {}, "tags": []} for s in started]
 
 
 def _unpaged(queries: QueryHost, f: RunFilter) -> tuple[str, list[Any]]:

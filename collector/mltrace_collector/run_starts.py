@@ -161,20 +161,25 @@ def open_run_summaries(
     limit: int = 50,
     abandon_after: float | None = None,
     now_ns: int | None = None,
+    status: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Runs started and not ended (of ``component``, or all), newest first."""
+    """Runs started and not ended (of ``component``, or all; only ``running`` or only
+    ``abandoned`` ones with ``status``), newest first."""
+    after = abandon_after_s(abandon_after)
+    now = time.time_ns() if now_ns is None else now_ns
     where = [_OPEN, "s.start_ns >= ?", "s.start_ns <= ?"]
     params: list[Any] = [since_ns, until_ns]
     if component is not None:
         where.append("s.component = ?")
         params.append(component)
+    if status is not None:  # in SQL, before the LIMIT: the same cut summarize() makes
+        where.append("s.start_ns < ?" if status == ABANDONED else "s.start_ns >= ?")
+        params.append(now - int(after * 1e9))
     rows = store.query(
         f"SELECT {_COLUMNS} FROM run_starts s WHERE {' AND '.join(where)} "
         "ORDER BY s.start_ns DESC, s.run_id DESC LIMIT ?",
         (*params, limit),
     )
-    after = abandon_after_s(abandon_after)
-    now = time.time_ns() if now_ns is None else now_ns
     return [summarize(r, after, now) for r in rows]
 
 
