@@ -115,3 +115,28 @@ def test_full_spill_drops_are_counted_and_explained(
     finally:
         a.stop(grace_s=0.5)
     assert sum(s.stat().st_size for s in spill.glob("segment-*")) <= 5_000
+
+
+def test_a_failed_spill_write_leaves_no_torn_record(tmp_path: Path) -> None:
+    """The kernel refuses a write half-way (here a file size limit, as a full disk would):
+    the record is cut back, and the records appended after it are all read back."""
+    import resource
+    import signal
+
+    from mltrace_collector.exporters.forward_spill import SpillDir
+
+    spill = SpillDir(str(tmp_path / "spill"), 64 << 20)
+    assert spill.append(b"A" * 100, 1, 1)
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, limits[1]))
+        with pytest.raises(OSError):
+            spill.append(b"B" * 100_000, 1, 2)  # larger than the limit: written in part
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, previous)
+    assert spill.append(b"C" * 100, 1, 3)
+    segment = spill.take_oldest()
+    assert segment is not None
+    assert [r.payload[:1] for r in segment.records] == [b"A", b"C"]

@@ -160,7 +160,13 @@ class Forwarder:
             # Write-ahead: durable (fsync'd) before the receiver acknowledges the export, so
             # a crash (kill -9, OOM, power) after the ack cannot lose it; the sender reads
             # it back from the spill and deletes a segment once all of it is acknowledged.
-            if self.spill.append(request.SerializeToString(), spans, now_ns):
+            try:
+                stored = self.spill.append(request.SerializeToString(), spans, now_ns)
+            except OSError as exc:  # the index has it; only its forwarding is lost: say so
+                log.warning("forward spill write failed (%s): %d spans not forwarded", exc, spans)
+                self._count("dropped", spans)
+                return
+            if stored:
                 self._count("spilled", spans)
                 self.queue.wake()
             else:

@@ -204,8 +204,13 @@ class SpillDir:
                 _fsync_dir(self.dir)  # the new file's name is durable too
                 self._sizes[self._active] = 0
                 self._spans[self._active] = 0
-            self._file.write(record)
-            self._file.flush()
+            at = self._sizes[self._active]
+            try:
+                self._file.write(record)
+                self._file.flush()
+            except OSError:  # disk full, I/O error: no torn record may hide the next ones
+                self._truncate_to(at)
+                raise
             self._written += 1
             mine = self._written
             self._sizes[self._active] += len(record)
@@ -214,6 +219,16 @@ class SpillDir:
                 self._close_active()
         self._sync(mine)
         return True
+
+    def _truncate_to(self, size: int) -> None:
+        """Cut the active segment back to ``size`` bytes (a record that failed half-way
+        would end every read of the segment there); close it when that fails too."""
+        assert self._file is not None
+        try:
+            self._file.seek(size)
+            self._file.truncate(size)
+        except (OSError, ValueError):
+            self._close_active()
 
     def _sync(self, mine: int) -> None:
         with self._sync_lock:
