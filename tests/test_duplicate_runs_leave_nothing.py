@@ -21,11 +21,13 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from mltrace_collector import processor
 from mltrace_collector.isolation import foreign_chunk_rejections
@@ -36,6 +38,8 @@ from mltrace_collector.store.base import Store
 from mltrace_collector.store.writes import prepare
 from otel_mltrace import semconv
 from otel_mltrace.distributions import summarize, to_event_attributes
+from otel_mltrace.records import MAX_IDS_PER_CHUNK
+from otel_mltrace.run import Run
 from tests.otlp_builders import kvs, request, run_span
 from tests.servers.postgres import PostgresServer
 
@@ -390,3 +394,25 @@ def test_a_chunk_span_before_any_span_of_its_run_is_written(
     assert not send(service, request(first)).HasField("partial_success")
     records = {json.loads(r)["record_id"] for r in snapshot(service.store)["records"]}
     assert "early" in records
+
+
+def test_the_sdks_chunk_spans_of_a_duplicate_run_leave_nothing(
+    spans: InMemorySpanExporter, collector: Collector
+) -> None:
+    """Two SDK runs with one run ID, each logging records on record chunk spans (sent, as
+    the SDK exports them, before their run span), encoded by the official OTLP encoder."""
+    sent: list[ExportTraceServiceResponse] = []
+    for name in ("a", "b"):
+        with Run("predict", run_id="shared") as run:
+            out = run.add_output(f"s3://b/pred-{name}.parquet", version="v:1")
+            run.log_records(out, [f"{name}-{i}" for i in range(MAX_IDS_PER_CHUNK + 1)])
+        got = spans.get_finished_spans()
+        assert [s.name for s in got] == [semconv.RECORDS_SPAN_NAME] * 2 + ["predict"]
+        req = ExportTraceServiceRequest.FromString(encode_spans(got).SerializeToString())
+        sent.append(send(collector, req))
+        spans.clear()
+    assert not sent[0].HasField("partial_success")
+    assert sent[1].partial_success.rejected_spans == 3, sent[1].partial_success.error_message
+    found = snapshot(collector.store)
+    assert len(found["runs"]) == 1 and len(found["records"]) == MAX_IDS_PER_CHUNK + 1
+    assert {json.loads(r)["record_id"][0] for r in found["records"]} == {"a"}
