@@ -88,7 +88,9 @@ RECORDS_SOURCES: Final = "mltrace.records.sources"
 RECORDS_RUN_ID: Final = "mltrace.records.run.id"
 """string: on a *record chunk span* (a child span of the run, without ``mltrace.component``),
 the run the records belong to. Large batches travel on such spans so that no span or OTLP
-request grows past the limits (see ``otel_mltrace.records``)."""
+request grows past the limits (see ``otel_mltrace.records``). The collector checks its trace
+and parent span against the span the run ID is indexed for, and rejects a chunk span of
+another span (a duplicate run's; docs/semantics.md, Records)."""
 RECORDS_SPAN_NAME: Final = "mltrace.records"
 """Name of record chunk spans."""
 

@@ -7,25 +7,30 @@ run ID either: the index after "A, then duplicate B" is, table by table, the ind
 "A" alone. Covered on SQLite and PostgreSQL, in the collector process and in decode
 workers, for spans the C reader prepares (plain runs) and spans the Python decoder
 prepares (runs with events), with the pure Python path too, for duplicates within one
-request, across requests, and within one group commit.
+request, across requests, and within one group commit. A duplicate's record chunk spans
+(children of its run span, naming the run ID) are rejected and leave nothing either.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from mltrace_collector import processor
+from mltrace_collector.isolation import foreign_chunk_rejections
 from mltrace_collector.processor import decode_request
 from mltrace_collector.service import Collector, CollectorSettings
 from mltrace_collector.store import open_store
@@ -33,6 +38,8 @@ from mltrace_collector.store.base import Store
 from mltrace_collector.store.writes import prepare
 from otel_mltrace import semconv
 from otel_mltrace.distributions import summarize, to_event_attributes
+from otel_mltrace.records import MAX_IDS_PER_CHUNK
+from otel_mltrace.run import Run
 from tests.otlp_builders import kvs, request, run_span
 from tests.servers.postgres import PostgresServer
 
@@ -293,3 +300,119 @@ def test_a_run_span_after_its_start_record_is_no_duplicate(start: Callable[[], C
     assert after["run_starts"] == [] and len(after["runs"]) == 1
     assert send(service, request([duplicates()[1]])).partial_success.rejected_spans == 1
     assert snapshot(service.store) == after
+
+
+# -- record chunk spans (children of their run span, naming its run ID) ------------------
+def chunk_span(run: Span, run_id: str, ids: list[str]) -> Span:
+    """A record chunk span of ``run``, as ``otel_mltrace.records`` sends one."""
+    return Span(
+        trace_id=run.trace_id,
+        span_id=os.urandom(8),
+        parent_span_id=run.span_id,
+        name=semconv.RECORDS_SPAN_NAME,
+        start_time_unix_nano=T0,
+        end_time_unix_nano=T0,
+        attributes=kvs({semconv.RECORDS_RUN_ID: run_id}),
+        events=[
+            _event(
+                semconv.RECORDS_EVENT,
+                {semconv.RECORDS_OUTPUT: "s3://b/model@v:1", semconv.RECORDS_IDS: ids},
+            )
+        ],
+    )
+
+
+def test_a_duplicates_chunk_span_in_a_later_request_leaves_nothing(
+    start: Callable[[], Collector],
+) -> None:
+    service, first, again = start(), originals(), duplicates()
+    own, foreign = chunk_span(first[0], "rich", ["a1", "a2"]), chunk_span(again[0], "rich", ["b1"])
+    assert not send(service, request([own, *first])).HasField("partial_success")
+    after_a = snapshot(service.store)
+    assert {json.loads(r)["record_id"] for r in after_a["records"]} >= {"a1", "a2"}
+
+    partial = send(service, request([*again, foreign])).partial_success
+    assert partial.rejected_spans == 3, partial.error_message
+    assert foreign.span_id.hex() in partial.error_message
+    assert snapshot(service.store) == after_a
+    partial = send(service, request([foreign])).partial_success  # alone, later
+    assert partial.rejected_spans == 1 and foreign.span_id.hex() in partial.error_message
+    assert snapshot(service.store) == after_a
+
+    # The indexed run's chunk span again (a retry), and a new one of it: both accepted.
+    more = chunk_span(first[0], "rich", ["a3"])
+    assert not send(service, request([own, more])).HasField("partial_success")
+    records = {json.loads(r)["record_id"] for r in snapshot(service.store)["records"]}
+    assert {"a3"} <= records and not {"b1"} & records
+    assert service.pipeline.stats["spans_rejected"] == 4
+
+
+def test_a_duplicates_chunk_span_in_the_same_request_leaves_nothing(
+    start: Callable[[], Collector],
+) -> None:
+    """Chunk spans before and after their run spans, in one request."""
+    first, again, new = originals(), duplicates(), neighbour()
+    own, foreign = chunk_span(first[0], "rich", ["a1"]), chunk_span(again[0], "rich", ["b1"])
+    mixed = start()
+    partial = send(mixed, request([foreign, own, *first, *again, new])).partial_success
+    assert partial.rejected_spans == 3, partial.error_message
+    alone = start()
+    assert not send(alone, request([own, *first, new])).HasField("partial_success")
+    assert snapshot(mixed.store) == snapshot(alone.store)
+
+
+def test_a_duplicates_chunk_span_in_the_same_group_commit_leaves_nothing(
+    new_db: Callable[[], str],
+) -> None:
+    """The chunk span in one request, the run span it names (indexed) in another."""
+    first, again = originals(), duplicates()
+    foreign = chunk_span(again[0], "rich", ["b1"])
+    a, b = decode_request(request(first)), decode_request(request([foreign, *again]))
+    grouped, reference = open_store(new_db()), open_store(new_db())
+    try:
+        rows = [prepare(x.runs, x.record_chunks) for x in (a, b)]
+        stored = grouped.ingest_prepared(rows)
+        assert [r.span_id for r in foreign_chunk_rejections(rows[1], stored)] == [
+            foreign.span_id.hex()
+        ]
+        assert foreign_chunk_rejections(rows[0], stored) == []
+        reference.ingest_prepared([prepare(a.runs, a.record_chunks)])
+        assert snapshot(grouped) == snapshot(reference)
+    finally:
+        grouped.close()
+        reference.close()
+
+
+def test_a_chunk_span_before_any_span_of_its_run_is_written(
+    start: Callable[[], Collector],
+) -> None:
+    """Undecidable at write time (docs/semantics.md, record-level lineage): no span of the
+    run ID is indexed yet, so the chunk is written under it; the SDK's usual order."""
+    service, first = start(), originals()
+    own = chunk_span(first[0], "rich", ["early"])
+    assert not send(service, request([own])).HasField("partial_success")
+    assert not send(service, request(first)).HasField("partial_success")
+    records = {json.loads(r)["record_id"] for r in snapshot(service.store)["records"]}
+    assert "early" in records
+
+
+def test_the_sdks_chunk_spans_of_a_duplicate_run_leave_nothing(
+    spans: InMemorySpanExporter, collector: Collector
+) -> None:
+    """Two SDK runs with one run ID, each logging records on record chunk spans (sent, as
+    the SDK exports them, before their run span), encoded by the official OTLP encoder."""
+    sent: list[ExportTraceServiceResponse] = []
+    for name in ("a", "b"):
+        with Run("predict", run_id="shared") as run:
+            out = run.add_output(f"s3://b/pred-{name}.parquet", version="v:1")
+            run.log_records(out, [f"{name}-{i}" for i in range(MAX_IDS_PER_CHUNK + 1)])
+        got = spans.get_finished_spans()
+        assert [s.name for s in got] == [semconv.RECORDS_SPAN_NAME] * 2 + ["predict"]
+        req = ExportTraceServiceRequest.FromString(encode_spans(got).SerializeToString())
+        sent.append(send(collector, req))
+        spans.clear()
+    assert not sent[0].HasField("partial_success")
+    assert sent[1].partial_success.rejected_spans == 3, sent[1].partial_success.error_message
+    found = snapshot(collector.store)
+    assert len(found["runs"]) == 1 and len(found["records"]) == MAX_IDS_PER_CHUNK + 1
+    assert {json.loads(r)["record_id"][0] for r in found["records"]} == {"a"}

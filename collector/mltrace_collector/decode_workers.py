@@ -50,9 +50,8 @@ from mltrace_collector.ingest import Rejected
 from mltrace_collector.isolation import (
     CommitResult,
     commit_each,
-    drop_duplicates,
-    duplicate_rejections,
     failure,
+    reject_unstored,
 )
 from mltrace_collector.model import DecodedBatch
 from mltrace_collector.processor import decode_request
@@ -162,8 +161,7 @@ def _commit_loop(conn: Connection, store: Store, ready: queue.Queue[Ready | None
                 replies.append((task_id, None, str(problem), isinstance(problem, Rejected)))
                 continue
             if decoded is not None and task_rows is not None and result:
-                duplicates = duplicate_rejections(task_rows, result)
-                decoded.runs = drop_duplicates(decoded.batch, duplicates, decoded.runs)
+                decoded.runs = reject_unstored(decoded.batch, task_rows, result, decoded.runs)
             replies.append((task_id, decoded, error, False))
         if replies:
             conn.send((replies, commit))

@@ -9,7 +9,9 @@ Duplicate run IDs: the store keeps the first span of a run ID (``ON CONFLICT DO
 NOTHING``), and nothing else of a later span either (``store.own_rows``).
 :func:`duplicate_rejections` reports each later span with another span ID as an OTLP
 partial-success rejection naming both spans; the same span sent again (an exporter's
-retry) is not a duplicate, so ingest stays idempotent.
+retry) is not a duplicate, so ingest stays idempotent. A record chunk span (a child of
+its run span) whose run ID is indexed for another span than its parent is not stored
+either (``store.identity.chunk_owners``); :func:`foreign_chunk_rejections` names it.
 
 Example::
 
@@ -28,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from mltrace_collector.ingest import Rejected
 from mltrace_collector.model import DecodedBatch, Rejection
 from mltrace_collector.store.base import Store
-from mltrace_collector.store.identity import StoredRun
+from mltrace_collector.store.identity import StoredRun, is_foreign_chunk
 from mltrace_collector.store.writes import Prepared
 from otel_mltrace import semconv
 
@@ -128,6 +130,40 @@ def duplicate_rejections(rows: Prepared, stored: Mapping[str, StoredRun]) -> lis
                 )
             )
     return rejections
+
+
+def foreign_chunk_rejections(rows: Prepared, stored: Mapping[str, StoredRun]) -> list[Rejection]:
+    """The record chunk spans of ``rows`` that were not stored because their run ID is
+    indexed for another span than their parent (``store.identity.chunk_owners``, which
+    made the same decision inside the commit): one rejection per span."""
+    rejections: dict[tuple[str, str], Rejection] = {}
+    for chunk in rows.chunks:
+        known = stored.get(chunk.run_id or "")
+        if known is None or chunk.trace_id is None or chunk.span_id is None:
+            continue
+        if is_foreign_chunk(known, chunk):
+            parent = chunk.parent_span_id or "none"
+            rejections[(chunk.trace_id, chunk.span_id)] = Rejection(
+                chunk.trace_id,
+                chunk.span_id,
+                f"record chunk span names {semconv.RECORDS_RUN_ID} {chunk.run_id!r}, which is "
+                f"indexed for span {known.span_id} (trace {known.trace_id}), but its parent "
+                f"is span {parent} (trace {chunk.trace_id}); its records were not stored: "
+                "send record chunks as children of their run's span, one run ID per run",
+            )
+    return list(rejections.values())
+
+
+def reject_unstored(
+    batch: DecodedBatch, rows: Prepared, stored: Mapping[str, StoredRun], runs: int
+) -> int:
+    """After a commit: record in ``batch`` the duplicate run spans and foreign record chunk
+    spans of ``rows`` that were not stored; returns ``runs`` less the dropped runs."""
+    runs = drop_duplicates(batch, duplicate_rejections(rows, stored), runs)
+    foreign = foreign_chunk_rejections(rows, stored)
+    batch.rejections.extend(foreign)
+    batch.other_spans -= len(foreign)  # counted there when decoded: now rejected instead
+    return runs
 
 
 def drop_duplicates(batch: DecodedBatch, rejections: Sequence[Rejection], runs: int) -> int:

@@ -42,6 +42,11 @@ class RecordChunk:
     sources: tuple[str, ...] | None = None
     run_id: str | None = None
     """Set on chunks from record chunk spans; ``None`` for chunks on the run span itself."""
+    trace_id: str | None = None
+    span_id: str | None = None
+    parent_span_id: str | None = None
+    """Of the record chunk span (hex; parent: ``None`` if it has none), set with ``run_id``:
+    its run must be the span its run ID is indexed for (``store.identity.chunk_owners``)."""
 
 
 @dataclass(frozen=True)

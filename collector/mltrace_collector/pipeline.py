@@ -35,7 +35,7 @@ from mltrace_collector.decode_workers import (
     decode_and_prepare,
 )
 from mltrace_collector.ingest import ExportOutcome, Overloaded, Rejected
-from mltrace_collector.isolation import commit_each, drop_duplicates, duplicate_rejections, failure
+from mltrace_collector.isolation import commit_each, failure, reject_unstored
 from mltrace_collector.model import DecodedBatch
 from mltrace_collector.processor import rejection_message
 from mltrace_collector.store.base import Store
@@ -142,8 +142,7 @@ class IngestPipeline:
             except queue.Full:
                 raise Overloaded(self._retry_after_s) from None
             stored = done.result()  # raises why this request failed: the receiver reports it
-            duplicates = duplicate_rejections(decoded.rows, stored)
-            decoded.runs = drop_duplicates(decoded.batch, duplicates, decoded.runs)
+            decoded.runs = reject_unstored(decoded.batch, decoded.rows, stored, decoded.runs)
         return decoded
 
     def _count_commit(self, wall_s: float, cpu_s: float) -> None:

@@ -250,8 +250,15 @@ def record_span_chunks(span: Span) -> list[RecordChunk]:
         raise SpanRejected(f"{semconv.RECORDS_RUN_ID} must be a non-empty string")
     if len(run_id.string_value) > MAX_RUN_ID_LENGTH:
         raise SpanRejected(f"{semconv.RECORDS_RUN_ID} is longer than {MAX_RUN_ID_LENGTH}")
+    ids = (span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex() or None)
     return [
-        replace(_records(attributes(e.attributes)), run_id=run_id.string_value)
+        replace(
+            _records(attributes(e.attributes)),
+            run_id=run_id.string_value,
+            trace_id=ids[0],
+            span_id=ids[1],
+            parent_span_id=ids[2],
+        )
         for e in span.events
         if e.name == semconv.RECORDS_EVENT
     ]

@@ -158,8 +158,9 @@ class Store(ABC):
 
     def ingest_prepared(self, batches: Sequence[Prepared]) -> dict[str, StoredRun]:
         """Store batches made by ``writes.prepare`` (in any thread) in one transaction;
-        returns the stored span of every run ID that was already stored or came twice
-        (``isolation.duplicate_rejections`` tells retries from duplicates with it)."""
+        returns the stored span of every run ID that was already stored or came twice, or
+        that a record chunk span names (``isolation.reject_unstored`` tells retries from
+        duplicates and foreign record chunks with it)."""
         prebuild = self._sql if self.insert_or_ignore else None
         plan = plan_write(batches, self._known, prebuild)  # before the write lock
         with self._transaction() as cur:

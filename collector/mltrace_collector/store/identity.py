@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
+    from mltrace_collector.model import RecordChunk
     from mltrace_collector.store.base import Cursor
 
 
@@ -45,6 +46,42 @@ def stored_identities(
 ) -> dict[str, StoredRun]:
     """The stored span of each of ``run_ids``. Every one must be stored by now: a run
     neither inserted nor stored would be lost silently, so that fails the commit."""
+    found = _stored(sql, cur, run_ids)
+    absent = sorted(set(run_ids) - set(found))
+    if absent:
+        raise RuntimeError(f"runs not written (a NULL in a NOT NULL column?): {absent[:5]}")
+    return found
+
+
+def is_foreign_chunk(stored: StoredRun, chunk: RecordChunk) -> bool:
+    """Whether ``chunk`` (from a record chunk span) belongs to another span than the one
+    its run ID is indexed for (``stored``): the SDK makes record chunk spans children of
+    their run span, so their trace and parent span ID name the run they came from."""
+    return (stored.trace_id, stored.span_id) != (chunk.trace_id, chunk.parent_span_id)
+
+
+def chunk_owners(
+    sql: Callable[[str], str], cur: Cursor, chunks: Sequence[RecordChunk]
+) -> tuple[list[RecordChunk], dict[str, StoredRun]]:
+    """``(chunks to write, stored span of each indexed run ID they name)``: called after
+    the commit's runs are inserted, in its transaction, so a chunk is checked against the
+    span its run ID is indexed for even when that span came in the same commit. A chunk
+    of another span (a rejected duplicate's) is not written. A chunk whose run ID is not
+    indexed yet is written: which span will own it cannot be known (docs/semantics.md).
+    Chunks that do not say which span they came from (``trace_id`` None) are written."""
+    named = sorted({c.run_id for c in chunks if c.run_id and c.trace_id is not None})
+    if not named:
+        return list(chunks), {}
+    found = _stored(sql, cur, named)
+    kept = [
+        c
+        for c in chunks
+        if c.trace_id is None or c.run_id not in found or not is_foreign_chunk(found[c.run_id], c)
+    ]
+    return kept, found
+
+
+def _stored(sql: Callable[[str], str], cur: Cursor, run_ids: Sequence[str]) -> dict[str, StoredRun]:
     found: dict[str, StoredRun] = {}
     for i in range(0, len(run_ids), 512):
         chunk = run_ids[i : i + 512]
@@ -55,7 +92,4 @@ def stored_identities(
         )
         for run_id, trace_id, span_id, status in cur.fetchall():
             found[run_id] = StoredRun(trace_id, span_id, status)
-    absent = sorted(set(run_ids) - set(found))
-    if absent:
-        raise RuntimeError(f"runs not written (a NULL in a NOT NULL column?): {absent[:5]}")
     return found

@@ -32,7 +32,12 @@ from typing import TYPE_CHECKING, Any
 from mltrace_collector.model import RecordChunk, RunRecord, RunStart, split_artifact_id
 from mltrace_collector.run_starts import start_rows, write_starts
 from mltrace_collector.store.extras import ingest_extras
-from mltrace_collector.store.identity import StoredRun, contested_ids, stored_identities
+from mltrace_collector.store.identity import (
+    StoredRun,
+    chunk_owners,
+    contested_ids,
+    stored_identities,
+)
 from mltrace_collector.store.own_rows import own_rows
 
 if TYPE_CHECKING:
@@ -384,7 +389,8 @@ def write_plan(
 ) -> tuple[list[tuple[Any, ...]], dict[str, StoredRun]]:
     """Insert ``plan`` inside the caller's transaction; returns the artifact rows it
     upserted (for ``known.committed`` after the commit) and the stored span of each run ID
-    that was not inserted or came twice (``store.identity``). ``now``: the runs'
+    that was not inserted or came twice, or that a record chunk span names
+    (``store.identity``: a chunk of another span is not written). ``now``: the runs'
     ``ingested_ns``. A plan with prebuilt statements (SQLite) runs them; otherwise rows
     go in one by one (:func:`insert_rows`). A span whose run row was not inserted (its run
     ID is stored, or came earlier in this commit) writes no row of any table."""
@@ -411,9 +417,12 @@ def write_plan(
                 run_chunks(cur, chunks, False, statement is INSERT_IO)
             elif rows:
                 insert_rows(sql, cur, statement, rows)
-    ingest_extras(sql, cur, records, batch.chunks)
+    own_chunks, owners = chunk_owners(sql, cur, batch.chunks)  # after the runs, as below
+    ingest_extras(sql, cur, records, own_chunks)
     write_starts(sql, cur, batch.starts, _first_ids(plan.runs), now)  # after the runs
-    return artifacts, stored_identities(sql, cur, contested) if contested else {}
+    if contested:
+        owners = {**owners, **stored_identities(sql, cur, contested)}
+    return artifacts, owners
 
 
 def _first_ids(runs: Sequence[tuple[Any, ...]]) -> list[str]:
