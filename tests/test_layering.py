@@ -34,6 +34,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
             "otel_mltrace.extras",
             "otel_mltrace.sketch",
             "otel_mltrace.distributions",
+            "otel_mltrace.output_summary",
             "otel_mltrace.drift",
             "otel_mltrace.metricdefs",
             "otel_mltrace.metric_series",
