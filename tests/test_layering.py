@@ -61,6 +61,8 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
             "otel_mltrace.provider",
             "otel_mltrace.records",
             "otel_mltrace.run",
+            "otel_mltrace.run_span",
+            "otel_mltrace.component_decorator",
             "otel_mltrace.run_view",
             "otel_mltrace.sender",
             "otel_mltrace.spool",
@@ -161,8 +163,8 @@ ALLOWED_CYCLES: dict[frozenset[str], str] = {
         "which import base (Cursor); writes imports run_starts, which reads the store; "
         "writes imports own_rows, which is typed against writes.Prepared"
     ),
-    frozenset({"otel_mltrace.checks", "otel_mltrace.run"}): (
-        "CheckContext.run is typed run.Run for users' checks (TYPE_CHECKING import)"
+    frozenset({"otel_mltrace.checks", "otel_mltrace.run_span"}): (
+        "CheckContext.run is typed run_span.Run for users' checks (TYPE_CHECKING import)"
     ),
 }
 
