@@ -56,6 +56,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
             "otel_mltrace.checks",
             "otel_mltrace.delivery",
             "otel_mltrace.delivery_processor",
+            "otel_mltrace.delivery_outcomes",
             "otel_mltrace.lifecycle",
             "otel_mltrace.metrics",
             "otel_mltrace.provider",
