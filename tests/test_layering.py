@@ -79,6 +79,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
             "mltrace_collector.model",
             "mltrace_collector.ingest",
             "mltrace_collector.processor",
+            "mltrace_collector.otlp_values",
             "mltrace_collector.span_checks",
             "mltrace_collector.fast_rows",
             "mltrace_collector.run_starts",
