@@ -47,7 +47,7 @@ from otel_mltrace import check_data, semconv
 from otel_mltrace.config import resolve
 
 if TYPE_CHECKING:
-    from otel_mltrace.run import Run
+    from otel_mltrace.run_span import Run
 
 PHASES = ("before", "after")
 ON_FAIL = ("raise", "flag")

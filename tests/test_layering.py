@@ -34,6 +34,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
             "otel_mltrace.extras",
             "otel_mltrace.sketch",
             "otel_mltrace.distributions",
+            "otel_mltrace.output_summary",
             "otel_mltrace.drift",
             "otel_mltrace.metricdefs",
             "otel_mltrace.metric_series",
@@ -55,11 +56,14 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
             "otel_mltrace.checks",
             "otel_mltrace.delivery",
             "otel_mltrace.delivery_processor",
+            "otel_mltrace.delivery_outcomes",
             "otel_mltrace.lifecycle",
             "otel_mltrace.metrics",
             "otel_mltrace.provider",
             "otel_mltrace.records",
             "otel_mltrace.run",
+            "otel_mltrace.run_span",
+            "otel_mltrace.component_decorator",
             "otel_mltrace.run_view",
             "otel_mltrace.sender",
             "otel_mltrace.spool",
@@ -75,6 +79,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
             "mltrace_collector.model",
             "mltrace_collector.ingest",
             "mltrace_collector.processor",
+            "mltrace_collector.otlp_values",
             "mltrace_collector.span_checks",
             "mltrace_collector.fast_rows",
             "mltrace_collector.run_starts",
@@ -160,8 +165,8 @@ ALLOWED_CYCLES: dict[frozenset[str], str] = {
         "which import base (Cursor); writes imports run_starts, which reads the store; "
         "writes imports own_rows, which is typed against writes.Prepared"
     ),
-    frozenset({"otel_mltrace.checks", "otel_mltrace.run"}): (
-        "CheckContext.run is typed run.Run for users' checks (TYPE_CHECKING import)"
+    frozenset({"otel_mltrace.checks", "otel_mltrace.run_span"}): (
+        "CheckContext.run is typed run_span.Run for users' checks (TYPE_CHECKING import)"
     ),
 }
 
