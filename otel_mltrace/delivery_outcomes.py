@@ -19,11 +19,14 @@ import logging
 import time
 from collections.abc import Sequence
 
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_mltrace.delivery import DeliveryCounters, IndexWriter
 from otel_mltrace.spool import Spool
+
+MAX_REQUEST_BYTES = 3 * 1024 * 1024
+"""Largest OTLP request sent or spooled: under gRPC's (and the OTel Collector's) default
+4 MiB receive limit."""
 
 log = logging.getLogger("otel_mltrace")
 
@@ -44,7 +47,24 @@ class DeliveryOutcomes:
     _backoff: float
 
     def _encode(self, spans: Sequence[ReadableSpan]) -> bytes:
+        # imported here: protobuf and the OTLP encoder cost ~40 ms at `import otel_mltrace`
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
         return encode_spans(spans).SerializeToString()
+
+    def _encoded(self, spans: Sequence[ReadableSpan]) -> list[tuple[bytes, int]]:
+        """``spans`` as OTLP requests of at most ``MAX_REQUEST_BYTES`` each (a single larger
+        span stays whole): one oversized request would be refused by the collector's
+        receive limit again and again, and hold up the spool behind it."""
+        payload = self._encode(spans)
+        if len(payload) <= MAX_REQUEST_BYTES or len(spans) == 1:
+            return [(payload, len(spans))]
+        half = len(spans) // 2
+        return self._encoded(spans[:half]) + self._encoded(spans[half:])
+
+    def _spool_all(self, spans: Sequence[ReadableSpan]) -> None:
+        for payload, n in self._encoded(spans):
+            self._to_spool(payload, n)
 
     def _to_spool(self, payload: bytes, n: int) -> None:
         spool = self._spool

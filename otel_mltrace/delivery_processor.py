@@ -30,7 +30,7 @@ import weakref
 from collections import deque
 from collections.abc import Sequence
 
-from opentelemetry.context import Context
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context, attach, set_value
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_mltrace.delivery import DeliveryCounters, DeliveryReport, IndexWriter, log_undelivered
@@ -169,13 +169,16 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
                 if self._index is not None:
                     self.counters.drop(len(overflow), "ended after shutdown")
                 else:
-                    self._to_spool(self._encode(overflow), len(overflow))
+                    self._spool_all(overflow)
             except Exception:  # export problems never reach user code
                 log.debug("spilling spans failed", exc_info=True)
                 self.counters.drop(len(overflow), "could not be encoded")
 
     # -- worker ----------------------------------------------------------------------------
     def _run(self) -> None:
+        # as OTel's own batch processor: what the export does (HTTP, gRPC, SQLite) must not
+        # be traced by instrumentation, or each export makes spans to export, forever
+        attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         while True:
             with self._cond:
                 if len(self._queue) < self._take and not self._closed:
@@ -211,19 +214,22 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
         if self._index is not None:
             self._index_write(batch)
             return
-        payload = self._encode(batch)
+        for payload, n in self._encoded(batch):
+            self._send_or_spool(payload, n)
+
+    def _send_or_spool(self, payload: bytes, n: int) -> None:
         if self._healthy or self._probe_due():
             assert self._sender is not None
             outcome = self._sender.send(payload)
             if outcome.ok:
                 self._mark_ok()
-                self._accepted(len(batch), outcome.rejected, outcome.message)
+                self._accepted(n, outcome.rejected, outcome.message)
                 return
             if not outcome.retryable:
-                self._reject(len(batch), outcome.message)
+                self._reject(n, outcome.message)
                 return
-            self._mark_failed(len(batch), outcome.message)
-        self._to_spool(payload, len(batch))
+            self._mark_failed(n, outcome.message)
+        self._to_spool(payload, n)
 
     def _index_write(self, batch: Sequence[ReadableSpan]) -> None:
         assert self._index is not None
@@ -337,7 +343,7 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
             if self._index is not None:
                 self.counters.drop(len(left), "index write did not finish before shutdown")
             else:
-                self._to_spool(self._encode(left), len(left))
+                self._spool_all(left)
         report = self.report()
         if not self._thread.is_alive():  # else the worker still uses them; exit frees them
             try:

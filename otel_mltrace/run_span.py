@@ -185,8 +185,8 @@ class Run:
         else:
             span.set_status(Status(StatusCode.OK))
         self._reset_context()
+        span.end()  # then forget it: a SIGTERM between the two ends it twice, never not at all
         lifecycle.run_ended(self)
-        span.end()
         self._span = None
 
     def _reset_context(self) -> None:

@@ -146,7 +146,10 @@ class GrpcSender:
             code = exc.code() if hasattr(exc, "code") else None
             details = exc.details() if hasattr(exc, "details") else str(exc)
             name = code.name if code is not None else "error"
-            return SendOutcome(False, code in self._retryable, f"gRPC {name}: {details}")
+            # RESOURCE_EXHAUSTED is also "message larger than max": resending cannot help
+            too_large = "larger than max" in (details or "")
+            retry = code in self._retryable and not too_large
+            return SendOutcome(False, retry, f"gRPC {name}: {details}")
         except Exception as exc:  # a grpc bug must not surface in a pipeline
             return SendOutcome(False, True, f"{type(exc).__name__}: {exc}")
         return _accepted(body)

@@ -20,7 +20,6 @@ import pytest
 
 import otel_mltrace as mlt
 from mltrace_collector.store import open_store
-from otel_mltrace import lifecycle
 from tests.serve_process import REPO_ROOT, ServeProcess
 from tests.servers.ports import free_port
 
@@ -41,14 +40,7 @@ def _runs_in(db: Path) -> int:
         store.close()
 
 
-@pytest.fixture(autouse=True)
-def no_start_records(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The report counts spans: keep run start records (sent for runs open ~0.1 s, so a
-    timing-dependent number of them) out of these exact counts."""
-    monkeypatch.setenv("MLTRACE_ANNOUNCE_RUNS", "false")
-    lifecycle._announce_setting.clear()
-    yield
-    lifecycle._announce_setting.clear()
+pytestmark = pytest.mark.usefixtures("no_start_records")  # exact span counts (conftest)
 
 
 @pytest.fixture
@@ -309,3 +301,24 @@ def test_embedded_shutdown_waits_for_an_index_that_makes_progress(tmp_path: Path
     report = mlt.shutdown(timeout_s=0.2)  # far less than indexing the queue takes
     assert (report.delivered, report.dropped, report.in_memory) == (20_000, 0, 0), report
     assert _runs_in(db) == 20_000
+
+
+def test_batches_larger_than_the_collectors_receive_limit_are_split(
+    tmp_path: Path, spool_dir: str
+) -> None:
+    """Runs with large attributes overflow a 4 MiB receive limit per batch: requests are
+    split under it (sent and spooled alike), so nothing is refused again and again."""
+    child = ServeProcess.start(
+        str(tmp_path / "limited.db"), tmp_path / "limited.log",
+        env={"MLTRACE_MAX_BODY_BYTES": str(4 << 20)},
+    )  # fmt: skip
+    try:
+        mlt.configure(service_name="big", endpoint=child.grpc_url, spool_dir=spool_dir)
+        for i in range(1500):
+            with mlt.run("big", outputs=[f"s3://b/{i}"], params={"blob": "x" * 20_000}):
+                pass
+        report = mlt.shutdown(timeout_s=120)
+        assert report and report.dropped == 0 and report.pending_in_spool == 0, report
+        assert _runs_in(tmp_path / "limited.db") == 1500
+    finally:
+        child.terminate()

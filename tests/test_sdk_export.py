@@ -76,6 +76,7 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.usefixtures("no_start_records")  # the spool's span count is asserted exactly
 def test_unreachable_collector_never_raises_and_logs_once(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
