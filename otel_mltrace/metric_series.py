@@ -117,7 +117,9 @@ class SeriesSet:
         if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
             raise TypeError(f"metric {name!r}: step must be an int >= 0, got {step!r}")
         ts_ns = to_ns(timestamp)
-        series = self.series.setdefault(name, MetricSeries(self.max_points))
+        series = self.series.get(name)
+        if series is None:
+            series = self.series[name] = MetricSeries(self.max_points)
         series.add(value, step, ts_ns)
 
     def to_json(self) -> str | None:

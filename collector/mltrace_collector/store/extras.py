@@ -115,35 +115,11 @@ def record_sets_of(store: Store, record_id: str) -> list[Row]:
     )
 
 
-def has_records(store: Store, artifact_id: str) -> bool:
-    """Whether record IDs are indexed for output artifact ``artifact_id``."""
-    rows = store.query(
-        "SELECT 1 AS x FROM record_sets WHERE output_artifact_id = ? LIMIT 1", (artifact_id,)
-    )
-    return bool(rows)
-
-
 def record_count(store: Store, run_id: str, output_artifact_id: str) -> int:
     rows = store.query(
         "SELECT COUNT(*) AS n FROM records WHERE set_id = ?", (set_id(run_id, output_artifact_id),)
     )
     return int(rows[0]["n"])
-
-
-def source_groups(store: Store, run_id: str, output_artifact_id: str) -> list[Row]:
-    """Records of one output grouped by where their source came from.
-
-    One row per (source run, source output) with the number of records; records without
-    a declared source (or whose source is not indexed) have ``NULL`` source columns.
-    """
-    return store.query(
-        "SELECT s2.run_id AS source_run_id, s2.output_artifact_id AS source_output, "
-        "COUNT(DISTINCT r.record_id) AS n FROM records r "
-        "LEFT JOIN records src ON src.record_id = r.source_record_id AND r.source_record_id <> '' "
-        "LEFT JOIN record_sets s2 ON s2.set_id = src.set_id "
-        "WHERE r.set_id = ? GROUP BY s2.run_id, s2.output_artifact_id",
-        (set_id(run_id, output_artifact_id),),
-    )
 
 
 def flags(store: Store) -> list[Row]:
