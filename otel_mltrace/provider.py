@@ -27,6 +27,7 @@ import os
 import socket
 import subprocess
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -128,8 +129,10 @@ class _SwitchableProcessor(SpanProcessor):
 _lock = threading.Lock()
 _state: Configuration | None = None
 _switch = _SwitchableProcessor()
-_providers_with_switch: set[int] = set()
-_created: set[int] = set()
+# the providers themselves, weakly: an id() of a collected provider is reused by the next
+# one, which then looked as if it had the switch already (its runs went nowhere, silently)
+_providers_with_switch: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
+_created: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
 
 
 def configure(
@@ -191,19 +194,19 @@ def configure(
         provider = tracer_provider
         global_provider = trace.get_tracer_provider()
         if provider is None and isinstance(global_provider, TracerProvider):
-            if id(global_provider) not in _created:  # the application's own provider
+            if global_provider not in _created:  # the application's own provider
                 provider = global_provider
         owns = provider is None
         if provider is None:
             provider = TracerProvider(
                 resource=build_resource(name, resource_attributes), shutdown_on_exit=False
             )
-            _created.add(id(provider))
+            _created.add(provider)
             if not isinstance(global_provider, TracerProvider):
                 trace.set_tracer_provider(provider)
-        if id(provider) not in _providers_with_switch:
+        if provider not in _providers_with_switch:
             provider.add_span_processor(_switch)
-            _providers_with_switch.add(id(provider))
+            _providers_with_switch.add(provider)
         old = _switch.delegate
         _switch.delegate = build() if add_exporter else None
         if old is not None:

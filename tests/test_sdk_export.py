@@ -117,3 +117,18 @@ def test_disabled_runs_execute_and_nothing_is_written(
     report = mlt.shutdown()
     assert report.mode == "none" and report.delivered == 0 and report
     assert not db.exists()
+
+
+def test_every_reconfiguration_indexes_its_runs(tmp_path: Path) -> None:
+    """configure() again and again (as tests and notebooks do): each new provider gets the
+    export path, even when it is allocated where a collected one was (same id())."""
+    import gc
+
+    for i in range(30):
+        db = tmp_path / f"index-{i}.db"
+        mlt.configure(service_name="again", index=str(db))
+        with mlt.run("step", outputs=[f"mem://again/{i}"]):
+            pass
+        report = mlt.shutdown()
+        gc.collect()  # frees the previous provider: the next may reuse its address
+        assert report.delivered == 1 and db.exists(), (i, report)
