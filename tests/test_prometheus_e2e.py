@@ -235,8 +235,17 @@ def test_alertmanager_delivers_drift_alert_to_webhook(mltrace_stack: MltraceStac
         lambda a: a["labels"].get("alertname") == "MltraceOutputDrift", timeout=60
     )
     assert {(a["labels"]["component"], a["labels"]["output"]) for a in delivered} == DRIFTED
-    assert all(a["status"] == "firing" for a in delivered)
-    assert "pixel_mean" in delivered[0]["annotations"]["summary"]
+    firing = [a for a in delivered if a["status"] == "firing"]
+    assert firing, delivered
+    if len(firing) < len(delivered):
+        # A "resolved" notification is right only when Prometheus lost the series for a
+        # moment: a scrape of /metrics that failed (1 s interval and timeout here, on a
+        # loaded machine). Anything else would be the drift gauge flapping: a wrong answer.
+        dips = mltrace_stack.prometheus.query('min_over_time(up{job="mltrace"}[30m])')
+        assert dips and float(dips[0]["value"][1]) == 0.0, (
+            f"drift alert resolved without a failed scrape: {delivered}"
+        )
+    assert "pixel_mean" in firing[0]["annotations"]["summary"]
     held = mltrace_stack.alertmanager.alerts()
     assert any(a["labels"]["alertname"] == "MltraceOutputDrift" for a in held)
 
