@@ -205,7 +205,7 @@ def bench_stages(backend: str, db: str, args: argparse.Namespace) -> list[str]:
 
     from mltrace_collector.decode_workers import decode_and_prepare
     from mltrace_collector.processor import decode_request
-    from mltrace_collector.store.base import open_store
+    from mltrace_collector.store import open_store
     from mltrace_collector.store.writes import prepare
 
     bodies = encode_batches(f"{backend}-stages", args.spans // args.batch, args.batch)

@@ -37,7 +37,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from mltrace_collector.model import RecordChunk, RunRecord
 from mltrace_collector.processor import decode_request
 from mltrace_collector.queries import LineageQueries
-from mltrace_collector.store.base import Store, open_store
+from mltrace_collector.store import Store, open_store
 from otel_mltrace import semconv
 
 PER_RUN = 1_000_000

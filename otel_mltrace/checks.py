@@ -41,13 +41,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+from opentelemetry import trace
 
 from otel_mltrace import check_data, semconv
 from otel_mltrace.config import resolve
-
-if TYPE_CHECKING:
-    from otel_mltrace.run_span import Run
 
 PHASES = ("before", "after")
 ON_FAIL = ("raise", "flag")
@@ -75,6 +74,30 @@ class CheckResult:
     on_fail: str
     evaluated: bool = True
     """False when the check could not be evaluated (it raised; see ``on_error``)."""
+
+
+class Run(Protocol):
+    """What a check sees of its run: ``otel_mltrace.run_span.Run`` (what ``run()`` and
+    ``@component`` give) has all of it. A protocol here, so that this module, which the run
+    imports, does not import the run back.
+    """
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def component(self) -> str: ...
+    @property
+    def span(self) -> trace.Span: ...
+    @property
+    def inputs(self) -> tuple[str, ...]: ...
+    @property
+    def outputs(self) -> tuple[str, ...]: ...
+    @property
+    def check_results(self) -> list[CheckResult]: ...
+    def log_param(self, key: str, value: Any) -> None: ...
+    def log_metric(
+        self, key: str, value: Any, step: int | None = None, timestamp: Any = None
+    ) -> None: ...
 
 
 @dataclass

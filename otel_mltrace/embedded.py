@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from mltrace_collector.processor import decode_request, rejection_message
-from mltrace_collector.store.base import Store, open_store
+from mltrace_collector.store import Store, open_store
 
 
 class EmbeddedIndexExporter(SpanExporter):

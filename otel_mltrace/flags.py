@@ -13,31 +13,18 @@ Example::
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
-
-from otel_mltrace.config import resolve
 
 
 def _queries(db: str | None, server: str | None, token: str | None) -> tuple[Any, Any]:
-    from otel_mltrace.provider import current_configuration, flush
+    """``(queries, store or None)``: ``otel_mltrace.query.queries_for_flags``, found by
+    name (``otel_mltrace.plugins``) because the SDK does not import the query front end."""
+    from otel_mltrace import plugins
 
-    flush()
-    url = server or resolve("server")
-    if url:
-        from mltrace_collector.client import RemoteQueries
-
-        return RemoteQueries(url, token=token or resolve("auth_token")), None
-    from mltrace_collector.queries import LineageQueries
-    from mltrace_collector.store.base import open_store
-
-    target = db or os.environ.get("MLTRACE_DB") or None
-    if target is None:
-        config = current_configuration()
-        target = config.destination if config and config.mode == "embedded" else resolve("index")
-    store = open_store(str(target))
-    return LineageQueries(store), store
+    opener: Callable[[str | None, str | None, str | None], tuple[Any, Any]]
+    opener = plugins.load("flag_queries")
+    return opener(db, server, token)
 
 
 def flag(

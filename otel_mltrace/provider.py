@@ -181,13 +181,14 @@ def configure(
         def build() -> DeliveringProcessor:
             return DeliveringProcessor(target, queue_size=queue, sender=sender, spool=spool)
     else:
-        from otel_mltrace.embedded import EmbeddedIndexExporter
+        from otel_mltrace import plugins
 
+        exporter_class = plugins.load("embedded_index")  # the index: above the SDK
         destination = str(resolve("index", index))
         mode = "embedded"
 
         def build() -> DeliveringProcessor:
-            index_exporter = EmbeddedIndexExporter(destination)
+            index_exporter = exporter_class(destination)
             return DeliveringProcessor(destination, queue_size=queue, index=index_exporter)
 
     with _lock:

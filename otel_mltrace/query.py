@@ -31,6 +31,7 @@ from typing import Any
 from mltrace_collector.client import RemoteError, RemoteQueries
 from mltrace_collector.queries import MAX_DEPTH, LineageQueries, NotFound
 from mltrace_collector.run_search import BadQuery, RunFilter
+from mltrace_collector.store import Store
 from otel_mltrace.compare_view import Comparison
 from otel_mltrace.config import SETTINGS, resolve
 from otel_mltrace.query_results import Lineage, Records, Review, RunDetails, RunTable
@@ -117,7 +118,7 @@ def open_queries(db: str | None = None, server: str | None = None, token: str | 
             )
     if server:
         return RemoteQueries(server, token=token or os.environ.get("MLTRACE_AUTH_TOKEN"))
-    from mltrace_collector.store.base import open_store
+    from mltrace_collector.store import open_store
 
     target = str(db) if db else str(resolve("index"))
     if "://" not in target and not os.path.exists(target):
@@ -126,6 +127,31 @@ def open_queries(db: str | None = None, server: str | None = None, token: str | 
             "or point at one with --db PATH / --server URL"
         )
     return LineageQueries(open_store(target))
+
+
+def queries_for_flags(
+    db: str | None, server: str | None, token: str | None
+) -> tuple[Any, Store | None]:
+    """What ``otel_mltrace.flag()`` / ``unflag()`` act on: ``(queries, store to close)``.
+
+    Pending run spans of this process are flushed first. ``server`` (or ``MLTRACE_SERVER``)
+    wins; else ``db``, ``MLTRACE_DB``, the index this process's embedded mode writes, or
+    ``MLTRACE_INDEX``.
+    """
+    from otel_mltrace.provider import current_configuration, flush
+
+    flush()
+    url = server or resolve("server")
+    if url:
+        return RemoteQueries(url, token=token or resolve("auth_token")), None
+    from mltrace_collector.store import open_store
+
+    target = db or os.environ.get("MLTRACE_DB") or None
+    if target is None:
+        config = current_configuration()
+        target = config.destination if config and config.mode == "embedded" else resolve("index")
+    store = open_store(str(target))
+    return LineageQueries(store), store
 
 
 class Index:

@@ -18,7 +18,7 @@ from mltrace_collector.checks import check_failures
 from mltrace_collector.model import CheckRecord, RunRecord
 from mltrace_collector.queries import LineageQueries
 from mltrace_collector.service import Collector
-from mltrace_collector.store.base import open_store
+from mltrace_collector.store import open_store
 from otel_mltrace import semconv
 from otel_mltrace.checks import (
     Check,

@@ -33,7 +33,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from mltrace_collector.receivers.otlp_json import to_otlp_json
-from mltrace_collector.store.base import Store, open_store
+from mltrace_collector.store import Store, open_store
 from otel_mltrace import semconv
 from otel_mltrace.cli import main as cli_main
 from tests.otlp_builders import GrpcSender, request, run_span

@@ -36,8 +36,8 @@ import pytest
 from click.testing import CliRunner
 
 import otel_mltrace
+from mltrace_collector.store import Store, open_store
 from mltrace_collector.store import base as store_base
-from mltrace_collector.store.base import Store, open_store
 from otel_mltrace.cli import main as cli_main
 from tests.otlp_builders import request, run_span
 from tests.serve_process import REPO_ROOT, ServeProcess

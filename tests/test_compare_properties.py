@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from mltrace_collector.compare import compare
 from mltrace_collector.model import RunRecord
 from mltrace_collector.queries import LineageQueries
-from mltrace_collector.store.base import open_store
+from mltrace_collector.store import open_store
 
 S = 1_000_000_000
 

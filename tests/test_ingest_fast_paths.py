@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
 from mltrace_collector.processor import decode_request
-from mltrace_collector.store.base import open_store
+from mltrace_collector.store import open_store
 from otel_mltrace import semconv
 from tests.otlp_builders import request, run_span
 

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from mltrace_collector.queries import LineageQueries
 from mltrace_collector.run_starts import open_run_summaries
-from mltrace_collector.store.base import open_store
+from mltrace_collector.store import open_store
 from otel_mltrace.cli import main as cli_main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

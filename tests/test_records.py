@@ -17,7 +17,7 @@ import otel_mltrace as mlt
 from mltrace_collector.model import RecordChunk, RunRecord
 from mltrace_collector.processor import decode_request
 from mltrace_collector.queries import LineageQueries, NotFound
-from mltrace_collector.store.base import Store, open_store
+from mltrace_collector.store import Store, open_store
 from otel_mltrace import records
 from tests import backends
 

@@ -31,7 +31,7 @@ from mltrace_collector.ingest import Rejected
 from mltrace_collector.isolation import MAX_STORE_INT, commit_each, failure
 from mltrace_collector.model import DecodedBatch, RunRecord
 from mltrace_collector.service import Collector, CollectorSettings
-from mltrace_collector.store.base import Store, open_store
+from mltrace_collector.store import Store, open_store
 from mltrace_collector.store.sqlite import SqliteStore
 from mltrace_collector.store.writes import prepare
 from tests.backends import lineage_store  # noqa: F401  (fixture)

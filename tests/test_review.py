@@ -17,7 +17,7 @@ from mltrace_collector.model import RecordChunk, RunRecord
 from mltrace_collector.queries import LineageQueries, NotFound
 from mltrace_collector.review import fisher_greater, score_row
 from mltrace_collector.service import Collector
-from mltrace_collector.store.base import Store, open_store
+from mltrace_collector.store import Store, open_store
 from otel_mltrace.cli import main
 from tests import backends
 

@@ -20,7 +20,7 @@ from mltrace_collector.model import RunRecord, RunStart
 from mltrace_collector.queries import LineageQueries
 from mltrace_collector.run_starts import open_counts, open_run_summaries
 from mltrace_collector.service import Collector
-from mltrace_collector.store.base import Store, open_store
+from mltrace_collector.store import Store, open_store
 from otel_mltrace import lifecycle, semconv
 
 

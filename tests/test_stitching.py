@@ -35,7 +35,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from mltrace_collector.pipeline import IngestPipeline
 from mltrace_collector.queries import LineageQueries
-from mltrace_collector.store.base import Store, open_store
+from mltrace_collector.store import Store, open_store
 from otel_mltrace import semconv
 
 T0 = 1_750_000_000 * 10**9

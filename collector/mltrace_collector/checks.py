@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from mltrace_collector.model import CheckRecord
-from mltrace_collector.store.base import Row, Store
+from mltrace_collector.store.base import Store
+from mltrace_collector.store.cursor import Row
 from otel_mltrace import semconv
 
 PHASES = ("before", "after")

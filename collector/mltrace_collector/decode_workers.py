@@ -55,7 +55,7 @@ from mltrace_collector.isolation import (
 )
 from mltrace_collector.model import DecodedBatch
 from mltrace_collector.processor import decode_request
-from mltrace_collector.store.base import Store, open_store
+from mltrace_collector.store import Store, open_store
 from mltrace_collector.store.writes import Prepared, prepare
 
 log = logging.getLogger("mltrace_collector.decode_workers")

@@ -28,7 +28,8 @@ from typing import Any
 
 from mltrace_collector.lineage_walk import iso
 from mltrace_collector.model import split_artifact_id
-from mltrace_collector.store.base import Row, Store
+from mltrace_collector.store.base import Store
+from mltrace_collector.store.cursor import Row
 
 MAX_CANDIDATES = 10
 

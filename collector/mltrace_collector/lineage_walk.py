@@ -18,7 +18,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from mltrace_collector.store.base import Row, Store
+from mltrace_collector.store.cursor import Row
+from mltrace_collector.store.cursor import StoreAccess as Store
 from mltrace_collector.store.graph_reads import (
     consumers_many,
     downstream_outputs,

@@ -27,7 +27,8 @@ from mltrace_collector.query_host import NotFound as NotFound  # re-exported: de
 from mltrace_collector.records import is_record, trace_record
 from mltrace_collector.run_search import RunFilter, search_runs
 from mltrace_collector.stale import stale_runs
-from mltrace_collector.store.base import Row, Store
+from mltrace_collector.store.base import Store
+from mltrace_collector.store.cursor import Row
 from mltrace_collector.store.extras import record_sets_of
 from mltrace_collector.store.graph_reads import (
     find_run_summaries,

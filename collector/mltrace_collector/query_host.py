@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from mltrace_collector.store.base import Row, Store
+    from mltrace_collector.store.base import Store
+    from mltrace_collector.store.cursor import Row
 
 
 class NotFound(LookupError):

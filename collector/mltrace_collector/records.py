@@ -25,7 +25,8 @@ from mltrace_collector.record_scope import (
     resolve_sources,
     scoped_records,
 )
-from mltrace_collector.store.base import Row, Store
+from mltrace_collector.store.base import Store
+from mltrace_collector.store.cursor import Row
 from mltrace_collector.store.extras import record_sets_of, set_id
 from mltrace_collector.store.graph_reads import producers_for, run_artifacts, run_summaries
 

@@ -31,7 +31,8 @@ from otel_mltrace import semconv
 from otel_mltrace.config import _positive_seconds, resolve
 
 if TYPE_CHECKING:
-    from mltrace_collector.store.base import Cursor, Row, Store
+    from mltrace_collector.store.cursor import Cursor, Row
+    from mltrace_collector.store.cursor import StoreAccess as Store
 
 RUNNING, ABANDONED = "running", "abandoned"
 OPEN_STATUSES = (RUNNING, ABANDONED)

@@ -30,7 +30,7 @@ from mltrace_collector.receivers.grpc_receiver import GrpcReceiver, start_grpc_s
 from mltrace_collector.receivers.grpc_refusals import watch_grpc_core_log
 from mltrace_collector.receivers.http_receiver import HttpServer, start_http_server
 from mltrace_collector.receivers.refusals import REFUSALS, refusal_metrics
-from mltrace_collector.store.base import Store, open_store
+from mltrace_collector.store import Store, open_store
 from mltrace_collector.store.sqlite import SqliteStore
 from otel_mltrace.config import resolve, resolve_settings
 from otel_mltrace.extras import MissingExtra, require

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from mltrace_collector.lineage_walk import iso, run_summary
 from mltrace_collector.model import split_artifact_id
-from mltrace_collector.store.base import Row, Store
+from mltrace_collector.store.base import Store
+from mltrace_collector.store.cursor import Row
 from mltrace_collector.store.graph_reads import (
     SUMMARY_COLUMNS,
     latest_producers_by_uri,

@@ -24,7 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from mltrace_collector.model import RunRecord, split_artifact_id
-from mltrace_collector.store.base import Row
+from mltrace_collector.store.cursor import Row
 from otel_mltrace import semconv
 
 ProducerLookup = Callable[[str, int | None], Row | None]

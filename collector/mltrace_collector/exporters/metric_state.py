@@ -32,7 +32,8 @@ from mltrace_collector.exporters.series import (
     decode_summary,
     latest_gauges,
 )
-from mltrace_collector.store.base import Row, Store
+from mltrace_collector.store.base import Store
+from mltrace_collector.store.cursor import Row
 from otel_mltrace.distributions import OutputSummary
 from otel_mltrace.drift import compare
 from otel_mltrace.metricdefs import (

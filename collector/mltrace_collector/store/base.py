@@ -17,12 +17,13 @@ import json
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any
 
 from mltrace_collector.model import RecordChunk, RunRecord, RunStart
+from mltrace_collector.store.cursor import Cursor, Row
 from mltrace_collector.store.identity import StoredRun
 from mltrace_collector.store.writes import (
     RUN_COLUMNS,
@@ -32,23 +33,9 @@ from mltrace_collector.store.writes import (
     prepare,
     write_plan,
 )
-from otel_mltrace.extras import require
-
-Row = dict[str, Any]
 
 _R = ", ".join("r." + c.strip() for c in RUN_COLUMNS.split(","))
 _JSON_COLUMNS = ("params", "metrics", "tags", "attributes")
-
-
-class Cursor(Protocol):
-    @property
-    def description(self) -> Any: ...
-    @property
-    def rowcount(self) -> int: ...
-
-    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
-    def executemany(self, sql: str, params: Sequence[Sequence[Any]], /) -> Any: ...
-    def fetchall(self) -> list[Any]: ...
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -320,25 +307,3 @@ class Store(ABC):
 def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-def open_store(target: str, *, migrate: bool = True) -> Store:
-    """A store for ``target``: a ``postgresql://`` URL or a SQLite file path."""
-    store: Store
-    if target.startswith(("postgresql://", "postgres://")):
-        feature = "A postgresql:// store"
-        require("psycopg", extra="postgres", feature=feature)
-        require("psycopg_pool", extra="postgres", feature=feature)
-        from mltrace_collector.store.postgres import PostgresStore
-
-        store = PostgresStore(target)
-    else:
-        from mltrace_collector.store.sqlite import SqliteStore
-
-        store = SqliteStore(target)
-    if migrate:
-        store.migrate()
-    return store
-
-
-Opener = Callable[[str], Store]

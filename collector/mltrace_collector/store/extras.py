@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from mltrace_collector.model import RecordChunk, RunRecord
 
 if TYPE_CHECKING:
-    from mltrace_collector.store.base import Cursor, Row, Store
+    from mltrace_collector.store.cursor import Cursor, Row
+    from mltrace_collector.store.cursor import StoreAccess as Store
 
 INSERT_SET = (
     "INSERT INTO record_sets (set_id, run_id, output_artifact_id) VALUES (?, ?, ?) "

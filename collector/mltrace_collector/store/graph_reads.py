@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from mltrace_collector.model import split_artifact_id
 
 if TYPE_CHECKING:
-    from mltrace_collector.store.base import Row, Store
+    from mltrace_collector.store.cursor import Row
+    from mltrace_collector.store.cursor import StoreAccess as Store
 
 split_id = functools.lru_cache(maxsize=1 << 16)(split_artifact_id)
 """``model.split_artifact_id``, memoized: a walk splits each artifact ID several times."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from mltrace_collector.model import RecordChunk
-    from mltrace_collector.store.base import Cursor
+    from mltrace_collector.store.cursor import Cursor
 
 
 class StoredRun(NamedTuple):

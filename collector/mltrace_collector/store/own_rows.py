@@ -20,13 +20,21 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
 
 from mltrace_collector.model import RunRecord, split_artifact_id
 
-if TYPE_CHECKING:
-    from mltrace_collector.store.writes import Prepared
+
+class Prepared(Protocol):
+    """What :func:`own_rows` reads of ``writes.Prepared`` (typed here: writes imports us)."""
+
+    @property
+    def io(self) -> Mapping[str, Sequence[tuple[Any, ...]]]: ...
+    @property
+    def outputs(self) -> Sequence[tuple[Any, ...]]: ...
+    @property
+    def records(self) -> Sequence[RunRecord]: ...
 
 
 class OwnRows(NamedTuple):

@@ -27,7 +27,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from mltrace_collector.store.base import Cursor, Store
+from mltrace_collector.store.base import Store
+from mltrace_collector.store.cursor import Cursor
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mltrace_collector.store.base import Cursor, Store
+from mltrace_collector.store.base import Store
+from mltrace_collector.store.cursor import Cursor
 from mltrace_collector.store.writes import MAX_PARAMS
 
 BUSY_TIMEOUT_MS = 30_000

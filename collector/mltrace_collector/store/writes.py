@@ -27,10 +27,11 @@ from _json import make_encoder
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mltrace_collector.model import RecordChunk, RunRecord, RunStart, split_artifact_id
 from mltrace_collector.run_starts import start_rows, write_starts
+from mltrace_collector.store.cursor import Cursor
 from mltrace_collector.store.extras import ingest_extras
 from mltrace_collector.store.identity import (
     StoredRun,
@@ -39,9 +40,6 @@ from mltrace_collector.store.identity import (
     stored_identities,
 )
 from mltrace_collector.store.own_rows import own_rows
-
-if TYPE_CHECKING:
-    from mltrace_collector.store.base import Cursor
 
 RUN_COLUMNS = (
     "run_id, component, trace_id, span_id, parent_span_id, service, start_ns, end_ns, status, "
