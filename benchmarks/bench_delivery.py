@@ -34,7 +34,7 @@ sys.path[:0] = [str(REPO), str(REPO / "collector")]
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider  # noqa: E402
 
 import otel_mltrace as mlt  # noqa: E402
-from mltrace_collector.store import open_store  # noqa: E402
+from mltrace_collector.index.store import open_store  # noqa: E402
 from otel_mltrace import semconv  # noqa: E402
 from otel_mltrace._ids import uuid7  # noqa: E402
 from tests.serve_process import ServeProcess  # noqa: E402

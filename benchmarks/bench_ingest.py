@@ -203,10 +203,10 @@ def bench_stages(backend: str, db: str, args: argparse.Namespace) -> list[str]:
         ExportTraceServiceRequest,
     )
 
-    from mltrace_collector.decode_workers import decode_and_prepare
-    from mltrace_collector.processor import decode_request
-    from mltrace_collector.store import open_store
-    from mltrace_collector.store.writes import prepare
+    from mltrace_collector.index.decode.processor import decode_request
+    from mltrace_collector.index.store import open_store
+    from mltrace_collector.index.store.writes import prepare
+    from mltrace_collector.service.ingest.decode_workers import decode_and_prepare
 
     bodies = encode_batches(f"{backend}-stages", args.spans // args.batch, args.batch)
     n = len(bodies) * args.batch

@@ -29,8 +29,8 @@ import httpx
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from mltrace_collector.model import OutputRecord, RunRecord
-from mltrace_collector.service import Collector, CollectorSettings
+from mltrace_collector.index.model import OutputRecord, RunRecord
+from mltrace_collector.service.collector import Collector, CollectorSettings
 from otel_mltrace.distributions import summarize
 
 

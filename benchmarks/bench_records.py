@@ -34,10 +34,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from mltrace_collector.model import RecordChunk, RunRecord
-from mltrace_collector.processor import decode_request
-from mltrace_collector.queries import LineageQueries
-from mltrace_collector.store import Store, open_store
+from mltrace_collector.index.decode.processor import decode_request
+from mltrace_collector.index.model import RecordChunk, RunRecord
+from mltrace_collector.index.queries.lineage_queries import LineageQueries
+from mltrace_collector.index.store import Store, open_store
 from otel_mltrace import semconv
 
 PER_RUN = 1_000_000

@@ -26,9 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "collector")]
 
-from mltrace_collector.model import RunRecord  # noqa: E402
-from mltrace_collector.queries import LineageQueries  # noqa: E402
-from mltrace_collector.store import Store, open_store  # noqa: E402
+from mltrace_collector.index.model import RunRecord  # noqa: E402
+from mltrace_collector.index.queries.lineage_queries import LineageQueries  # noqa: E402
+from mltrace_collector.index.store import Store, open_store  # noqa: E402
 
 TARGET_CHAIN_P50_MS = 20.0
 CHAIN_DEPTH = 100

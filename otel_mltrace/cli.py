@@ -15,8 +15,8 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from mltrace_collector import render
-from mltrace_collector.stale import why as stale_why
+from mltrace_collector.index.queries import render
+from mltrace_collector.index.queries.stale import why as stale_why
 from otel_mltrace.cli_core import (
     Context,
     _run,
@@ -204,7 +204,7 @@ def show_config(ctx: Context, fmt: str | None) -> None:
 
 def _register_serve() -> None:
     try:
-        from mltrace_collector.service import serve_command
+        from mltrace_collector.service.collector import serve_command
     except ModuleNotFoundError as exc:  # the collector extra is not installed
         if exc.name not in {"fastapi", "grpc", "uvicorn", "starlette", "prometheus_client"}:
             raise

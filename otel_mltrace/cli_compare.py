@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import click
 
-from mltrace_collector import render
-from mltrace_collector.queries import MAX_DEPTH
+from mltrace_collector.index.queries import render
+from mltrace_collector.index.queries.lineage_queries import MAX_DEPTH
 from otel_mltrace.cli_core import Context, _run, fmt_option, main, pass_ctx
 from otel_mltrace.compare_view import Comparison
 

@@ -25,10 +25,10 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from mltrace_collector import render
-from mltrace_collector.client import RemoteError
-from mltrace_collector.queries import NotFound
-from mltrace_collector.run_search import BadQuery
+from mltrace_collector.index.queries import render
+from mltrace_collector.index.queries.client import RemoteError
+from mltrace_collector.index.queries.lineage_queries import NotFound
+from mltrace_collector.index.queries.run_search import BadQuery
 from otel_mltrace.cli_settings import (
     FLAG,
     FLAG_AFTER,
@@ -70,8 +70,8 @@ def local_artifact(ident: str) -> str:
 
 def local_candidates(ident: str) -> list[str]:
     """What ``ident`` may name, in order: a path on this disk is identified by content (the
-    index then falls back to its location, see ``mltrace_collector.identify``); a path that
-    is gone is tried as the ID it may be, then as its ``file://`` location."""
+    index then falls back to its location, see ``mltrace_collector.index.queries.identify``);
+    a path that is gone is tried as the ID it may be, then as its ``file://`` location."""
     if "://" in ident or os.path.exists(ident):
         return [local_artifact(ident)]
     from pathlib import Path

@@ -15,7 +15,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from mltrace_collector import render
+from mltrace_collector.index.queries import render
 from otel_mltrace.cli_core import Context, _run, fmt_option, local_artifact, main, pass_ctx
 
 

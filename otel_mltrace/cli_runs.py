@@ -14,8 +14,13 @@ from typing import Any, TypeVar
 
 import click
 
-from mltrace_collector import render
-from mltrace_collector.run_search import VALID_FIELDS, BadQuery, RunFilter, parse_field
+from mltrace_collector.index.queries import render
+from mltrace_collector.index.queries.run_search import (
+    VALID_FIELDS,
+    BadQuery,
+    RunFilter,
+    parse_field,
+)
 from otel_mltrace.query import to_ns
 from otel_mltrace.query_results import BASE_COLUMNS, RunTable
 

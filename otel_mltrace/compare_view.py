@@ -1,6 +1,6 @@
 """``Comparison``: the typed result of ``compare`` and its tables (CLI, Jupyter, pandas).
 
-Wraps ``mltrace_collector.compare.compare``'s JSON (``to_dict()`` equals
+Wraps ``mltrace_collector.index.queries.compare.compare``'s JSON (``to_dict()`` equals
 ``otel-mltrace compare … --format json``). Example::
 
     cmp = Comparison.from_dict(queries.compare([a, b]))
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Group
 from rich.table import Table
 
-from mltrace_collector.render import short
+from mltrace_collector.index.queries.render import short
 from otel_mltrace.query_results import _cell, _pandas, html_table
 
 if TYPE_CHECKING:

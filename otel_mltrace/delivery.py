@@ -132,7 +132,7 @@ def log_undelivered(report: DeliveryReport) -> None:
 
 
 class IndexWriter(Protocol):
-    """The embedded index (``otel_mltrace.embedded.EmbeddedIndexExporter``)."""
+    """The embedded index (``mltrace_collector.index.embedded.EmbeddedIndexExporter``)."""
 
     def index_spans(self, spans: Sequence[ReadableSpan]) -> tuple[int, str]:
         """Index ``spans`` in one transaction; (runs rejected as invalid, why)."""

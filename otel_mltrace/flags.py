@@ -37,8 +37,8 @@ def flag(
 ) -> list[dict[str, Any]]:
     """Flag record IDs, artifact IDs or run IDs; returns what was flagged with its kind.
 
-    Raises ``mltrace_collector.queries.NotFound`` naming the first unknown ID (and then
-    flags nothing).
+    Raises ``mltrace_collector.index.queries.lineage_queries.NotFound`` naming the first
+    unknown ID (and then flags nothing).
     """
     id_list = [ids] if isinstance(ids, str) else list(ids)
     queries, store = _queries(db, server, token)

@@ -23,7 +23,7 @@ from typing import Any
 
 GROUP = "otel_mltrace.plugins"
 DEFAULTS = {
-    "embedded_index": "otel_mltrace.embedded:EmbeddedIndexExporter",
+    "embedded_index": "mltrace_collector.index.embedded:EmbeddedIndexExporter",
     "flag_queries": "otel_mltrace.query:queries_for_flags",
 }
 """Plugin name -> ``module:attribute``; ``pyproject.toml`` declares the same entry points."""

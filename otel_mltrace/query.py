@@ -28,10 +28,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from mltrace_collector.client import RemoteError, RemoteQueries
-from mltrace_collector.queries import MAX_DEPTH, LineageQueries, NotFound
-from mltrace_collector.run_search import BadQuery, RunFilter
-from mltrace_collector.store import Store
+from mltrace_collector.index.queries.client import RemoteError, RemoteQueries
+from mltrace_collector.index.queries.lineage_queries import MAX_DEPTH, LineageQueries, NotFound
+from mltrace_collector.index.queries.run_search import BadQuery, RunFilter
+from mltrace_collector.index.store import Store
 from otel_mltrace.compare_view import Comparison
 from otel_mltrace.config import SETTINGS, resolve
 from otel_mltrace.query_results import Lineage, Records, Review, RunDetails, RunTable
@@ -118,7 +118,7 @@ def open_queries(db: str | None = None, server: str | None = None, token: str | 
             )
     if server:
         return RemoteQueries(server, token=token or os.environ.get("MLTRACE_AUTH_TOKEN"))
-    from mltrace_collector.store import open_store
+    from mltrace_collector.index.store import open_store
 
     target = str(db) if db else str(resolve("index"))
     if "://" not in target and not os.path.exists(target):
@@ -144,7 +144,7 @@ def queries_for_flags(
     url = server or resolve("server")
     if url:
         return RemoteQueries(url, token=token or resolve("auth_token")), None
-    from mltrace_collector.store import open_store
+    from mltrace_collector.index.store import open_store
 
     target = db or os.environ.get("MLTRACE_DB") or None
     if target is None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from mltrace_collector import render
+from mltrace_collector.index.queries import render
 
 if TYPE_CHECKING:
     import pandas as pd

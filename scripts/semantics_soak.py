@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hypothesis import HealthCheck, given, settings
 
-from mltrace_collector.store import open_store
+from mltrace_collector.index.store import open_store
 from tests.semantics_check import Pipeline, check_against_model, pipelines
 
 

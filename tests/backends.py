@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mltrace_collector.store import Store, open_store
+from mltrace_collector.index.store import Store, open_store
 
 try:
     from tests.servers.fixtures import postgres_server, postgres_url

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mltrace_collector.service import Collector, CollectorSettings
+from mltrace_collector.service.collector import Collector, CollectorSettings
 
 
 @contextlib.contextmanager

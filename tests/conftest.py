@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_mltrace
-from mltrace_collector.service import Collector, CollectorSettings
+from mltrace_collector.service.collector import Collector, CollectorSettings
 
 pytest_plugins = ["tests.servers.fixtures", "tests.servers.fixtures_prometheus"]
 

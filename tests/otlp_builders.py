@@ -28,7 +28,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from mltrace_collector.exporters.forward_transport import EXPORT_METHOD
+from mltrace_collector.service.exporters.forward_transport import EXPORT_METHOD
 from otel_mltrace import semconv
 
 

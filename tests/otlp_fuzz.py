@@ -1,4 +1,4 @@
-"""Differential fuzzing of the C reader (``mltrace_collector._otlp_fast``) against the
+"""Differential fuzzing of the C reader (``mltrace_collector.index.decode._otlp_fast``) against the
 pure-Python path, shared by tests/test_otlp_fast_fuzz.py (bounded, in the test command) and
 scripts/fuzz_otlp_fast.sh (longer, the extension built with AddressSanitizer + UBSan).
 
@@ -337,9 +337,10 @@ def check(raw: bytes, stats: Stats) -> None:
     """The differential oracle of the module docstring; AssertionError names the input."""
     from google.protobuf.message import DecodeError
 
-    from mltrace_collector import decode_workers, processor
-    from mltrace_collector._otlp_fast import decode_spans, prepare_plain
-    from mltrace_collector.store import writes
+    from mltrace_collector.index.decode import processor
+    from mltrace_collector.index.decode._otlp_fast import decode_spans, prepare_plain
+    from mltrace_collector.index.store import writes
+    from mltrace_collector.service.ingest import decode_workers
     from tests.test_otlp_fast import _norm, reference
     from tests.test_otlp_fast_rows import comparable, pure
     from tests.test_processor_fast import canonical
@@ -410,14 +411,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mutations", type=int, default=20, help="mutants per request")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
-        "--extension-dir", help="import mltrace_collector._otlp_fast from this directory"
+        "--extension-dir",
+        help="import mltrace_collector.index.decode._otlp_fast from this directory",
     )
     args = parser.parse_args(argv)
     if args.extension_dir:  # before anything imports the extension
-        import mltrace_collector
+        import mltrace_collector.index.decode as decode_package
 
-        mltrace_collector.__path__.insert(0, args.extension_dir)
-    from mltrace_collector import _otlp_fast
+        decode_package.__path__.insert(0, args.extension_dir)
+    from mltrace_collector.index.decode import _otlp_fast
 
     print(f"C reader: {_otlp_fast.__file__}", flush=True)
     started = time.monotonic()

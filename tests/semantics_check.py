@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from mltrace_collector.model import RecordChunk, RunRecord
-from mltrace_collector.queries import LineageQueries
-from mltrace_collector.store.base import Store
+from mltrace_collector.index.model import RecordChunk, RunRecord
+from mltrace_collector.index.queries.lineage_queries import LineageQueries
+from mltrace_collector.index.store.base import Store
 from tests.lineage_model import Edge, Model, MRun, split
 
 KEYS = [f"k{i}" for i in range(5)]

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mltrace_collector.service import Collector, CollectorSettings
+from mltrace_collector.service.collector import Collector, CollectorSettings
 
 TOKEN = "s3cret-token"
 OUT_OF_RANGE = [

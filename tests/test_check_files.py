@@ -19,9 +19,9 @@ from click.testing import CliRunner
 from opentelemetry.trace import StatusCode
 
 import otel_mltrace as mlt
-from mltrace_collector.checks import check_failures
-from mltrace_collector.queries import LineageQueries
-from mltrace_collector.store import open_store
+from mltrace_collector.index.decode.checks import check_failures
+from mltrace_collector.index.queries.lineage_queries import LineageQueries
+from mltrace_collector.index.store import open_store
 from otel_mltrace.checks import expect_null_ratio, expect_range, expect_rows, expect_schema
 from otel_mltrace.cli import main
 

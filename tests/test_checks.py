@@ -14,11 +14,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 import otel_mltrace as mlt
-from mltrace_collector.checks import check_failures
-from mltrace_collector.model import CheckRecord, RunRecord
-from mltrace_collector.queries import LineageQueries
-from mltrace_collector.service import Collector
-from mltrace_collector.store import open_store
+from mltrace_collector.index.decode.checks import check_failures
+from mltrace_collector.index.model import CheckRecord, RunRecord
+from mltrace_collector.index.queries.lineage_queries import LineageQueries
+from mltrace_collector.index.store import open_store
+from mltrace_collector.service.collector import Collector
 from otel_mltrace import semconv
 from otel_mltrace.checks import (
     Check,

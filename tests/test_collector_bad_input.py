@@ -32,8 +32,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from mltrace_collector.receivers.otlp_json import to_otlp_json
-from mltrace_collector.store import Store, open_store
+from mltrace_collector.index.store import Store, open_store
+from mltrace_collector.service.receivers.otlp_json import to_otlp_json
 from otel_mltrace import semconv
 from otel_mltrace.cli import main as cli_main
 from tests.otlp_builders import GrpcSender, request, run_span

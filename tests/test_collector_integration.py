@@ -35,9 +35,9 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+import mltrace_collector.index.store as store_package
 import otel_mltrace
-from mltrace_collector.store import Store, open_store
-from mltrace_collector.store import base as store_base
+from mltrace_collector.index.store import Store, open_store
 from otel_mltrace.cli import main as cli_main
 from tests.otlp_builders import request, run_span
 from tests.serve_process import REPO_ROOT, ServeProcess
@@ -187,7 +187,7 @@ def cli(dep: Deployment, mode: str, args: list[str], *, real: bool = False) -> s
         return store
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(store_base, "open_store", tracked_open_store)
+        mp.setattr(store_package, "open_store", tracked_open_store)
         result = CliRunner().invoke(
             cli_main, argv, env={"MLTRACE_SERVER": None, "MLTRACE_DB": None}
         )

@@ -22,10 +22,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mltrace_collector.compare import compare
-from mltrace_collector.model import RunRecord
-from mltrace_collector.queries import LineageQueries
-from mltrace_collector.store import open_store
+from mltrace_collector.index.model import RunRecord
+from mltrace_collector.index.queries.compare import compare
+from mltrace_collector.index.queries.lineage_queries import LineageQueries
+from mltrace_collector.index.store import open_store
 
 S = 1_000_000_000
 

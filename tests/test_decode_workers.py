@@ -15,10 +15,10 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from mltrace_collector.decode_workers import IngestWorkers, decode_and_prepare
-from mltrace_collector.model import DecodedBatch
-from mltrace_collector.pipeline import IngestPipeline
-from mltrace_collector.store import open_store
+from mltrace_collector.index.model import DecodedBatch
+from mltrace_collector.index.store import open_store
+from mltrace_collector.service.ingest.decode_workers import IngestWorkers, decode_and_prepare
+from mltrace_collector.service.ingest.pipeline import IngestPipeline
 from otel_mltrace import semconv
 from tests.otlp_builders import plain_span, request, run_span
 from tests.serve_process import ServeProcess

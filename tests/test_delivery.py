@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import otel_mltrace as mlt
-from mltrace_collector.store import open_store
+from mltrace_collector.index.store import open_store
 from tests.serve_process import REPO_ROOT, ServeProcess
 from tests.servers.ports import free_port
 

@@ -367,8 +367,8 @@ def test_docker_build_context_builds_the_collector_wheel(tmp_path: Path) -> None
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("otel_mltrace-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert any(n.startswith("mltrace_collector/store/migrations/") for n in names)
-    assert "mltrace_collector/service.py" in names and "otel_mltrace/cli.py" in names
+    assert any(n.startswith("mltrace_collector/index/store/migrations/") for n in names)
+    assert "mltrace_collector/service/collector.py" in names and "otel_mltrace/cli.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "otel-mltrace = otel_mltrace.cli:main" in text

@@ -19,8 +19,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from mltrace_collector.model import DecodedBatch
-from mltrace_collector.service import Collector
+from mltrace_collector.index.model import DecodedBatch
+from mltrace_collector.service.collector import Collector
 from tests.collector_variants import variant_collector
 from tests.otlp_builders import request, run_span
 

@@ -29,13 +29,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from mltrace_collector import processor
-from mltrace_collector.isolation import foreign_chunk_rejections
-from mltrace_collector.processor import decode_request
-from mltrace_collector.service import Collector, CollectorSettings
-from mltrace_collector.store import open_store
-from mltrace_collector.store.base import Store
-from mltrace_collector.store.writes import prepare
+from mltrace_collector.index.decode import processor
+from mltrace_collector.index.decode.isolation import foreign_chunk_rejections
+from mltrace_collector.index.decode.processor import decode_request
+from mltrace_collector.index.store import open_store
+from mltrace_collector.index.store.base import Store
+from mltrace_collector.index.store.writes import prepare
+from mltrace_collector.service.collector import Collector, CollectorSettings
 from otel_mltrace import semconv
 from otel_mltrace.distributions import summarize, to_event_attributes
 from otel_mltrace.records import MAX_IDS_PER_CHUNK

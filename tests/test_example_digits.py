@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from mltrace_collector.compare import compare
-from mltrace_collector.queries import LineageQueries
-from mltrace_collector.store import Store, open_store
+from mltrace_collector.index.queries.compare import compare
+from mltrace_collector.index.queries.lineage_queries import LineageQueries
+from mltrace_collector.index.store import Store, open_store
 from otel_mltrace import artifact_id
 
 REPO = Path(__file__).resolve().parents[1]

@@ -123,7 +123,7 @@ def test_a_failed_spill_write_leaves_no_torn_record(tmp_path: Path) -> None:
     import resource
     import signal
 
-    from mltrace_collector.exporters.forward_spill import SpillDir
+    from mltrace_collector.service.exporters.forward_spill import SpillDir
 
     spill = SpillDir(str(tmp_path / "spill"), 64 << 20)
     assert spill.append(b"A" * 100, 1, 1)

@@ -20,11 +20,15 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from mltrace_collector.exporters.forward import Forwarder, ForwardSettings, install_forwarding
-from mltrace_collector.ingest import ExportOutcome, Overloaded
-from mltrace_collector.model import DecodedBatch
-from mltrace_collector.pipeline import IngestPipeline
-from mltrace_collector.service import Collector, CollectorSettings
+from mltrace_collector.index.ingest import ExportOutcome, Overloaded
+from mltrace_collector.index.model import DecodedBatch
+from mltrace_collector.service.collector import Collector, CollectorSettings
+from mltrace_collector.service.exporters.forward import (
+    Forwarder,
+    ForwardSettings,
+    install_forwarding,
+)
+from mltrace_collector.service.ingest.pipeline import IngestPipeline
 from otel_mltrace import semconv
 from tests.otlp_builders import plain_span, request, run_span, send_grpc
 from tests.servers.ports import free_port
@@ -325,7 +329,7 @@ def test_an_uncreatable_default_spill_dir_keeps_the_queue_in_memory(
 ) -> None:
     from dataclasses import dataclass
 
-    from mltrace_collector.exporters.forward_spill import spill_dir_for
+    from mltrace_collector.service.exporters.forward_spill import spill_dir_for
 
     @dataclass
     class Listening:

@@ -14,8 +14,8 @@ from pathlib import Path
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
-from mltrace_collector.processor import decode_request
-from mltrace_collector.store import open_store
+from mltrace_collector.index.decode.processor import decode_request
+from mltrace_collector.index.store import open_store
 from otel_mltrace import semconv
 from tests.otlp_builders import request, run_span
 
@@ -84,8 +84,8 @@ def test_stored_json_columns_match_plain_json_dumps(tmp_path: Path) -> None:
 def test_multi_row_statements_group_commit_and_first_seen(tmp_path: Path) -> None:
     """``writes.statement_chunks`` chunks (powers of two, remainders) store every row once; a
     group of prepared batches with a duplicate keeps the earliest ``first_seen_ns``."""
-    from mltrace_collector.model import RunRecord
-    from mltrace_collector.store.writes import prepare
+    from mltrace_collector.index.model import RunRecord
+    from mltrace_collector.index.store.writes import prepare
 
     def run(n: int, start: int) -> RunRecord:
         return RunRecord(
@@ -115,7 +115,7 @@ def test_multi_row_statements_group_commit_and_first_seen(tmp_path: Path) -> Non
 
 def test_one_pass_span_attributes_equal_the_plain_decoding() -> None:
     """``processor._span_attributes`` == ``_json_safe(attributes(...))`` for every kind."""
-    from mltrace_collector.processor import _json_safe, _span_attributes, attributes
+    from mltrace_collector.index.decode.processor import _json_safe, _span_attributes, attributes
 
     kvs = [
         _kv("s", AnyValue(string_value="x")),
@@ -146,8 +146,8 @@ def test_sqlite_or_ignore_never_drops_a_row_silently(tmp_path: Path) -> None:
     ``NOT NULL`` constraints would have rejected fails the commit instead of vanishing."""
     import pytest
 
-    from mltrace_collector.model import RunRecord
-    from mltrace_collector.store.writes import prepare
+    from mltrace_collector.index.model import RunRecord
+    from mltrace_collector.index.store.writes import prepare
 
     def run(n: int) -> RunRecord:
         return RunRecord(

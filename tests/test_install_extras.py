@@ -202,8 +202,8 @@ def test_openlineage_alone(wheel: Path, workdir: Path) -> None:
 import json, sys
 from openlineage.client.client import OpenLineageClient
 from openlineage.client.transport import get_default_factory
-from mltrace_collector.exporters.openlineage import run_events, transport_config
-from mltrace_collector.model import RunRecord
+from mltrace_collector.service.exporters.openlineage import run_events, transport_config
+from mltrace_collector.index.model import RunRecord
 
 config = transport_config({"openlineage_transport": "file", "openlineage_file": sys.argv[1]})
 client = OpenLineageClient(transport=get_default_factory().create(config=config))

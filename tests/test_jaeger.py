@@ -16,9 +16,13 @@ from typing import Any
 
 import pytest
 
-from mltrace_collector.exporters.forward import Forwarder, ForwardSettings, install_forwarding
-from mltrace_collector.service import Collector, CollectorSettings
-from mltrace_collector.store.sqlite import SqliteStore
+from mltrace_collector.index.store.sqlite import SqliteStore
+from mltrace_collector.service.collector import Collector, CollectorSettings
+from mltrace_collector.service.exporters.forward import (
+    Forwarder,
+    ForwardSettings,
+    install_forwarding,
+)
 from otel_mltrace import semconv
 from tests.otlp_builders import GrpcSender, request, run_span
 from tests.servers.jaeger import JaegerServer, JaegerUnavailable

@@ -14,7 +14,7 @@ import socket
 import statistics
 import time
 
-from mltrace_collector.service import Collector
+from mltrace_collector.service.collector import Collector
 
 REQUESTS = 21
 

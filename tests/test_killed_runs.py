@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from mltrace_collector.queries import LineageQueries
-from mltrace_collector.run_starts import open_run_summaries
-from mltrace_collector.store import open_store
+from mltrace_collector.index.queries.lineage_queries import LineageQueries
+from mltrace_collector.index.store import open_store
+from mltrace_collector.index.store.run_starts import open_run_summaries
 from otel_mltrace.cli import main as cli_main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -75,52 +75,12 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     # The lineage index: model, decode of OTLP (C reader included), store backends,
     # lineage queries, rendering; embedded mode is the index run in-process.
     "index": (
-        (
-            "mltrace_collector",
-            "mltrace_collector._otlp_fast",
-            "mltrace_collector.model",
-            "mltrace_collector.ingest",
-            "mltrace_collector.processor",
-            "mltrace_collector.otlp_values",
-            "mltrace_collector.span_checks",
-            "mltrace_collector.fast_rows",
-            "mltrace_collector.run_starts",
-            "mltrace_collector.checks",
-            "mltrace_collector.isolation",
-            "mltrace_collector.store",
-            "mltrace_collector.store.*",
-            "mltrace_collector.queries",
-            "mltrace_collector.query_host",
-            "mltrace_collector.lineage_walk",
-            "mltrace_collector.identify",
-            "mltrace_collector.run_search",
-            "mltrace_collector.records",
-            "mltrace_collector.record_scope",
-            "mltrace_collector.review",
-            "mltrace_collector.compare",
-            "mltrace_collector.stale",
-            "mltrace_collector.render",
-            "mltrace_collector.jsonsafe",
-            "mltrace_collector.client",
-            "otel_mltrace.embedded",
-            "otel_mltrace.query_results",
-            "otel_mltrace.compare_view",
-        ),
+        ("mltrace_collector", "mltrace_collector.index", "mltrace_collector.index.*"),
         frozenset({"contract", "index"}),
     ),
     # The service: receivers, ingest pipeline and workers, exporters, HTTP API.
     "service": (
-        (
-            "mltrace_collector.receivers",
-            "mltrace_collector.receivers.*",
-            "mltrace_collector.pipeline",
-            "mltrace_collector.decode_workers",
-            "mltrace_collector.exporters",
-            "mltrace_collector.exporters.*",
-            "mltrace_collector.api",
-            "mltrace_collector.api_*",
-            "mltrace_collector.service",
-        ),
+        ("mltrace_collector.service", "mltrace_collector.service.*"),
         frozenset({"contract", "index", "service"}),
     ),
     # On top: the CLI and the Python front ends that reach a local index or a server.
@@ -129,6 +89,8 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
             "otel_mltrace.cli",
             "otel_mltrace.cli_*",
             "otel_mltrace.query",
+            "otel_mltrace.query_results",
+            "otel_mltrace.compare_view",
         ),
         frozenset({"contract", "sdk", "index", "service", "front"}),
     ),
@@ -305,8 +267,13 @@ def test_the_checker_sees_what_it_must() -> None:
     graph = import_graph()
     # run_starts imports the store's protocols only under TYPE_CHECKING, processor the C
     # reader only in a function
-    assert "mltrace_collector.store.cursor" in graph["mltrace_collector.run_starts"]
-    assert "mltrace_collector._otlp_fast" in graph["mltrace_collector.processor"]
+    assert (
+        "mltrace_collector.index.store.cursor" in graph["mltrace_collector.index.store.run_starts"]
+    )
+    assert (
+        "mltrace_collector.index.decode._otlp_fast"
+        in graph["mltrace_collector.index.decode.processor"]
+    )
     loop = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(loop) == [frozenset({"a", "b", "c"})]
     assert _cycle_path(loop, frozenset({"a", "b", "c"})) == "a -> b -> c -> a"

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import pytest
 
-from mltrace_collector import lineage_walk
-from mltrace_collector.model import RunRecord
-from mltrace_collector.queries import LineageQueries
-from mltrace_collector.store.base import Store
+from mltrace_collector.index.model import RunRecord
+from mltrace_collector.index.queries import lineage_walk
+from mltrace_collector.index.queries.lineage_queries import LineageQueries
+from mltrace_collector.index.store.base import Store
 from tests.backends import lineage_store  # noqa: F401  (fixture)
 
 N_INPUTS = 1300

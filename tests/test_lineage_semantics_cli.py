@@ -24,10 +24,10 @@ import pytest
 from click.testing import CliRunner
 
 import otel_mltrace as mlt
-from mltrace_collector.exporters.staleness import StaleCache
-from mltrace_collector.model import RunRecord
-from mltrace_collector.queries import LineageQueries
-from mltrace_collector.store.base import Store
+from mltrace_collector.index.model import RunRecord
+from mltrace_collector.index.queries.lineage_queries import LineageQueries
+from mltrace_collector.index.store.base import Store
+from mltrace_collector.service.exporters.staleness import StaleCache
 from otel_mltrace.cli import main
 from tests import backends
 

@@ -14,8 +14,8 @@ import random
 import httpx
 import pytest
 
-from mltrace_collector.receivers.otlp_json import parse_otlp_json
-from mltrace_collector.service import Collector
+from mltrace_collector.service.collector import Collector
+from mltrace_collector.service.receivers.otlp_json import parse_otlp_json
 
 JSON = {"Content-Type": "application/json"}
 IDS = '"traceId":"' + "ab" * 16 + '","spanId":"' + "cd" * 8 + '"'

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import otel_mltrace as mlt
-from mltrace_collector.service import Collector
+from mltrace_collector.service.collector import Collector
 from otel_mltrace import query
 from otel_mltrace.cli import main
 from otel_mltrace.metric_series import SeriesSet

@@ -15,11 +15,11 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from mltrace_collector.exporters.families import Families
-from mltrace_collector.exporters.prometheus import MetricsExporter
-from mltrace_collector.model import OutputRecord, RunRecord
-from mltrace_collector.store import open_store
-from mltrace_collector.store.base import Store
+from mltrace_collector.index.model import OutputRecord, RunRecord
+from mltrace_collector.index.store import open_store
+from mltrace_collector.index.store.base import Store
+from mltrace_collector.service.exporters.families import Families
+from mltrace_collector.service.exporters.prometheus import MetricsExporter
 from otel_mltrace.distributions import summarize
 
 ACCEPTS = [None, "application/openmetrics-text; version=1.0.0"]

@@ -29,15 +29,15 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_mltrace as mlt
-from mltrace_collector.exporters.openlineage import (
+from mltrace_collector.index.decode.processor import decode_request
+from mltrace_collector.index.model import RunRecord
+from mltrace_collector.service.collector import Collector, CollectorSettings
+from mltrace_collector.service.exporters.openlineage import (
     OpenLineageExporter,
     dataset_name,
     ol_run_id,
     run_events,
 )
-from mltrace_collector.model import RunRecord
-from mltrace_collector.processor import decode_request
-from mltrace_collector.service import Collector, CollectorSettings
 
 FACETS: dict[str, Any] = {
     "parent": parent_run.ParentRunFacet,

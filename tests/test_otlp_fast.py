@@ -1,4 +1,4 @@
-"""The C walk of serialized OTLP requests (``mltrace_collector._otlp_fast``) against a
+"""The C walk of serialized OTLP requests (``mltrace_collector.index.decode._otlp_fast``) against a
 pure-Python reference that walks the upb-parsed message with ``WhichOneof``.
 
 A non-None answer of ``decode_spans`` must equal the reference exactly (types, dict order,
@@ -34,8 +34,9 @@ from tests.leakcheck import traced_growth
 from tests.otlp_builders import ld, plain_span, request, run_span, tag, varint
 
 _otlp_fast = pytest.importorskip(
-    "mltrace_collector._otlp_fast",
-    reason="C extension mltrace_collector._otlp_fast is not built (needs a C compiler; "
+    "mltrace_collector.index.decode._otlp_fast",
+    reason="C extension mltrace_collector.index.decode._otlp_fast is not built "
+    "(needs a C compiler; "
     "scripts/bootstrap.sh builds it in place)",
 )
 decode_spans = _otlp_fast.decode_spans

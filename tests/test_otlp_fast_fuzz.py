@@ -14,8 +14,9 @@ import pytest
 from tests.otlp_fuzz import Stats, check, fuzz, join_fields, split_fields, tree_mutate
 
 pytest.importorskip(
-    "mltrace_collector._otlp_fast",
-    reason="C extension mltrace_collector._otlp_fast is not built (needs a C compiler; "
+    "mltrace_collector.index.decode._otlp_fast",
+    reason="C extension mltrace_collector.index.decode._otlp_fast is not built "
+    "(needs a C compiler; "
     "scripts/bootstrap.sh builds it in place)",
 )
 

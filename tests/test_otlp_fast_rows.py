@@ -25,10 +25,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from benchmarks.bench_ingest import encode_batches
-from mltrace_collector import decode_workers, fast_rows, processor
-from mltrace_collector.model import DecodedBatch
-from mltrace_collector.receivers.otlp_json import parse_otlp_json
-from mltrace_collector.store import writes
+from mltrace_collector.index.decode import fast_rows, processor
+from mltrace_collector.index.model import DecodedBatch
+from mltrace_collector.index.store import writes
+from mltrace_collector.service.ingest import decode_workers
+from mltrace_collector.service.receivers.otlp_json import parse_otlp_json
 from otel_mltrace import semconv
 from tests.leakcheck import traced_growth
 from tests.otlp_builders import kvs
@@ -49,10 +50,10 @@ from tests.test_processor_fast import (
 from tests.test_processor_fast import _random_request as processor_random_request
 
 try:
-    from mltrace_collector._otlp_fast import decode_spans, prepare_plain
+    from mltrace_collector.index.decode._otlp_fast import decode_spans, prepare_plain
 except ImportError as exc:  # pragma: no cover - a build without a C compiler
     _SKIP_REASON = (
-        f"C extension mltrace_collector._otlp_fast is not built ({exc}): no C rows to "
+        f"C extension mltrace_collector.index.decode._otlp_fast is not built ({exc}): no C rows to "
         "compare (scripts/bootstrap.sh builds it in place)"
     )
     print(f"tests/test_otlp_fast_rows.py skipped: {_SKIP_REASON}")

@@ -8,7 +8,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from mltrace_collector.processor import decode_request, rejection_message
+from mltrace_collector.index.decode.processor import decode_request, rejection_message
 from otel_mltrace import semconv
 from otel_mltrace.distributions import summarize, to_event_attributes
 

@@ -29,9 +29,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_mltrace as mlt
-from mltrace_collector import processor
-from mltrace_collector.model import DecodedBatch
-from mltrace_collector.receivers.otlp_json import parse_otlp_json, to_otlp_json
+from mltrace_collector.index.decode import processor
+from mltrace_collector.index.model import DecodedBatch
+from mltrace_collector.service.receivers.otlp_json import parse_otlp_json, to_otlp_json
 from otel_mltrace import semconv
 from otel_mltrace.checks import Check, expect_null_ratio, expect_range, expect_rows
 from otel_mltrace.distributions import summarize, to_event_attributes
@@ -42,7 +42,8 @@ from tests.otlp_builders import varint as _varint
 
 FAST = processor.walk_spans
 _SKIP_REASON = (
-    "C extension mltrace_collector._otlp_fast is not built, so processor.walk_spans is None "
+    "C extension mltrace_collector.index.decode._otlp_fast is not built, "
+    "so processor.walk_spans is None "
     "and there is no fast path to compare (scripts/bootstrap.sh builds it in place)"
 )
 if FAST is None:  # pragma: no cover - a build without a C compiler

@@ -20,10 +20,14 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 import otel_mltrace as mlt
-from mltrace_collector.exporters.prometheus import MetricsExporter, add_provider, metrics_exporter
-from mltrace_collector.model import OutputRecord, RunRecord
-from mltrace_collector.service import Collector, CollectorSettings
-from mltrace_collector.store import open_store
+from mltrace_collector.index.model import OutputRecord, RunRecord
+from mltrace_collector.index.store import open_store
+from mltrace_collector.service.collector import Collector, CollectorSettings
+from mltrace_collector.service.exporters.prometheus import (
+    MetricsExporter,
+    add_provider,
+    metrics_exporter,
+)
 from otel_mltrace.distributions import summarize
 
 Samples = list[tuple[str, dict[str, str], float, Any]]

@@ -33,8 +33,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from mltrace_collector.ingest import ExportOutcome, Overloaded
-from mltrace_collector.receivers import (
+from mltrace_collector.index.ingest import ExportOutcome, Overloaded
+from mltrace_collector.service.receivers import (
     BearerAuthMiddleware,
     GrpcReceiver,
     create_otlp_http_app,
@@ -43,7 +43,7 @@ from mltrace_collector.receivers import (
     start_http_server,
     to_otlp_json,
 )
-from mltrace_collector.receivers.grpc_receiver import EXPORT_METHOD
+from mltrace_collector.service.receivers.grpc_receiver import EXPORT_METHOD
 
 PB = {"content-type": "application/x-protobuf"}
 JS = {"content-type": "application/json"}

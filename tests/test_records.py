@@ -14,10 +14,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import otel_mltrace as mlt
-from mltrace_collector.model import RecordChunk, RunRecord
-from mltrace_collector.processor import decode_request
-from mltrace_collector.queries import LineageQueries, NotFound
-from mltrace_collector.store import Store, open_store
+from mltrace_collector.index.decode.processor import decode_request
+from mltrace_collector.index.model import RecordChunk, RunRecord
+from mltrace_collector.index.queries.lineage_queries import LineageQueries, NotFound
+from mltrace_collector.index.store import Store, open_store
 from otel_mltrace import records
 from tests import backends
 
@@ -126,7 +126,7 @@ def test_record_sets_of_runs_not_indexed_yet_sort_last_on_both_backends(
 ) -> None:
     """A record ID also logged by a run still open (its chunk span arrived, its run span not
     yet) means the newest *ended* run's set on SQLite and PostgreSQL alike."""
-    from mltrace_collector.store.extras import record_sets_of
+    from mltrace_collector.index.store.extras import record_sets_of
 
     lineage_store.ingest(
         [_run("ended", "predict", 100, outputs=["a@v:1"])],

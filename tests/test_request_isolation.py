@@ -25,15 +25,20 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from mltrace_collector import fast_rows, processor
-from mltrace_collector.decode_workers import Decoded, Ready, _commit_loop, decode_and_prepare
-from mltrace_collector.ingest import Rejected
-from mltrace_collector.isolation import MAX_STORE_INT, commit_each, failure
-from mltrace_collector.model import DecodedBatch, RunRecord
-from mltrace_collector.service import Collector, CollectorSettings
-from mltrace_collector.store import Store, open_store
-from mltrace_collector.store.sqlite import SqliteStore
-from mltrace_collector.store.writes import prepare
+from mltrace_collector.index.decode import fast_rows, processor
+from mltrace_collector.index.decode.isolation import MAX_STORE_INT, commit_each, failure
+from mltrace_collector.index.ingest import Rejected
+from mltrace_collector.index.model import DecodedBatch, RunRecord
+from mltrace_collector.index.store import Store, open_store
+from mltrace_collector.index.store.sqlite import SqliteStore
+from mltrace_collector.index.store.writes import prepare
+from mltrace_collector.service.collector import Collector, CollectorSettings
+from mltrace_collector.service.ingest.decode_workers import (
+    Decoded,
+    Ready,
+    _commit_loop,
+    decode_and_prepare,
+)
 from tests.backends import lineage_store  # noqa: F401  (fixture)
 from tests.collector_variants import variant_collector
 from tests.otlp_builders import GrpcSender, request, run_span

@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 import otel_mltrace as mlt
-from mltrace_collector.client import RemoteQueries
-from mltrace_collector.model import RecordChunk, RunRecord
-from mltrace_collector.queries import LineageQueries, NotFound
-from mltrace_collector.review import fisher_greater, score_row
-from mltrace_collector.service import Collector
-from mltrace_collector.store import Store, open_store
+from mltrace_collector.index.model import RecordChunk, RunRecord
+from mltrace_collector.index.queries.client import RemoteQueries
+from mltrace_collector.index.queries.lineage_queries import LineageQueries, NotFound
+from mltrace_collector.index.queries.review import fisher_greater, score_row
+from mltrace_collector.index.store import Store, open_store
+from mltrace_collector.service.collector import Collector
 from otel_mltrace.cli import main
 from tests import backends
 

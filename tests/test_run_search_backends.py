@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from mltrace_collector.model import RunRecord
-from mltrace_collector.queries import LineageQueries
-from mltrace_collector.run_search import BadQuery, RunFilter, build_sql
-from mltrace_collector.store.base import Store
+from mltrace_collector.index.model import RunRecord
+from mltrace_collector.index.queries.lineage_queries import LineageQueries
+from mltrace_collector.index.queries.run_search import BadQuery, RunFilter, build_sql
+from mltrace_collector.index.store.base import Store
 from tests.backends import lineage_store  # noqa: F401  (fixture)
 
 S = 1_000_000_000

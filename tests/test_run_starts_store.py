@@ -14,13 +14,13 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_mltrace as mlt
-from mltrace_collector import processor
-from mltrace_collector.decode_workers import decode_and_prepare
-from mltrace_collector.model import RunRecord, RunStart
-from mltrace_collector.queries import LineageQueries
-from mltrace_collector.run_starts import open_counts, open_run_summaries
-from mltrace_collector.service import Collector
-from mltrace_collector.store import Store, open_store
+from mltrace_collector.index.decode import processor
+from mltrace_collector.index.model import RunRecord, RunStart
+from mltrace_collector.index.queries.lineage_queries import LineageQueries
+from mltrace_collector.index.store import Store, open_store
+from mltrace_collector.index.store.run_starts import open_counts, open_run_summaries
+from mltrace_collector.service.collector import Collector
+from mltrace_collector.service.ingest.decode_workers import decode_and_prepare
 from otel_mltrace import lifecycle, semconv
 
 
@@ -207,7 +207,7 @@ def test_runs_pages_merge_open_and_ended_runs_exactly(store: Store) -> None:
 def test_status_filter_on_open_runs_is_applied_before_the_limit(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mltrace_collector.run_search import RunFilter
+    from mltrace_collector.index.queries.run_search import RunFilter
 
     monkeypatch.setenv("MLTRACE_ABANDON_AFTER", "3600")
     now = time.time_ns()

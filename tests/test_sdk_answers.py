@@ -21,8 +21,8 @@ import pytest
 from click.testing import CliRunner
 
 import otel_mltrace as mlt
-from mltrace_collector import processor
-from mltrace_collector.service import Collector, CollectorSettings
+from mltrace_collector.index.decode import processor
+from mltrace_collector.service.collector import Collector, CollectorSettings
 from otel_mltrace.checks import expect_rows
 from otel_mltrace.cli import main
 from tests.backends import postgres_server, postgres_url  # noqa: F401  (fixtures)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import otel_mltrace as mlt
-from mltrace_collector.queries import LineageQueries
-from mltrace_collector.service import Collector
-from mltrace_collector.store import open_store
+from mltrace_collector.index.queries.lineage_queries import LineageQueries
+from mltrace_collector.index.store import open_store
+from mltrace_collector.service.collector import Collector
 
 
 def _two_step_pipeline(tmp_path: Path) -> str:

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from mltrace_collector import record_scope
-from mltrace_collector import stale as stale_module
-from mltrace_collector.store import Store, open_store
+from mltrace_collector.index.queries import record_scope
+from mltrace_collector.index.queries import stale as stale_module
+from mltrace_collector.index.store import Store, open_store
 from tests import backends
 from tests.lineage_model import MRun
 from tests.semantics_check import NOW, Pipeline, check_against_model, pipelines

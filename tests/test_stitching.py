@@ -33,9 +33,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from mltrace_collector.pipeline import IngestPipeline
-from mltrace_collector.queries import LineageQueries
-from mltrace_collector.store import Store, open_store
+from mltrace_collector.index.queries.lineage_queries import LineageQueries
+from mltrace_collector.index.store import Store, open_store
+from mltrace_collector.service.ingest.pipeline import IngestPipeline
 from otel_mltrace import semconv
 
 T0 = 1_750_000_000 * 10**9

@@ -17,10 +17,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from mltrace_collector.model import OutputRecord, RunRecord
-from mltrace_collector.store import Store, open_store
-from mltrace_collector.store.base import migrations
-from mltrace_collector.store.postgres import PostgresStore, describe_url
+from mltrace_collector.index.model import OutputRecord, RunRecord
+from mltrace_collector.index.store import Store, open_store
+from mltrace_collector.index.store.base import migrations
+from mltrace_collector.index.store.postgres import PostgresStore, describe_url
 from tests.servers.ports import free_port
 from tests.servers.postgres import PostgresServer
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from mltrace_collector.service import Collector, CollectorSettings
+from mltrace_collector.service.collector import Collector, CollectorSettings
 
 from .alertmanager import AlertmanagerServer, AlertmanagerUnavailable, WebhookReceiver
 from .prometheus import PrometheusServer, PrometheusUnavailable

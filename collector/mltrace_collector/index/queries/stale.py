@@ -1,0 +1,264 @@
+"""``otel-mltrace stale``: every *live* run that is stale, with the reason and the path.
+
+The rules are written down in ``docs/semantics.md``; in short:
+
+* the **newest version** of a URI is what its latest writer (largest end, then run ID)
+  wrote; a URI nobody wrote (raw data) has as newest version its versioned ID first seen
+  last;
+* a run is **live** when one of its outputs is still the newest version of its URI (a
+  run without outputs: when it is its component's newest run) — so two variants of
+  ``train`` writing two model URIs are both live;
+* a run is **directly stale** when an input has a newer version than the one it got, or
+  an input was made (producer end; first seen, for raw data) more than the threshold ago;
+* a live run is **stale** when it is directly stale or any run upstream of it (through the
+  producers it actually read from) is; ``upstream`` names the nearest such run and the
+  path to it.
+
+The whole index is read once (lean rows and run I/O), so the answer does not depend on
+which component ran last or on the order spans arrived in.
+
+Example::
+
+    rows = stale_runs(LineageQueries(store), older_than_s=7 * 86400)
+    [r["run_id"] for r in rows if r["stale"]]
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from mltrace_collector.index.model import split_artifact_id
+from mltrace_collector.index.queries.lineage_walk import iso, run_summary
+from mltrace_collector.index.store.base import Store
+from mltrace_collector.index.store.cursor import Row
+from mltrace_collector.index.store.graph_reads import (
+    SUMMARY_COLUMNS,
+    latest_producers_by_uri,
+    producers_for,
+    run_artifacts,
+)
+
+if TYPE_CHECKING:
+    from mltrace_collector.index.queries.query_host import QueryHost
+
+_Input = tuple[str, str, bool]  # artifact ID, URI, versioned
+
+
+class _Index:
+    """Runs, their I/O and the artifacts table, loaded once."""
+
+    def __init__(self, q: QueryHost) -> None:
+        store = q.store
+        cols = ", ".join(SUMMARY_COLUMNS)
+        self.runs: dict[str, Row] = {
+            r["run_id"]: r
+            for r in store.query(f"SELECT {cols} FROM runs")  # noqa: S608 - constant column list
+        }
+        self.ins: dict[str, list[_Input]] = {run_id: [] for run_id in self.runs}
+        self.outs: dict[str, list[_Input]] = {run_id: [] for run_id in self.runs}
+        rows = store.query(
+            "SELECT run_id, direction, artifact_id, uri, versioned FROM run_io "
+            "ORDER BY run_id, direction, artifact_id"
+        )
+        for row in rows:
+            target = self.ins if row["direction"] == "in" else self.outs
+            if row["run_id"] in target:
+                target[row["run_id"]].append(
+                    (row["artifact_id"], row["uri"], bool(row["versioned"]))
+                )
+        self.first_seen: dict[str, int] = {}
+        self.raw_newest: dict[str, tuple[int, str]] = {}
+        for art in store.query("SELECT artifact_id, uri, version, first_seen_ns FROM artifacts"):
+            self.first_seen[art["artifact_id"]] = int(art["first_seen_ns"])
+            if art["version"] is not None:
+                key = (int(art["first_seen_ns"]), art["artifact_id"])
+                self.raw_newest[art["uri"]] = max(self.raw_newest.get(art["uri"], key), key)
+        # latest writer of each URI: (end_ns, run_id, artifact ID written)
+        self.latest_write: dict[str, tuple[int, str, str]] = {}
+        for run_id, outs in self.outs.items():
+            end = int(self.runs[run_id]["end_ns"])
+            for aid, uri, _ in outs:
+                write = (end, run_id, aid)
+                self.latest_write[uri] = max(self.latest_write.get(uri, write), write)
+        self.store = store
+        self.producer: dict[tuple[str, int | None], Row | None] = {}
+        newest_of: dict[str, tuple[int, str]] = {}
+        for run_id, row in self.runs.items():
+            key = (int(row["start_ns"]), run_id)
+            newest_of[row["component"]] = max(newest_of.get(row["component"], key), key)
+        self.component_newest = {run_id for _, run_id in newest_of.values()}
+
+    def producer_of(self, run_id: str, aid: str) -> Row | None:
+        key = (aid, self.runs[run_id]["start_ns"])
+        if key not in self.producer:
+            self.prefetch([run_id])
+        return self.producer[key]
+
+    def prefetch(self, run_ids: list[str]) -> list[str]:
+        """Look up the producers of the inputs of ``run_ids`` in a few batched queries;
+        returns the producers' run IDs (the next level upstream)."""
+        pairs = [(aid, self.runs[r]["start_ns"]) for r in run_ids for aid, _, _ in self.ins[r]]
+        missing = [p for p in pairs if p not in self.producer]
+        if missing:
+            self.producer.update(producers_for(self.store, missing))
+        found = (self.producer[p] for p in pairs)
+        return sorted({p["run_id"] for p in found if p is not None and p["run_id"] in self.runs})
+
+    def live(self, run_id: str) -> bool:
+        if not self.outs[run_id]:
+            return run_id in self.component_newest
+        for aid, uri, versioned in self.outs[run_id]:
+            _, writer, newest = self.latest_write[uri]
+            if (versioned and newest == aid) or (not versioned and writer == run_id):
+                return True
+        return False
+
+    def direct_reasons(self, run_id: str, now_ns: int, older_than_s: float) -> list[str]:
+        reasons: list[str] = []
+        for aid, uri, versioned in self.ins[run_id]:
+            producer = self.producer_of(run_id, aid)
+            got_from = producer["run_id"] if producer else None
+            latest = self.latest_write.get(uri)
+            if latest is not None:
+                end, writer, newest = latest
+                if writer != got_from and (not versioned or newest != aid):
+                    made_by = self.runs[writer]
+                    reasons.append(
+                        f"input {uri} has a newer version {_version(newest)} "
+                        f"(written by {made_by['component']} run {writer} at {iso(end)})"
+                    )
+            elif versioned and uri in self.raw_newest:
+                seen, newest = self.raw_newest[uri]
+                if newest != aid and seen > self.first_seen.get(aid, seen):
+                    reasons.append(
+                        f"input {uri} has a newer version {_version(newest)} "
+                        f"(first seen {iso(seen)})"
+                    )
+            made = producer["end_ns"] if producer else self.first_seen.get(aid)
+            if made is not None and (now_ns - made) / 1e9 > older_than_s:
+                reasons.append(
+                    f"input {aid} is {(now_ns - made) / 86400e9:.1f} days old "
+                    f"(threshold {older_than_s / 86400:.1f} days)"
+                )
+        return reasons
+
+
+def stale_runs(
+    q: QueryHost, older_than_s: float, now_ns: int | None = None
+) -> list[dict[str, Any]]:
+    """Every live run (see the module docstring), by component then start, with ``stale``,
+    ``reasons`` (its own), ``upstream`` (nearest stale upstream run: ``run_id``,
+    ``component``, ``reasons`` and ``path`` = [this run, input, producer, input, …, that
+    run], or ``None``) and ``newest_input_age_s``."""
+    now = now_ns if now_ns is not None else time.time_ns()
+    index = _Index(q)
+    direct: dict[str, list[str]] = {}
+
+    def reasons_of(run_id: str) -> list[str]:
+        if run_id not in direct:
+            direct[run_id] = index.direct_reasons(run_id, now, older_than_s)
+        return direct[run_id]
+
+    def nearest_stale_upstream(run_id: str) -> dict[str, Any] | None:
+        parent: dict[str, tuple[str, str] | None] = {run_id: None}
+        queue = deque([run_id])
+        while queue:
+            current = queue.popleft()
+            for aid, _, _ in index.ins[current]:
+                producer = index.producer_of(current, aid)
+                if producer is None or producer["run_id"] in parent:
+                    continue
+                up = producer["run_id"]
+                parent[up] = (current, aid)
+                if reasons_of(up):
+                    path = [up]
+                    step = parent[up]
+                    while step is not None:
+                        path += [step[1], step[0]]
+                        step = parent[step[0]]
+                    return {
+                        "run_id": up,
+                        "component": index.runs[up]["component"],
+                        "reasons": reasons_of(up),
+                        "path": path[::-1],
+                    }
+                queue.append(up)
+        return None
+
+    live = [run_id for run_id in index.runs if index.live(run_id)]
+    # Only live runs and what is upstream of them matter: fetch their producers level by
+    # level, in batches, rather than one lookup per input of every run in the index.
+    level, seen = live, set(live)
+    while level:
+        level = [r for r in index.prefetch(level) if r not in seen]
+        seen.update(level)
+    result = []
+    for run_id in live:
+        row = index.runs[run_id]
+        own = reasons_of(run_id)
+        upstream = nearest_stale_upstream(run_id)
+        made = [
+            p["end_ns"] if p else index.first_seen.get(aid)
+            for aid, _, _ in index.ins[run_id]
+            for p in [index.producer_of(run_id, aid)]
+        ]
+        newest = max((m for m in made if m is not None), default=None)
+        result.append(
+            {
+                **run_summary(row),
+                "stale": bool(own) or upstream is not None,
+                "reasons": own,
+                "upstream": upstream,
+                "newest_input_age_s": (now - newest) / 1e9 if newest is not None else None,
+            }
+        )
+    result.sort(key=lambda r: (r["component"], r["start_ns"], r["run_id"]))
+    return result
+
+
+def has_newer_version(store: Store, io: Row, producer: Row | None, known: Row | None) -> bool:
+    """Rule 1 of "directly stale" for one input row of ``Store.run_io`` (``producer``: the
+    run it stitched to; ``known``: its ``artifacts`` row), with a few indexed queries —
+    for callers that check a handful of runs rather than the whole index."""
+    latest = latest_producers_by_uri(store, [(io["uri"], None)])[(io["uri"], None)]
+    if latest is not None:
+        if producer is not None and latest["run_id"] == producer["run_id"]:
+            return False
+        if not io["versioned"]:
+            return True
+        written = run_artifacts(store, [latest["run_id"]], "out")[latest["run_id"]]
+        return io["artifact_id"] not in written
+    newest = store.latest_version(io["uri"])
+    return bool(
+        io["versioned"]
+        and newest is not None
+        and known is not None
+        and newest["artifact_id"] != io["artifact_id"]
+        and newest["first_seen_ns"] > known["first_seen_ns"]
+    )
+
+
+def why(row: dict[str, Any]) -> str:
+    """One line for the CLI table: own reasons, then the upstream cause with its path."""
+    from mltrace_collector.index.queries.render import short
+
+    parts = list(row["reasons"])
+    up = row.get("upstream")
+    if up:
+        hops = [p if i % 2 == 0 else short(p) for i, p in enumerate(up["path"])]
+        parts.append(
+            f"upstream {up['component']} run {up['run_id']} is stale "
+            f"({'; '.join(up['reasons'])}); path: {' <- '.join(hops)}"
+        )
+    return "; ".join(parts) or "fresh"
+
+
+def _version(artifact_id: str) -> str:
+    """The version part of an ID, digest shortened (``sha256:7623e966506d``)."""
+    uri, version = split_artifact_id(artifact_id)
+    if version is None:
+        return "(an unversioned write)"
+    algo, _, rest = version.partition(":")
+    return f"{algo}:{rest[:12]}" if len(rest) > 16 else version

@@ -1,0 +1,309 @@
+"""The store interface and its SQL, shared by the SQLite and PostgreSQL backends.
+
+Every statement is written once, with ``?`` placeholders (rewritten to ``%s`` for
+psycopg) and values always passed as parameters. A backend supplies connections and
+transactions; everything else — ingest, lookups, migrations — lives here.
+
+Example::
+
+    store = open_store("lineage.db")          # or "postgresql://user@host/db"
+    store.ingest(decode_request(request).runs)
+    store.get_run(run_id)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from importlib import resources
+from typing import Any
+
+from mltrace_collector.index.model import RecordChunk, RunRecord, RunStart
+from mltrace_collector.index.store.cursor import Cursor, Row
+from mltrace_collector.index.store.identity import StoredRun
+from mltrace_collector.index.store.writes import (
+    RUN_COLUMNS,
+    KnownArtifacts,
+    Prepared,
+    plan_write,
+    prepare,
+    write_plan,
+)
+
+_R = ", ".join("r." + c.strip() for c in RUN_COLUMNS.split(","))
+_JSON_COLUMNS = ("params", "metrics", "tags", "attributes")
+
+
+def migrations() -> list[tuple[int, str]]:
+    """``(version, sql)`` for every migration file shipped in ``store/migrations``."""
+    folder = resources.files("mltrace_collector.index.store").joinpath("migrations")
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text("utf-8")))
+    return sorted(found)
+
+
+def split_statements(sql: str) -> list[str]:
+    lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _rows(cur: Cursor) -> list[Row]:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _run_row(row: Row) -> Row:
+    for col in _JSON_COLUMNS:
+        if isinstance(row.get(col), str):
+            row[col] = json.loads(row[col])
+    return row
+
+
+class Store(ABC):
+    """A lineage index. Thread-safe; ``ingest`` commits durably before it returns."""
+
+    placeholder = "?"
+    backend = "sql"
+    insert_or_ignore = False
+    """Ingest with multi-row ``INSERT OR IGNORE`` statements built before the write lock
+    (SQLite: ``writes.statement_chunks``); else row by row (``writes.insert_rows``)."""
+
+    def __init__(self) -> None:
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._known = KnownArtifacts()
+
+    # -- backend hooks ------------------------------------------------------------------
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[Cursor]:
+        """A cursor inside a write transaction, committed on clean exit."""
+
+    @abstractmethod
+    def _reader(self) -> AbstractContextManager[Cursor]:
+        """A cursor for reads (may run concurrently with a write)."""
+
+    @abstractmethod
+    def _close(self) -> None: ...
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def migrate(self) -> int:
+        """Apply pending migrations; returns the schema version now in force."""
+        with self._transaction() as cur:
+            self._lock_migrations(cur)  # first: concurrent replicas must not race on CREATE
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_ns BIGINT NOT NULL)"
+            )
+            cur.execute("SELECT version FROM schema_migrations")
+            done = {int(r[0]) for r in cur.fetchall()}
+            version = max(done, default=0)
+            for number, sql in migrations():
+                if number in done:
+                    continue
+                for statement in split_statements(sql):
+                    cur.execute(statement)
+                cur.execute(
+                    self._sql("INSERT INTO schema_migrations (version, applied_ns) VALUES (?, ?)"),
+                    (number, time.time_ns()),
+                )
+                version = number
+        return version
+
+    def _lock_migrations(self, cur: Cursor) -> None:  # noqa: B027 - optional hook
+        """Serialize concurrent migrators (replicas starting together); no-op by default."""
+
+    def close(self) -> None:
+        """Release connections. Idempotent."""
+        with self._close_lock:
+            if not self._closed:
+                self._closed = True
+                self._close()
+
+    # -- writes -------------------------------------------------------------------------
+    def ingest(
+        self,
+        runs: Sequence[RunRecord],
+        records: Sequence[RecordChunk] = (),
+        starts: Sequence[RunStart] = (),
+    ) -> None:
+        """Store runs in one transaction. Idempotent: a run already stored is left as is.
+
+        ``records``: chunks from record chunk spans (``RecordChunk.run_id`` set);
+        ``starts``: run start records (``mltrace_collector.index.store.run_starts``).
+        """
+        if runs or records or starts:
+            self.ingest_prepared([prepare(runs, records, starts)])
+
+    def ingest_prepared(self, batches: Sequence[Prepared]) -> dict[str, StoredRun]:
+        """Store batches made by ``writes.prepare`` (in any thread) in one transaction;
+        returns the stored span of every run ID that was already stored or came twice, or
+        that a record chunk span names (``isolation.reject_unstored`` tells retries from
+        duplicates and foreign record chunks with it)."""
+        prebuild = self._sql if self.insert_or_ignore else None
+        plan = plan_write(batches, self._known, prebuild)  # before the write lock
+        with self._transaction() as cur:
+            written, contested = write_plan(self._sql, cur, plan, time.time_ns())
+        self._known.committed(written)  # after the commit: a rolled-back row is not known
+        return contested
+
+    def shared_target(self) -> str | None:
+        """What another process passes to ``open_store`` to write this same index (the
+        collector's ingest workers); None where that is impossible (in-memory)."""
+        return None
+
+    def coordinate_writers(self) -> None:  # noqa: B027 - optional hook
+        """Take part in the cross-process writer queue of this index (SQLite; a no-op
+        where the database server queues writers itself)."""
+
+    def defer_checkpoints(self) -> None:  # noqa: B027 - optional hook
+        """Leave WAL checkpoints to another connection (SQLite; else a no-op)."""
+
+    def analyze(self) -> None:  # noqa: B027 - optional hook
+        """Refresh the query planner's statistics now (after a bulk load). A no-op where the
+        backend needs none; PostgreSQL's autovacuum also does it, within about a minute."""
+
+    def write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one write statement (``?`` placeholders) per row, all in one transaction.
+
+        For small tables that features own (e.g. the exporter's histogram bounds)."""
+        if rows:
+            with self._transaction() as cur:
+                cur.executemany(self._sql(sql), [tuple(r) for r in rows])
+
+    # -- reads --------------------------------------------------------------------------
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run a read-only statement (``?`` placeholders) and return rows as dicts."""
+        with self._reader() as cur:
+            cur.execute(self._sql(sql), tuple(params))
+            return _rows(cur)
+
+    def get_run(self, run_id: str) -> Row | None:
+        rows = self.query(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+        return _run_row(rows[0]) if rows else None
+
+    def find_runs(self, prefix: str, limit: int = 2) -> list[Row]:
+        """Runs whose ID starts with ``prefix`` (for short IDs typed by people)."""
+        upper = prefix + "\U0010ffff"
+        rows = self.query(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id >= ? AND run_id < ? "
+            "AND substr(run_id, 1, ?) = ? LIMIT ?",  # the range uses the index; substr is exact
+            (prefix, upper, len(prefix), prefix, limit),
+        )
+        return [_run_row(r) for r in rows]
+
+    def run_io(self, run_id: str) -> list[Row]:
+        return self.query(
+            "SELECT direction, artifact_id, uri, versioned FROM run_io WHERE run_id = ? "
+            "ORDER BY direction, artifact_id",
+            (run_id,),
+        )
+
+    def producers_exact(self, artifact_id: str) -> list[Row]:
+        rows = self.query(
+            f"SELECT {_R} FROM run_io io JOIN runs r ON r.run_id = io.run_id "
+            "WHERE io.artifact_id = ? AND io.direction = 'out' "
+            "ORDER BY r.end_ns DESC, r.run_id DESC",  # the same tie-break as by URI
+            (artifact_id,),
+        )
+        return [_run_row(r) for r in rows]
+
+    def latest_producer_by_uri(self, uri: str, before_ns: int | None) -> Row | None:
+        """The run that last wrote ``uri`` (any version) and ended by ``before_ns``."""
+        bound = before_ns if before_ns is not None else 2**62
+        rows = self.query(
+            f"SELECT {_R} FROM run_io io JOIN runs r ON r.run_id = io.run_id "
+            "WHERE io.uri = ? AND io.direction = 'out' AND r.end_ns <= ? "
+            "ORDER BY r.end_ns DESC, r.run_id DESC LIMIT 1",
+            (uri, bound),
+        )
+        return _run_row(rows[0]) if rows else None
+
+    def consumers(self, artifact_id: str, uri: str) -> list[Row]:
+        """Runs that read ``artifact_id`` exactly, or read its URI unversioned."""
+        rows = self.query(
+            f"SELECT {_R}, io.artifact_id AS read_as FROM run_io io "
+            "JOIN runs r ON r.run_id = io.run_id WHERE io.direction = 'in' AND "
+            "(io.artifact_id = ? OR (io.uri = ? AND io.versioned = 0)) ORDER BY r.start_ns",
+            (artifact_id, uri),
+        )
+        return [_run_row(r) for r in rows]
+
+    def artifact(self, artifact_id: str) -> Row | None:
+        rows = self.query(
+            "SELECT artifact_id, uri, version, first_seen_ns FROM artifacts WHERE artifact_id = ?",
+            (artifact_id,),
+        )
+        return rows[0] if rows else None
+
+    def latest_version(self, uri: str) -> Row | None:
+        """The most recently first-seen versioned artifact of ``uri``."""
+        rows = self.query(
+            "SELECT artifact_id, uri, version, first_seen_ns FROM artifacts "
+            "WHERE uri = ? AND version IS NOT NULL ORDER BY first_seen_ns DESC LIMIT 1",
+            (uri,),
+        )
+        return rows[0] if rows else None
+
+    def history(
+        self, component: str, since_ns: int = 0, until_ns: int = 2**62, limit: int = 50
+    ) -> list[Row]:
+        rows = self.query(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE component = ? AND start_ns >= ? "
+            "AND start_ns <= ? ORDER BY start_ns DESC, run_id DESC LIMIT ?",
+            (component, since_ns, until_ns, limit),
+        )
+        return [_run_row(r) for r in rows]
+
+    def recent_runs(self, limit: int = 50, offset: int = 0) -> list[Row]:
+        rows = self.query(
+            f"SELECT {RUN_COLUMNS} FROM runs ORDER BY start_ns DESC, run_id DESC LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [_run_row(r) for r in rows]
+
+    def components(self) -> list[Row]:
+        return self.query(
+            "SELECT component, COUNT(*) AS runs, MAX(start_ns) AS last_start_ns, "
+            "SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS failures "
+            "FROM runs GROUP BY component ORDER BY component"
+        )
+
+    def latest_runs(self) -> list[Row]:
+        """The newest run of every component."""
+        rows = self.query(
+            f"SELECT {_R} FROM runs r JOIN (SELECT component, MAX(start_ns) AS s FROM runs "
+            "GROUP BY component) m ON m.component = r.component AND m.s = r.start_ns "
+            "ORDER BY r.component"
+        )
+        return [_run_row(r) for r in rows]
+
+    def run_outputs(self, run_id: str) -> list[Row]:
+        rows = self.query(
+            "SELECT name, kind, value_count, null_count, invalid_count, value_sum, value_min, "
+            "value_max, summary FROM run_outputs WHERE run_id = ? ORDER BY name",
+            (run_id,),
+        )
+        for row in rows:
+            row["summary"] = json.loads(row["summary"])
+        return rows
+
+    def counts(self) -> Row:
+        rows = self.query(
+            "SELECT (SELECT COUNT(*) FROM runs) AS runs, (SELECT COUNT(*) FROM artifacts) "
+            "AS artifacts, (SELECT COUNT(*) FROM run_io) AS io"
+        )
+        return rows[0]
+
+
+def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
