@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from mltrace_collector.model import RecordChunk, RunRecord, RunStart
 from mltrace_collector.store.identity import StoredRun
+from mltrace_collector.store.record_owners import report_dropped
 from mltrace_collector.store.writes import (
     RUN_COLUMNS,
     KnownArtifacts,
@@ -166,6 +167,7 @@ class Store(ABC):
         with self._transaction() as cur:
             written, contested = write_plan(self._sql, cur, plan, time.time_ns())
         self._known.committed(written)  # after the commit: a rolled-back row is not known
+        report_dropped(plan.dropped)
         return contested
 
     def shared_target(self) -> str | None:

@@ -39,6 +39,11 @@ from mltrace_collector.store.identity import (
     stored_identities,
 )
 from mltrace_collector.store.own_rows import own_rows
+from mltrace_collector.store.record_owners import (
+    DroppedRecords,
+    drop_foreign_records,
+    indexed_spans,
+)
 
 if TYPE_CHECKING:
     from mltrace_collector.store.base import Cursor
@@ -351,6 +356,8 @@ class WritePlan:
     artifacts: list[tuple[Any, ...]]
     outputs: list[tuple[Any, ...]]
     prebuilt: dict[str, list[Chunk]] | None = None
+    dropped: list[DroppedRecords] = field(default_factory=list)
+    """Set by :func:`write_plan`: records of other spans deleted (``record_owners``)."""
 
 
 def plan_write(
@@ -401,6 +408,7 @@ def write_plan(
     elif plan.runs:
         inserted = insert_rows(sql, cur, INSERT_RUN, plan.runs, (now,))
     contested = contested_ids(plan.runs, inserted)
+    plan.dropped = drop_foreign_records(sql, cur, indexed_spans(plan.runs, inserted))
     artifacts, records = plan.artifacts, batch.records
     if built is not None and not contested:  # every run new, once: the prebuilt rows hold
         run_chunks(cur, built["io"], False, True)
