@@ -8,7 +8,8 @@ A, span A, chunk of B, span B}, committed one by one, on SQLite and PostgreSQL: 
 indexed for the first run span to arrive, the records and record sets of R are exactly
 that span's (a record both spans sent included), the other run span is rejected, the
 other chunk span too when it arrives after the indexed span, and sending all four again
-(an exporter's retry) changes nothing.
+(an exporter's retry) changes nothing. On PostgreSQL, chunk B and span A committed by two
+writers at the same time leave none of B's records either.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -33,11 +36,11 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from mltrace_collector.isolation import duplicate_rejections, foreign_chunk_rejections
 from mltrace_collector.processor import decode_request
 from mltrace_collector.service import Collector, CollectorSettings
-from mltrace_collector.store import open_store
+from mltrace_collector.store import open_store, writes
 from mltrace_collector.store.base import Store, migrations, split_statements
 from mltrace_collector.store.extras import record_sets_of
 from mltrace_collector.store.record_owners import UNKNOWN_OWNER
-from mltrace_collector.store.writes import prepare
+from mltrace_collector.store.writes import Prepared, prepare
 from otel_mltrace import semconv
 from tests.otlp_builders import kvs, request, run_span
 from tests.servers.postgres import PostgresServer
@@ -246,3 +249,68 @@ def test_the_collector_deletes_a_duplicates_early_chunk_and_says_so(
         assert "deleted 1 record(s) of output s3://b/other@v:1" in said
     finally:
         service.stop()
+
+
+# -- concurrent writers (PostgreSQL: READ COMMITTED) ------------------------------------
+def prepared(span: Span) -> Prepared:
+    batch = decode_request(request([span]))
+    return prepare(batch.runs, batch.record_chunks)
+
+
+def paused_inside(
+    monkeypatch: pytest.MonkeyPatch, name: str, inside: threading.Event, go: threading.Event
+) -> None:
+    """Make the next commit that calls ``writes.<name>`` wait, after it, until ``go``:
+    its transaction is then open, with its rows written, while another one commits."""
+    real = getattr(writes, name)
+
+    def then_wait(*args: Any) -> Any:
+        result = real(*args)
+        inside.set()
+        assert go.wait(30), "the other commit did not come"
+        return result
+
+    monkeypatch.setattr(writes, name, then_wait)
+
+
+@pytest.mark.parametrize("last", ["chunk B", "span A"])
+def test_concurrent_commits_leave_no_foreign_records(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, last: str
+) -> None:
+    """Two writers (replicas, or decode workers) commit chunk B and span A at the same
+    time: neither transaction sees the other's rows, so the in-transaction cleanup cannot
+    delete B's rows. Whichever commits last re-checks after its commit and deletes them."""
+    first_store, other_store = open_store(postgres_url), open_store(postgres_url)
+    try:
+        spans = spans_of("R")
+        inside, go = threading.Event(), threading.Event()
+        # The one to commit last waits inside its transaction (after writing B's chunk /
+        # after A's in-transaction cleanup) while the other commits.
+        paused_inside(
+            monkeypatch, "ingest_extras" if last == "chunk B" else "drop_foreign_records",
+            inside, go,
+        )  # fmt: skip
+        errors: list[BaseException] = []
+
+        def commit_last() -> None:
+            try:
+                first_store.ingest_prepared([prepared(spans[last])])
+            except BaseException as exc:  # re-raised by the test below
+                errors.append(exc)
+
+        thread = threading.Thread(target=commit_last)
+        thread.start()
+        assert inside.wait(30)
+        monkeypatch.undo()  # the other commit runs unpaused
+        other = "span A" if last == "chunk B" else "chunk B"
+        other_store.ingest_prepared([prepared(spans[other])])
+        go.set()
+        thread.join(30)
+        assert not errors and not thread.is_alive()
+        assert records_of(first_store, "R") == set(), records_of(first_store, "R")
+        assert first_store.query("SELECT run_id FROM record_sets") == []
+        commit(first_store, spans["chunk A"])
+        assert records_of(first_store, "R") == expected("A")
+    finally:
+        first_store.close()
+        other_store.close()

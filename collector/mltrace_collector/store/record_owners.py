@@ -134,6 +134,33 @@ def drop_foreign_records(
     return dropped
 
 
+def recheck_owners(
+    sql: Callable[[str], str],
+    cur: Cursor,
+    indexed: Mapping[str, tuple[str, str]],
+    unowned: Sequence[str],
+) -> list[DroppedRecords]:
+    """:func:`drop_foreign_records` again, after the commit, in a transaction of its own:
+    for the run IDs a commit ``indexed`` (run ID -> its span) and those it wrote record
+    chunks for while no span of theirs was indexed (``unowned``), as indexed now.
+
+    Needed where writers commit concurrently (PostgreSQL, READ COMMITTED): a commit
+    indexing a span does not see the rows of another span's chunk that a concurrent
+    transaction writes, nor does that one see the span. Whichever of the two commits
+    last sees the other's rows here. (SQLite writers take turns: nothing to recheck.)"""
+    spans = dict(indexed)
+    ids = sorted(set(unowned) - set(spans))
+    for i in range(0, len(ids), 512):
+        part = ids[i : i + 512]
+        marks = ", ".join("?" * len(part))
+        cur.execute(
+            sql(f"SELECT run_id, trace_id, span_id FROM runs WHERE run_id IN ({marks})"),
+            part,
+        )
+        spans.update((run_id, (trace_id, span_id)) for run_id, trace_id, span_id in cur.fetchall())
+    return drop_foreign_records(sql, cur, spans)
+
+
 def report_dropped(dropped: Sequence[DroppedRecords]) -> None:
     """Log, once their deletion is committed, the records of duplicate runs deleted."""
     for d in dropped:

@@ -357,7 +357,11 @@ class WritePlan:
     outputs: list[tuple[Any, ...]]
     prebuilt: dict[str, list[Chunk]] | None = None
     dropped: list[DroppedRecords] = field(default_factory=list)
-    """Set by :func:`write_plan`: records of other spans deleted (``record_owners``)."""
+    """Set by :func:`write_plan`: records of other spans deleted (``record_owners``), and
+    what ``record_owners.recheck_owners`` needs: the spans indexed, the run IDs of chunks
+    written while no span of theirs was indexed."""
+    indexed: dict[str, tuple[str, str]] = field(default_factory=dict)
+    unowned: list[str] = field(default_factory=list)
 
 
 def plan_write(
@@ -408,7 +412,8 @@ def write_plan(
     elif plan.runs:
         inserted = insert_rows(sql, cur, INSERT_RUN, plan.runs, (now,))
     contested = contested_ids(plan.runs, inserted)
-    plan.dropped = drop_foreign_records(sql, cur, indexed_spans(plan.runs, inserted))
+    plan.indexed = indexed_spans(plan.runs, inserted)
+    plan.dropped = drop_foreign_records(sql, cur, plan.indexed)
     artifacts, records = plan.artifacts, batch.records
     if built is not None and not contested:  # every run new, once: the prebuilt rows hold
         run_chunks(cur, built["io"], False, True)
@@ -426,6 +431,7 @@ def write_plan(
             elif rows:
                 insert_rows(sql, cur, statement, rows)
     own_chunks, owners = chunk_owners(sql, cur, batch.chunks)  # after the runs, as below
+    plan.unowned = sorted({c.run_id for c in own_chunks if c.run_id and c.run_id not in owners})
     ingest_extras(sql, cur, records, own_chunks)
     write_starts(sql, cur, batch.starts, _first_ids(plan.runs), now)  # after the runs
     if contested:
