@@ -4,8 +4,9 @@ Shared by ``tests/test_semantics_properties.py`` (a bounded number of examples p
 backend) and ``scripts/semantics_soak.py`` (a longer run). A pipeline has components
 with variants (a ``variant`` param choosing the output URI, like logreg/rf models),
 re-runs, fan-in and fan-out, versioned and unversioned URIs, overwrites, raw data read
-in several versions, record IDs from a small pool of stable keys carried across versions,
-and flags on records.
+in several versions, record IDs from a small pool of stable keys carried across versions
+(on the run span or on record chunk spans), flags on records, and duplicate runs (another
+span with a run ID, its records on chunk spans arriving in any order).
 
 Example::
 
@@ -16,7 +17,7 @@ Example::
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hypothesis import strategies as st
 
@@ -77,9 +78,12 @@ def pipelines(draw: st.DrawFn, max_runs: int = 9) -> Pipeline:
     return Pipeline(runs, flags, older_than)
 
 
-def run_record(run: MRun, rng: random.Random) -> RunRecord:
+def record_chunks(
+    records: tuple[tuple[str, str, str], ...], rng: random.Random
+) -> list[RecordChunk]:
+    """``(output, record ID, source)`` rows as record chunks: up to two per output."""
     by_output: dict[str, list[tuple[str, str]]] = {}
-    for out, rid, src in run.records:
+    for out, rid, src in records:
         by_output.setdefault(out, []).append((rid, src))
     chunks = []
     for out, rows in sorted(by_output.items()):
@@ -92,24 +96,79 @@ def run_record(run: MRun, rng: random.Random) -> RunRecord:
                     out, index, len(parts), tuple(r for r, _ in part), tuple(s for _, s in part)
                 )
             )
+    return chunks
+
+
+def run_record(run: MRun, rng: random.Random) -> RunRecord:
     return RunRecord(
         run_id=run.run_id, component=run.component, trace_id=f"{rng.getrandbits(128):032x}",
         span_id=f"{rng.getrandbits(64):016x}", parent_span_id=None, service="svc",
         start_ns=run.start, end_ns=run.end, status="ok", status_message=None,
         inputs=run.inputs, outputs=run.outputs, params=dict(run.params),
-        record_chunks=tuple(chunks),
+        record_chunks=tuple(record_chunks(run.records, rng)),
     )  # fmt: skip
 
 
+def as_chunk_spans(run: RunRecord, rng: random.Random) -> tuple[RunRecord, list[RecordChunk]]:
+    """``run`` without its record chunks, and those chunks as record chunk spans (children
+    of the run span naming its run ID), as the SDK sends large record batches."""
+    loose = [
+        replace(c, run_id=run.run_id, trace_id=run.trace_id,
+                span_id=f"{rng.getrandbits(64):016x}", parent_span_id=run.span_id)
+        for c in run.record_chunks
+    ]  # fmt: skip
+    return replace(run, record_chunks=()), loose
+
+
+def duplicate(run: MRun, rng: random.Random) -> tuple[RunRecord, list[RecordChunk]]:
+    """Another span with ``run``'s run ID (a second process using it): other records, for
+    ``run``'s outputs and one of its own, on record chunk spans. The model has none of
+    them: the run ID is indexed for ``run``'s span, so the duplicate leaves nothing."""
+    records = [
+        (out, key, rng.choice(["", *KEYS]))
+        for out in (*run.outputs, "dupe/o@v:1")
+        for key in rng.sample(KEYS, rng.randint(1, 3))
+    ]
+    span = replace(run, records=tuple(records))
+    return as_chunk_spans(run_record(span, rng), rng)
+
+
+Item = RunRecord | RecordChunk
+
+
 def ingest_shuffled(store: Store, runs: list[MRun], rng: random.Random) -> None:
-    """Every run's span in random order, some twice (a retried batch), in random batches."""
-    records = [run_record(r, rng) for r in runs]
-    spans = records + [r for r in records if rng.random() < 0.3]
-    rng.shuffle(spans)
-    while spans:
+    """Every run's span in random order, some twice (a retried batch), in random batches.
+    Some runs send their records on record chunk spans, and some have a duplicate (another
+    span with the run ID, with records on chunk spans of its own): its run span arrives
+    after the run's, its chunk spans anywhere, also before any span of the run ID."""
+    items: list[Item] = []
+    dupes: dict[str, str] = {}  # run ID -> span ID of its duplicate
+    for run in runs:
+        record = run_record(run, rng)
+        if rng.random() < 0.5:
+            record, loose = as_chunk_spans(record, rng)
+            items += loose
+        items.append(record)
+        if rng.random() < 0.3:
+            other, loose = duplicate(run, rng)
+            dupes[run.run_id] = other.span_id
+            items += [other, *loose]
+    items += [i for i in items if rng.random() < 0.3]
+    rng.shuffle(items)
+    for run_id, dupe in dupes.items():  # the run's first span before its duplicate's
+        spans = [(k, i.span_id) for k, i in enumerate(items)
+                 if isinstance(i, RunRecord) and i.run_id == run_id]  # fmt: skip
+        first_dupe = next(k for k, span_id in spans if span_id == dupe)
+        first_own = next(k for k, span_id in spans if span_id != dupe)
+        if first_dupe < first_own:
+            items[first_dupe], items[first_own] = items[first_own], items[first_dupe]
+    while items:
         k = rng.randint(1, 4)
-        store.ingest(spans[:k])
-        spans = spans[k:]
+        part, items = items[:k], items[k:]
+        store.ingest(
+            [i for i in part if isinstance(i, RunRecord)],
+            records=[i for i in part if isinstance(i, RecordChunk)],
+        )
 
 
 def _same(what: str, got: tuple[set[str], set[Edge]], want: tuple[set[str], set[Edge]]) -> None:

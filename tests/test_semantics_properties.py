@@ -2,10 +2,11 @@
 
 ``tests/lineage_model.py`` implements the rules naively; ``tests/semantics_check.py``
 generates pipelines (fan-in/out, re-runs, variants, versioned and unversioned URIs,
-overwrites, stable record keys across versions, flags), ingests their spans in random
-order with duplicates and compares ``trace``, ``downstream``, ``stale``, record ``trace``
-and ``review`` with the model — ``EXAMPLES`` pipelines per backend (SQLite file, real
-PostgreSQL; every table emptied before each example). A longer run: ``scripts/semantics_soak.py``.
+overwrites, stable record keys across versions, flags, duplicate runs with record chunk
+spans of their own), ingests their spans in random order with retries and compares
+``trace``, ``downstream``, ``stale``, record ``trace`` and ``review`` with the model —
+``EXAMPLES`` pipelines per backend (SQLite file, real PostgreSQL; every table emptied
+before each example). A longer run: ``scripts/semantics_soak.py``.
 """
 
 from __future__ import annotations

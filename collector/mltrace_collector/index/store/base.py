@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -25,6 +26,7 @@ from typing import Any
 from mltrace_collector.index.model import RecordChunk, RunRecord, RunStart
 from mltrace_collector.index.store.cursor import Cursor, Row
 from mltrace_collector.index.store.identity import StoredRun
+from mltrace_collector.index.store.record_owners import recheck_owners, report_dropped
 from mltrace_collector.index.store.writes import (
     RUN_COLUMNS,
     KnownArtifacts,
@@ -65,11 +67,18 @@ def _run_row(row: Row) -> Row:
     return row
 
 
+log = logging.getLogger("mltrace_collector.store")
+
+
 class Store(ABC):
     """A lineage index. Thread-safe; ``ingest`` commits durably before it returns."""
 
     placeholder = "?"
     backend = "sql"
+    concurrent_writers = False
+    """Write transactions of this index can run at the same time (PostgreSQL), so the
+    owner of early record chunks is checked again after each commit
+    (``record_owners.recheck_owners``); SQLite writers take turns."""
     insert_or_ignore = False
     """Ingest with multi-row ``INSERT OR IGNORE`` statements built before the write lock
     (SQLite: ``writes.statement_chunks``); else row by row (``writes.insert_rows``)."""
@@ -153,6 +162,17 @@ class Store(ABC):
         with self._transaction() as cur:
             written, contested = write_plan(self._sql, cur, plan, time.time_ns())
         self._known.committed(written)  # after the commit: a rolled-back row is not known
+        if self.concurrent_writers and (plan.indexed or plan.unowned):
+            try:
+                with self._transaction() as cur:
+                    plan.dropped += recheck_owners(self._sql, cur, plan.indexed, plan.unowned)
+            except Exception as exc:  # the commit stands: say what may be left behind
+                log.error(
+                    "re-checking which span owns the records of %d run ID(s) failed (%s): "
+                    "records of a duplicate run written concurrently may remain under them",
+                    len(set(plan.indexed) | set(plan.unowned)), exc,
+                )  # fmt: skip
+        report_dropped(plan.dropped)
         return contested
 
     def shared_target(self) -> str | None:

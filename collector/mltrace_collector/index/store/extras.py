@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mltrace_collector.index.model import RecordChunk, RunRecord
+from mltrace_collector.index.store.record_owners import chunk_owner, owner_id
 
 if TYPE_CHECKING:
     from mltrace_collector.index.store.cursor import Cursor, Row
@@ -30,9 +31,11 @@ INSERT_SET = (
     "INSERT INTO record_sets (set_id, run_id, output_artifact_id) VALUES (?, ?, ?) "
     "ON CONFLICT (set_id) DO NOTHING"
 )
+# owner_id (migration 0007, ``store.record_owners``) is in the key: the same record sent
+# by two spans of one run ID keeps a row of each until the run ID's span is known.
 INSERT_RECORD = (
-    "INSERT INTO records (record_id, set_id, source_record_id) VALUES (?, ?, ?) "
-    "ON CONFLICT (record_id, set_id, source_record_id) DO NOTHING"
+    "INSERT INTO records (record_id, set_id, source_record_id, owner_id) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (record_id, set_id, source_record_id, owner_id) DO NOTHING"
 )
 INSERT_CHECK = (
     "INSERT INTO run_checks (run_id, phase, name, status, message, duration_s, on_fail, "
@@ -65,11 +68,13 @@ def ingest_extras(
     """Write records, checks and check-raised flags of ``runs`` and loose ``chunks``."""
     now = time.time_ns()
     sets: dict[int, tuple[str, str]] = {}
-    pending: list[tuple[str, RecordChunk]] = [(c.run_id or "", c) for c in chunks]
+    pending = [(c.run_id or "", c, chunk_owner(c)) for c in chunks]
     check_rows: list[tuple[Any, ...]] = []
     flag_rows: list[tuple[Any, ...]] = []
     for run in runs:
-        pending.extend((run.run_id, c) for c in run.record_chunks)
+        if run.record_chunks:
+            owner = owner_id(run.trace_id, run.span_id)  # chunks on the run span itself
+            pending.extend((run.run_id, c, owner) for c in run.record_chunks)
         for check in run.checks:
             check_rows.append(
                 (run.run_id, check.phase, check.name, check.status, check.message,
@@ -82,12 +87,13 @@ def ingest_extras(
                     flag_rows.append((output, "artifact", reason, origin, now))
     if pending:
         record_sql = sql(INSERT_RECORD)
-        batch: list[tuple[str, int, str]] = []
-        for run_id, chunk in pending:
+        batch: list[tuple[str, int, str, int]] = []
+        for run_id, chunk, owner in pending:
             key = set_id(run_id, chunk.output)
             sets[key] = (run_id, chunk.output)
-            sources = chunk.sources or ("",) * len(chunk.ids)
-            batch.extend(zip(chunk.ids, (key,) * len(chunk.ids), sources, strict=True))
+            n = len(chunk.ids)
+            sources = chunk.sources or ("",) * n
+            batch.extend(zip(chunk.ids, (key,) * n, sources, (owner,) * n, strict=True))
             if len(batch) >= RECORD_BATCH:
                 cur.executemany(record_sql, sorted(batch))
                 batch = []

@@ -67,8 +67,10 @@ def chunk_owners(
     the commit's runs are inserted, in its transaction, so a chunk is checked against the
     span its run ID is indexed for even when that span came in the same commit. A chunk
     of another span (a rejected duplicate's) is not written. A chunk whose run ID is not
-    indexed yet is written: which span will own it cannot be known (docs/semantics.md).
-    Chunks that do not say which span they came from (``trace_id`` None) are written."""
+    indexed yet is written: which span will own it cannot be known (docs/semantics.md);
+    its rows keep the span they came from and are deleted if another span is indexed for
+    the run ID (``store.record_owners``). Chunks that do not say which span they came
+    from (``trace_id`` None) are written."""
     named = sorted({c.run_id for c in chunks if c.run_id and c.trace_id is not None})
     if not named:
         return list(chunks), {}

@@ -73,6 +73,7 @@ class PostgresStore(Store):
 
     placeholder = "%s"
     backend = "postgres"
+    concurrent_writers = True
     # Ingest row by row (insert_or_ignore stays False): psycopg converts placeholders in
     # Python and caches only short statements, so a long multi-row INSERT is re-parsed on
     # every call; executemany pipelines single-row ones.

@@ -39,6 +39,11 @@ from mltrace_collector.index.store.identity import (
     stored_identities,
 )
 from mltrace_collector.index.store.own_rows import own_rows
+from mltrace_collector.index.store.record_owners import (
+    DroppedRecords,
+    drop_foreign_records,
+    indexed_spans,
+)
 from mltrace_collector.index.store.run_starts import start_rows, write_starts
 
 RUN_COLUMNS = (
@@ -349,6 +354,12 @@ class WritePlan:
     artifacts: list[tuple[Any, ...]]
     outputs: list[tuple[Any, ...]]
     prebuilt: dict[str, list[Chunk]] | None = None
+    dropped: list[DroppedRecords] = field(default_factory=list)
+    """Set by :func:`write_plan`: records of other spans deleted (``record_owners``), and
+    what ``record_owners.recheck_owners`` needs: the spans indexed, the run IDs of chunks
+    written while no span of theirs was indexed."""
+    indexed: dict[str, tuple[str, str]] = field(default_factory=dict)
+    unowned: list[str] = field(default_factory=list)
 
 
 def plan_write(
@@ -399,6 +410,8 @@ def write_plan(
     elif plan.runs:
         inserted = insert_rows(sql, cur, INSERT_RUN, plan.runs, (now,))
     contested = contested_ids(plan.runs, inserted)
+    plan.indexed = indexed_spans(plan.runs, inserted)
+    plan.dropped = drop_foreign_records(sql, cur, plan.indexed)
     artifacts, records = plan.artifacts, batch.records
     if built is not None and not contested:  # every run new, once: the prebuilt rows hold
         run_chunks(cur, built["io"], False, True)
@@ -416,6 +429,7 @@ def write_plan(
             elif rows:
                 insert_rows(sql, cur, statement, rows)
     own_chunks, owners = chunk_owners(sql, cur, batch.chunks)  # after the runs, as below
+    plan.unowned = sorted({c.run_id for c in own_chunks if c.run_id and c.run_id not in owners})
     ingest_extras(sql, cur, records, own_chunks)
     write_starts(sql, cur, batch.starts, _first_ids(plan.runs), now)  # after the runs
     if contested:
