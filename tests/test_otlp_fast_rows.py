@@ -661,6 +661,14 @@ def test_arguments_and_errors_propagate() -> None:
     )
     assert c_rows(b"") == ([], [], 0)
     assert c_rows(raw[:-3]) is None  # truncated: the walk gives up
+    # Rows are made as the walk goes: an error of an early span waits for the walk's end,
+    # and input the walk refuses further on is still refused (None), not an exception.
+    two_resources = b"\x0a\x04\x0a\x00\x0a\x00"  # ResourceSpans{resource, resource}: upb merges
+    ExportTraceServiceRequest.FromString(raw + two_resources)
+    assert decode_spans(raw + two_resources) is None
+    assert prepare_plain(raw + two_resources, writes.dumps_sorted, boom) is None
+    with pytest.raises(ZeroDivisionError):
+        prepare_plain(raw + raw, writes.dumps_sorted, boom)  # the walk is OK: raised
 
 
 def test_no_leak_over_many_calls() -> None:
