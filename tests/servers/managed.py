@@ -16,7 +16,25 @@ import httpx
 from .ports import free_port
 
 
-class ManagedServer:
+class StopOnExit:
+    """``with x:`` calls ``x.stop()`` at the end of the block."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ManagedServer(StopOnExit):
     """A server child process with its own folder (``base``), log file and HTTP client.
 
     Subclasses call ``__init__(base, log_name)`` and start ``proc`` on ``port``; ``stop()``
@@ -95,13 +113,20 @@ class ManagedServer:
         self.http.close()
         shutil.rmtree(self.base, ignore_errors=True)
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+class HttpServer(ManagedServer):
+    """A managed server with an HTTP API at ``url`` (``http://`` + ``address``), logging to
+    ``base / log_name`` (a class attribute)."""
+
+    log_name: str
+
+    def __init__(self, base: Path) -> None:
+        super().__init__(base, self.log_name)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"

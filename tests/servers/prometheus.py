@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from tests.servers.managed import ManagedServer
+from tests.servers.managed import HttpServer
 
 REPO = Path(__file__).resolve().parents[2]
 RULE_FILES = (
@@ -109,15 +109,10 @@ def _config(
     return json.dumps(config, indent=2)
 
 
-class PrometheusServer(ManagedServer):
+class PrometheusServer(HttpServer):
     """One running Prometheus; see the module docstring. ``url`` is its base URL."""
 
-    def __init__(self, base: Path) -> None:
-        super().__init__(base, "prometheus.log")
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    log_name = "prometheus.log"
 
     # -- lifecycle ----------------------------------------------------------------------
     @classmethod
