@@ -2,6 +2,7 @@
  * mltrace_collector._otlp_fast: walk a serialized OTLP ExportTraceServiceRequest and return
  * the per-span fields the lineage processor needs as plain Python objects (decode_spans),
  * or, for the common plain run span, its store rows directly (prepare_plain, further down).
+ * Both are one walk (walk_request) with different callbacks for each resource and span.
  *
  * Why: walking the upb-parsed message from Python creates a wrapper object for every
  * KeyValue, AnyValue and WhichOneof() call (~15-20 us per span); reading the wire bytes
