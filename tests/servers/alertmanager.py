@@ -17,10 +17,8 @@ Example::
 
 from __future__ import annotations
 
-import atexit
 import json
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -140,16 +138,13 @@ class AlertmanagerServer(HttpServer):
                 "no `prometheus-alertmanager` (or `alertmanager`) on PATH (Debian: apt-get "
                 "install prometheus-alertmanager; scripts/bootstrap.sh installs it)"
             )
-        server = cls(Path(tempfile.mkdtemp(prefix="mltrace-am-")))
-        atexit.register(server.stop)
-        try:
+
+        def launch(server: AlertmanagerServer) -> None:
             config = server.base / "alertmanager.yml"
             config.write_text(_config(webhook_url))
             server._launch(binary, config, timeout)
-        except BaseException:
-            server.stop()
-            raise
-        return server
+
+        return cls._started("mltrace-am-", launch)
 
     def _launch(self, binary: str, config: Path, timeout: float) -> None:
         self._launch_on_free_port(

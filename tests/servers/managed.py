@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -122,6 +124,19 @@ class HttpServer(ManagedServer):
 
     def __init__(self, base: Path) -> None:
         super().__init__(base, self.log_name)
+
+    @classmethod
+    def _started(cls, prefix: str, launch: Callable[[Self], None]) -> Self:
+        """A server in a new temporary folder, set up and started by ``launch(server)``;
+        stopped (its folder deleted) when that fails, and at interpreter exit at the latest."""
+        server = cls(Path(tempfile.mkdtemp(prefix=prefix)))
+        atexit.register(server.stop)
+        try:
+            launch(server)
+        except BaseException:
+            server.stop()
+            raise
+        return server
 
     @property
     def address(self) -> str:

@@ -22,11 +22,9 @@ Example::
 
 from __future__ import annotations
 
-import atexit
 import json
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -141,9 +139,8 @@ class PrometheusServer(HttpServer):
                 "no `prometheus` on PATH (Debian: apt-get install prometheus; "
                 "scripts/bootstrap.sh installs it)"
             )
-        server = cls(Path(tempfile.mkdtemp(prefix="mltrace-prom-")))
-        atexit.register(server.stop)
-        try:
+
+        def launch(server: PrometheusServer) -> None:
             rules = server._copy_rules(rule_files, extra_rules, for_override)
             token_file = None
             if bearer_token is not None:
@@ -162,10 +159,8 @@ class PrometheusServer(HttpServer):
                 )
             )
             server._launch(binary, config, timeout)
-        except BaseException:
-            server.stop()
-            raise
-        return server
+
+        return cls._started("mltrace-prom-", launch)
 
     def _copy_rules(
         self, rule_files: Sequence[Path], extra: str | None, for_override: str | None
