@@ -31,46 +31,24 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "collector")]
 
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 
 import otel_mltrace as mlt  # noqa: E402
-from mltrace_collector.index.store import open_store  # noqa: E402
-from otel_mltrace import semconv  # noqa: E402
-from otel_mltrace._ids import uuid7  # noqa: E402
+from benchmarks._common import DropSpans, raw_run_span  # noqa: E402
 from tests.serve_process import ServeProcess  # noqa: E402
+from tests.support_index import runs_in  # noqa: E402
 
 INPUTS = ["s3://bucket/raw.csv"]
 OUTPUTS = ["s3://bucket/features.parquet"]
 
 
-class _Drop(SpanProcessor):
-    def on_end(self, span: ReadableSpan) -> None:
-        return None
-
-
-def _runs_in(db: Path) -> int:
-    store = open_store(str(db))
-    try:
-        return int(store.counts()["runs"])
-    finally:
-        store.close()
-
-
 def _raw(n: int) -> tuple[float, float]:
     provider = TracerProvider()
-    provider.add_span_processor(_Drop())
+    provider.add_span_processor(DropSpans())
     tracer = provider.get_tracer("bench")
     start = time.perf_counter()
     for _ in range(n):
-        attrs = {
-            semconv.COMPONENT: "step",
-            semconv.RUN_ID: uuid7(),
-            semconv.CODE_FUNCTION: "_raw",
-            semconv.CODE_FILE: __file__,
-        }
-        with tracer.start_as_current_span("step", attributes=attrs) as span:
-            span.set_attribute(semconv.INPUTS, INPUTS)
-            span.set_attribute(semconv.OUTPUTS, OUTPUTS)
+        raw_run_span(tracer, "step", "_raw", INPUTS, OUTPUTS)
     elapsed = time.perf_counter() - start
     return elapsed, elapsed
 
@@ -110,7 +88,7 @@ def main() -> None:
                 elif side == "embedded":
                     db = tmp / f"index-{r}.db"
                     loop, done, _, dropped = _ours(n, index=str(db))
-                    loss[side] += n - _runs_in(db)
+                    loss[side] += n - runs_in(db)
                 else:
                     url = serve.grpc_url if side == "otlp-grpc" else serve.http_url
                     proto = "grpc" if side == "otlp-grpc" else "http/protobuf"
@@ -123,7 +101,7 @@ def main() -> None:
                 loop_s[side].append(loop)
                 done_s[side].append(done)
         time.sleep(1)
-        collector_loss = sent_to_collector - _runs_in(tmp / "collector.db")
+        collector_loss = sent_to_collector - runs_in(tmp / "collector.db")
     finally:
         serve.terminate()
     load = os.getloadavg()

@@ -43,6 +43,7 @@ sys.path[:0] = [str(REPO), str(REPO / "collector")]
 import httpx  # noqa: E402
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa: E402
 
+from benchmarks._common import databases  # noqa: E402
 from otel_mltrace import semconv  # noqa: E402
 from tests.otlp_builders import GrpcSender, request, run_span  # noqa: E402
 from tests.serve_process import ServeProcess  # noqa: E402
@@ -330,19 +331,8 @@ def main() -> None:
         return bench_backend(backend, db, workdir, args)
 
     try:
-        for backend in args.backend:
-            if backend == "sqlite":
-                summary += run(backend, str(workdir / "bench.db"))
-                continue
-            from tests.servers.postgres import PostgresServer, PostgresUnavailable
-
-            try:
-                pg = PostgresServer.start()
-            except PostgresUnavailable as exc:
-                summary.append(f"postgres skipped: {exc}")
-                continue
-            with pg:
-                summary += run(backend, pg.create_database("bench"))
+        for backend, db in databases(args.backend, workdir / "bench.db", summary):
+            summary += run(backend, db)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print("\n".join(["", "summary:", *summary]))

@@ -21,38 +21,35 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
-import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "collector")]
 
-from mltrace_collector.index.model import OutputRecord, RunRecord
-from mltrace_collector.service.collector import Collector, CollectorSettings
-from otel_mltrace.distributions import summarize
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from mltrace_collector.index.model import RunRecord  # noqa: E402
+from mltrace_collector.service.collector import Collector, CollectorSettings  # noqa: E402
+from otel_mltrace.distributions import summarize  # noqa: E402
+from tests.support_records import summarized_run  # noqa: E402
 
 
 def make_run(component: str, i: int, outputs: dict[str, dict[str, object]]) -> RunRecord:
     start = time.time_ns() - 3_600_000_000_000 + i * 1_000_000_000
-    return RunRecord(
-        run_id=f"{component}-{i}",
-        component=component,
-        trace_id=f"{abs(hash((component, i))):032x}"[:32],
-        span_id=f"{i + 1:016x}",
-        parent_span_id=None,
-        service="bench",
+    return summarized_run(
+        f"{component}-{i}",
+        component,
+        i,
+        outputs,
         start_ns=start,
-        end_ns=start + 2_000_000_000,
-        status="ok",
-        status_message=None,
-        inputs=(f"s3://bench/{component}/in",),
-        outputs=(f"s3://bench/{component}/out",),
-        output_summaries=tuple(
-            OutputRecord(name, "numeric", 0, 0, 0, None, None, None, summary)
-            for name, summary in outputs.items()
-        ),
+        duration_ns=2_000_000_000,
+        service="bench",
+        artifacts="s3://bench",
     )
 
 

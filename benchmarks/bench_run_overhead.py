@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "collector")]
 
-import otel_mltrace as mlt
-from otel_mltrace import semconv
-from otel_mltrace._ids import uuid7
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+
+import otel_mltrace as mlt  # noqa: E402
+from benchmarks._common import DropSpans, raw_run_span  # noqa: E402
 
 INPUTS = ["s3://bucket/raw/2026-11-22.parquet@v:17", "bq://proj.ds.features@v:3"]
 OUTPUT = "s3://bucket/models/model.pkl@v:9"
-
-
-class _Drop(SpanProcessor):
-    def on_end(self, span: ReadableSpan) -> None:
-        return None
 
 
 def _per_call_us(fn: Callable[[], None], iterations: int) -> float:
@@ -43,20 +42,12 @@ def main() -> None:
     args = parser.parse_args()
 
     provider = TracerProvider()
-    provider.add_span_processor(_Drop())
+    provider.add_span_processor(DropSpans())
     mlt.configure(service_name="bench", tracer_provider=provider, add_exporter=False)
     tracer = provider.get_tracer("bench")
 
     def raw_span() -> None:
-        attrs = {
-            semconv.COMPONENT: "train",
-            semconv.RUN_ID: uuid7(),
-            semconv.CODE_FUNCTION: "raw_span",
-            semconv.CODE_FILE: __file__,
-        }
-        with tracer.start_as_current_span("train", attributes=attrs) as span:
-            span.set_attribute(semconv.INPUTS, INPUTS)
-            span.set_attribute(semconv.OUTPUTS, [OUTPUT])
+        raw_run_span(tracer, "train", "raw_span", INPUTS, [OUTPUT])
 
     def our_run() -> None:
         with mlt.run("train", inputs=INPUTS) as run:

@@ -26,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "collector")]
 
+from benchmarks._common import databases  # noqa: E402
 from mltrace_collector.index.model import RunRecord  # noqa: E402
 from mltrace_collector.index.queries.lineage_queries import LineageQueries  # noqa: E402
 from mltrace_collector.index.store import Store, open_store  # noqa: E402
@@ -156,27 +157,12 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="mltrace-bench-trace-"))
     summary: list[str] = []
     try:
-        for backend in args.backend or ["sqlite"]:
-            if backend == "sqlite":
-                store = open_store(str(workdir / "trace.db"))
-                try:
-                    summary += bench(store, backend, args)
-                finally:
-                    store.close()
-                continue
-            from tests.servers.postgres import PostgresServer, PostgresUnavailable
-
+        for backend, db in databases(args.backend or ["sqlite"], workdir / "trace.db", summary):
+            store = open_store(db)
             try:
-                pg = PostgresServer.start()
-            except PostgresUnavailable as exc:
-                summary.append(f"postgres skipped: {exc}")
-                continue
-            with pg:
-                store = open_store(pg.create_database("bench"))
-                try:
-                    summary += bench(store, backend, args)
-                finally:
-                    store.close()
+                summary += bench(store, backend, args)
+            finally:
+                store.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print("\n".join(["", "summary:", *summary]))

@@ -1,4 +1,5 @@
-"""Collectors in the variants the ingest tests run on: backend x where decoding happens.
+"""Collectors in the variants the ingest tests run on (backend x where decoding happens),
+and the plain one on loopback ports that many tests start.
 
 Example::
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,13 +31,20 @@ def variant_collector(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
     db = str(tmp_path / "lineage.db")
     if variant.startswith("postgres"):
         db = request.getfixturevalue("postgres_url")
-    settings = CollectorSettings.resolve(
-        db=db,
-        grpc_address="127.0.0.1:0",
-        http_address="127.0.0.1:0",
-        decode_workers=2 if variant.endswith("workers") else 0,
+    with loopback_collector(db, decode_workers=2 if variant.endswith("workers") else 0) as c:
+        yield c
+
+
+@contextlib.contextmanager
+def loopback_collector(db: Path | str, **settings: Any) -> Iterator[Collector]:
+    """A started collector on free loopback ports (gRPC and HTTP) with its index at ``db``
+    (a SQLite path or a database URL) and other ``CollectorSettings`` by keyword. Stopped
+    when the ``with`` ends."""
+    collector = Collector(
+        CollectorSettings.resolve(
+            db=str(db), grpc_address="127.0.0.1:0", http_address="127.0.0.1:0", **settings
+        )
     )
-    collector = Collector(settings)
     collector.start()
     try:
         yield collector

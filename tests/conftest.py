@@ -11,7 +11,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_mltrace
-from mltrace_collector.service.collector import Collector, CollectorSettings
+from mltrace_collector.service.collector import Collector
+from tests.collector_variants import loopback_collector
 
 pytest_plugins = ["tests.servers.fixtures", "tests.servers.fixtures_prometheus"]
 
@@ -36,15 +37,8 @@ def spans() -> Iterator[InMemorySpanExporter]:
 @pytest.fixture
 def collector(tmp_path: Path) -> Iterator[Collector]:
     """A real `otel-mltrace serve` stack on free loopback ports, SQLite in tmp_path."""
-    settings = CollectorSettings.resolve(
-        db=str(tmp_path / "collector.db"),
-        grpc_address="127.0.0.1:0",
-        http_address="127.0.0.1:0",
-    )
-    service = Collector(settings)
-    service.start()
-    yield service
-    service.stop()
+    with loopback_collector(tmp_path / "collector.db") as service:
+        yield service
 
 
 @pytest.fixture

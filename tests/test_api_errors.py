@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mltrace_collector.service.collector import Collector, CollectorSettings
+from mltrace_collector.service.collector import Collector
+from tests.collector_variants import loopback_collector
 
 TOKEN = "s3cret-token"
 OUT_OF_RANGE = [
@@ -34,17 +35,8 @@ OUT_OF_RANGE = [
 @pytest.fixture
 def guarded(tmp_path: Path) -> Iterator[Collector]:
     """A collector that requires a bearer token."""
-    settings = CollectorSettings.resolve(
-        db=str(tmp_path / "lineage.db"),
-        grpc_address="127.0.0.1:0",
-        http_address="127.0.0.1:0",
-        auth_token=TOKEN,
-        decode_workers=0,
-    )
-    service = Collector(settings)
-    service.start()
-    yield service
-    service.stop()
+    with loopback_collector(tmp_path / "lineage.db", auth_token=TOKEN, decode_workers=0) as c:
+        yield c
 
 
 def test_out_of_range_parameters_are_400_naming_them(collector: Collector) -> None:

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 import otel_mltrace as mlt
-from mltrace_collector.index.store import open_store
 from tests.serve_process import REPO_ROOT, ServeProcess
 from tests.servers.ports import free_port
+from tests.support_index import runs_in as _runs_in
 
 OTLP_BURST = 100_000  # the burst: > 12x the 8,192-span queue
 
@@ -30,14 +30,6 @@ def _burst(n: int) -> None:
     for _ in range(n):
         with mlt.run("step", inputs=["s3://bucket/raw.csv"], outputs=["s3://bucket/f.parquet"]):
             pass
-
-
-def _runs_in(db: Path) -> int:
-    store = open_store(str(db))
-    try:
-        return int(store.counts()["runs"])
-    finally:
-        store.close()
 
 
 pytestmark = pytest.mark.usefixtures("no_start_records")  # exact span counts (conftest)

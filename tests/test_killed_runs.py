@@ -121,8 +121,9 @@ def index(tmp_path: Path) -> str:
     return str(tmp_path / "index.db")
 
 
-@pytest.fixture
-def children() -> Iterator[list[Child]]:
+@pytest.fixture(name="children")
+def children_fixture() -> Iterator[list[Child]]:
+    """SDK children a test starts, killed at its end (tests/test_killed_runs_collector.py too)."""
     started: list[Child] = []
     yield started
     for child in started:

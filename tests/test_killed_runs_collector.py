@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.serve_process import ServeProcess
-from tests.test_killed_runs import Child
+from tests.test_killed_runs import Child, children_fixture  # noqa: F401 (the fixture)
 
 ABANDON_AFTER_S = 3.0
 
@@ -102,11 +102,3 @@ def test_sigkill_through_the_collector(
         child.inner: "abandoned",
     }
     assert abandoned_total(serve) == {"train": 1.0, "fit": 1.0}
-
-
-@pytest.fixture
-def children() -> Iterator[list[Child]]:
-    started: list[Child] = []
-    yield started
-    for child in started:
-        child.kill()

@@ -15,35 +15,29 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from mltrace_collector.index.model import OutputRecord, RunRecord
+from mltrace_collector.index.model import RunRecord
 from mltrace_collector.index.store import open_store
 from mltrace_collector.index.store.base import Store
 from mltrace_collector.service.exporters.families import Families
 from mltrace_collector.service.exporters.prometheus import MetricsExporter
 from otel_mltrace.distributions import summarize
+from tests.support_records import summarized_run
 
 ACCEPTS = [None, "application/openmetrics-text; version=1.0.0"]
 
 
 def _run(i: int, component: str, outputs: dict[str, Any], status: str = "ok") -> RunRecord:
     start = 1_700_000_000_000_000_000 + i * 1_000_000_000
-    return RunRecord(
-        run_id=f"{component}-{i}",
-        component=component,
-        trace_id=f"{i + 1:032x}",
-        span_id=f"{i + 1:016x}",
-        parent_span_id=None,
-        service="cache",
+    return summarized_run(
+        f"{component}-{i}",
+        component,
+        i,
+        outputs,
         start_ns=start,
-        end_ns=start + 3_000_000,
+        duration_ns=3_000_000,
+        service="cache",
         status=status,
-        status_message=None,
-        inputs=(f"s3://b/{component}/in",),
-        outputs=(f"s3://b/{component}/out",),
-        output_summaries=tuple(
-            OutputRecord(name, str(s["kind"]), 0, 0, 0, None, None, None, s)
-            for name, s in outputs.items()
-        ),
+        artifacts="s3://b",
     )
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import struct
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -30,8 +29,10 @@ from opentelemetry.proto.common.v1.common_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
+from mltrace_collector.index.decode.otlp_values import any_value
 from tests.leakcheck import traced_growth
 from tests.otlp_builders import ld, plain_span, request, run_span, tag, varint
+from tests.support_compare import exact
 
 _otlp_fast = pytest.importorskip(
     "mltrace_collector.index.decode._otlp_fast",
@@ -46,19 +47,14 @@ _NOT_SIMPLE = object()
 
 
 def _simple(value: AnyValue) -> Any:
+    """What the C walk keeps (scalars, arrays of strings), valued as the processor does."""
     which = value.WhichOneof("value")
-    if which == "string_value":
-        return value.string_value
-    if which == "bool_value":
-        return value.bool_value
-    if which == "int_value":
-        return value.int_value
-    if which == "double_value":
-        return value.double_value
     if which == "array_value":
         items = value.array_value.values
         if all(item.WhichOneof("value") == "string_value" for item in items):
-            return [item.string_value for item in items]
+            return any_value(value)
+    elif which in ("string_value", "bool_value", "int_value", "double_value"):
+        return any_value(value)
     return _NOT_SIMPLE
 
 
@@ -91,22 +87,10 @@ def reference(body: bytes) -> tuple[list[dict[str, Any] | None], list[tuple[Any,
     return resources, spans
 
 
-def _norm(x: Any) -> Any:
-    """Exactly comparable form: type-tagged (True != 1), floats by bits, dicts in order."""
-    kind = type(x)
-    if kind is float:
-        return ("float", struct.pack("<d", x))
-    if kind is dict:
-        return ("dict", tuple((_norm(k), _norm(v)) for k, v in x.items()))
-    if kind is list or kind is tuple:
-        return (kind.__name__, tuple(_norm(v) for v in x))
-    return (kind.__name__, x)
-
-
 def assert_matches(body: bytes) -> None:
     got = decode_spans(body)
     assert got is not None, "the C walk gave up on a plain request"
-    assert _norm(got) == _norm(reference(body))
+    assert exact(got) == exact(reference(body))
 
 
 def assert_none_or_matches(body: bytes) -> None:
@@ -116,7 +100,7 @@ def assert_none_or_matches(body: bytes) -> None:
     except DecodeError:
         return  # the caller never passes bytes upb rejects: any non-crashing answer is fine
     if got is not None:
-        assert _norm(got) == _norm(want)
+        assert exact(got) == exact(want)
 
 
 # -- builders -----------------------------------------------------------------------------

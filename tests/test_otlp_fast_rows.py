@@ -15,7 +15,6 @@ resource merges, duplicate keys, tags, code attributes on the resource, status c
 from __future__ import annotations
 
 import random
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +32,7 @@ from mltrace_collector.service.receivers.otlp_json import parse_otlp_json
 from otel_mltrace import semconv
 from tests.leakcheck import traced_growth
 from tests.otlp_builders import kvs
+from tests.support_compare import exact
 from tests.test_processor_fast import (
     HOSTILE,
     NAMED,
@@ -43,6 +43,7 @@ from tests.test_processor_fast import (
     canonical,
     event,
     output_event,
+    random_span,
     records_event,
     req,
     span,
@@ -62,18 +63,6 @@ except ImportError as exc:  # pragma: no cover - a build without a C compiler
 C = semconv.COMPONENT
 P, M = semconv.PARAM_PREFIX, semconv.METRIC_PREFIX
 NAN, INF = float("nan"), float("inf")
-
-
-def exact(x: Any) -> Any:
-    """Exactly comparable: type-tagged (True is not 1, tuple is not list), floats by bits."""
-    kind = type(x)
-    if kind is float:
-        return ("float", struct.pack("<d", x))
-    if kind is dict:
-        return ("dict", tuple((exact(k), exact(v)) for k, v in x.items()))
-    if kind is list or kind is tuple:
-        return (kind.__name__, tuple(exact(v) for v in x))
-    return (kind.__name__, x)
 
 
 def c_rows(raw: bytes) -> Any:
@@ -322,25 +311,17 @@ def _plain_random_span(rng: random.Random, n: int) -> Span:
         attrs.insert(rng.randrange(len(attrs) + 1), (key, _plain_value(rng, key)))
     rng.shuffle(attrs)
     events = [output_event()] if rng.random() < 0.03 else []
-    status = Status(
-        code=rng.choice([0, 1, 2, 3, -1]),  # type: ignore[arg-type]
-        message=rng.choice(["", "", "err", "n\x00l", "😀"]),
-    )
-    # Times >= 2^63 ns are handed back (the index cannot hold them): a few, at the edges.
-    times = rng.choice(
-        [None, (5, 1), (7, 7), (2**63 - 1, 2**63 - 1), (0, 2**63 - 1)] * 4
-        + [(2**63, 2**63), (2**64 - 1, 2**64 - 1), (0, 2**64 - 1)]
-    )
-    lengths = rng.choice([(16, 8)] * 20 + [(15, 8), (16, 9)])
-    return span(
+    return random_span(
+        rng,
         n,
         attrs,
         events,
-        trace_len=lengths[0],
-        span_len=lengths[1],
-        status=status,
-        times=times,
-        parent=rng.choice([b"", b"", rng.randbytes(8), b"\x01"]),
+        lengths=[(16, 8)] * 20 + [(15, 8), (16, 9)],
+        codes=[0, 1, 2, 3, -1],
+        messages=["", "", "err", "n\x00l", "😀"],
+        # Times >= 2^63 ns are handed back (the index cannot hold them): a few, at the edges.
+        times=[None, (5, 1), (7, 7), (2**63 - 1, 2**63 - 1), (0, 2**63 - 1)] * 4
+        + [(2**63, 2**63), (2**64 - 1, 2**64 - 1), (0, 2**64 - 1)],
     )
 
 
@@ -662,6 +643,14 @@ def test_arguments_and_errors_propagate() -> None:
     )
     assert c_rows(b"") == ([], [], 0)
     assert c_rows(raw[:-3]) is None  # truncated: the walk gives up
+    # Rows are made as the walk goes: an error of an early span waits for the walk's end,
+    # and input the walk refuses further on is still refused (None), not an exception.
+    two_resources = b"\x0a\x04\x0a\x00\x0a\x00"  # ResourceSpans{resource, resource}: upb merges
+    ExportTraceServiceRequest.FromString(raw + two_resources)
+    assert decode_spans(raw + two_resources) is None
+    assert prepare_plain(raw + two_resources, writes.dumps_sorted, boom) is None
+    with pytest.raises(ZeroDivisionError):
+        prepare_plain(raw + raw, writes.dumps_sorted, boom)  # the walk is OK: raised
 
 
 def test_no_leak_over_many_calls() -> None:

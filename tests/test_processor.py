@@ -5,28 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from mltrace_collector.index.decode.processor import decode_request, rejection_message
 from otel_mltrace import semconv
 from otel_mltrace.distributions import summarize, to_event_attributes
+from tests.otlp_builders import kvs
 
-
-def value(v: Any) -> AnyValue:
-    if isinstance(v, bool):
-        return AnyValue(bool_value=v)
-    if isinstance(v, int):
-        return AnyValue(int_value=v)
-    if isinstance(v, float):
-        return AnyValue(double_value=v)
-    if isinstance(v, list | tuple):
-        return AnyValue(array_value=ArrayValue(values=[value(x) for x in v]))
-    return AnyValue(string_value=str(v))
-
-
-def kvs(attrs: dict[str, Any]) -> list[KeyValue]:
-    return [KeyValue(key=k, value=value(v)) for k, v in attrs.items()]
+# A run span with one attribute of each kind (tests/test_processor_fast.py decodes it too).
+RUN_ATTRS: dict[str, Any] = {
+    semconv.COMPONENT: "train",
+    semconv.RUN_ID: "r1",
+    semconv.INPUTS: ["file:///a@sha256:01", "file:///a@sha256:01", "s3://b/k"],
+    semconv.OUTPUTS: ["file:///m@sha256:02"],
+    semconv.PARAM_PREFIX + "C": 0.5,
+    semconv.METRIC_PREFIX + "acc": 1,
+    semconv.TAGS: ["nightly"],
+    semconv.CODE_FUNCTION: "main",
+}
 
 
 def span(n: int, attrs: dict[str, Any], events: list[Span.Event] | None = None) -> Span:
@@ -51,21 +47,8 @@ def request(*spans: Span, resource: dict[str, Any] | None = None) -> ExportTrace
 def test_run_span_decodes_to_record() -> None:
     summary = to_event_attributes(summarize("score", [0.5, 0.7, None]))
     event = Span.Event(name=semconv.OUTPUT_EVENT, attributes=kvs(dict(summary)))
-    attrs = {
-        semconv.COMPONENT: "train",
-        semconv.RUN_ID: "r1",
-        semconv.INPUTS: ["file:///a@sha256:01", "file:///a@sha256:01", "s3://b/k"],
-        semconv.OUTPUTS: ["file:///m@sha256:02"],
-        semconv.PARAM_PREFIX + "C": 0.5,
-        semconv.METRIC_PREFIX + "acc": 1,
-        semconv.TAGS: ["nightly"],
-        semconv.CODE_FUNCTION: "main",
-    }
-    batch = decode_request(
-        request(
-            span(1, attrs, [event]), resource={"service.name": "svc", semconv.VCS_REVISION: "abc"}
-        )
-    )
+    resource = {"service.name": "svc", semconv.VCS_REVISION: "abc"}
+    batch = decode_request(request(span(1, RUN_ATTRS, [event]), resource=resource))
     assert batch.rejections == [] and batch.other_spans == 0
     (run,) = batch.runs
     assert run.run_id == "r1" and run.component == "train"

@@ -39,6 +39,7 @@ from tests.otlp_builders import kvs, plain_span, run_span, value
 from tests.otlp_builders import ld as _ld
 from tests.otlp_builders import request as builder_request
 from tests.otlp_builders import varint as _varint
+from tests.test_processor import RUN_ATTRS
 
 FAST = processor.walk_spans
 _SKIP_REASON = (
@@ -164,6 +165,32 @@ def span(
         attributes=kvs(attrs),
         events=list(events),
         status=status or Status(),
+    )
+
+
+def random_span(
+    rng: random.Random,
+    n: int,
+    attrs: Sequence[tuple[str, Any]],
+    events: Sequence[Span.Event],
+    *,
+    lengths: Sequence[tuple[int, int]],
+    codes: Sequence[int],
+    messages: Sequence[str],
+    times: Sequence[tuple[int, int] | None],
+) -> Span:
+    """:func:`span` with its ID lengths, status, times and parent drawn by ``rng``."""
+    trace_len, span_len = rng.choice(lengths)
+    code, message = rng.choice(codes), rng.choice(messages)
+    return span(
+        n,
+        attrs,
+        events,
+        trace_len=trace_len,
+        span_len=span_len,
+        status=Status(code=code, message=message),  # type: ignore[arg-type]
+        times=rng.choice(times),
+        parent=rng.choice([b"", b"", rng.randbytes(8), b"\x01"]),
     )
 
 
@@ -304,19 +331,9 @@ def _builder_cases() -> Iterator[tuple[str, ExportTraceServiceRequest]]:
 
 def _processor_cases() -> Iterator[tuple[str, ExportTraceServiceRequest]]:
     """The spans of tests/test_processor.py, and bad input of every kind named there."""
-    good_attrs = {
-        C: "train",
-        semconv.RUN_ID: "r1",
-        semconv.INPUTS: ["file:///a@sha256:01", "file:///a@sha256:01", "s3://b/k"],
-        semconv.OUTPUTS: ["file:///m@sha256:02"],
-        semconv.PARAM_PREFIX + "C": 0.5,
-        semconv.METRIC_PREFIX + "acc": 1,
-        semconv.TAGS: ["nightly"],
-        semconv.CODE_FUNCTION: "main",
-    }
     resource = {"service.name": "svc", semconv.VCS_REVISION: "abc"}
-    yield "run-with-output-event", req(span(1, good_attrs, [output_event()]), resource=resource)
-    yield "run-without-events", req(span(1, good_attrs), resource=resource)
+    yield "run-with-output-event", req(span(1, RUN_ATTRS, [output_event()]), resource=resource)
+    yield "run-without-events", req(span(1, RUN_ATTRS), resource=resource)
     yield (
         "non-run-and-error-status",
         req(
@@ -929,22 +946,15 @@ def _random_span(rng: random.Random, n: int, sdk_spans: Sequence[Span]) -> Span:
         attrs.insert(rng.randrange(len(attrs) + 1), (key, _random_value(rng, key)))
     rng.shuffle(attrs)
     events = _random_events(rng) if rng.random() < 0.25 else []
-    lengths = rng.choice([(16, 8)] * 8 + [(15, 8), (16, 0), (0, 0)])
-    status = Status(
-        code=rng.choice([0, 0, 1, 2, 5]),  # type: ignore[arg-type]
-        message=rng.choice(["", "", "err", "n\x00l"]),
-    )
-    times = rng.choice([None, (5, 1), (2**64 - 1, 0), (0, 2**63)])
-    parent = rng.choice([b"", b"", rng.randbytes(8), b"\x01"])
-    return span(
+    return random_span(
+        rng,
         n,
         attrs,
         events,
-        trace_len=lengths[0],
-        span_len=lengths[1],
-        status=status,
-        times=times,
-        parent=parent,
+        lengths=[(16, 8)] * 8 + [(15, 8), (16, 0), (0, 0)],
+        codes=[0, 0, 1, 2, 5],
+        messages=["", "", "err", "n\x00l"],
+        times=[None, (5, 1), (2**64 - 1, 0), (0, 2**63)],
     )
 
 

@@ -20,7 +20,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 import otel_mltrace as mlt
-from mltrace_collector.index.model import OutputRecord, RunRecord
+from mltrace_collector.index.model import RunRecord
 from mltrace_collector.index.store import open_store
 from mltrace_collector.service.collector import Collector, CollectorSettings
 from mltrace_collector.service.exporters.prometheus import (
@@ -29,6 +29,7 @@ from mltrace_collector.service.exporters.prometheus import (
     metrics_exporter,
 )
 from otel_mltrace.distributions import summarize
+from tests.support_records import summarized_run
 
 Samples = list[tuple[str, dict[str, str], float, Any]]
 
@@ -182,22 +183,14 @@ def test_run_health_staleness_and_edges(sdk_to: Collector, tmp_path: Path) -> No
 
 def _record(i: int, component: str, summary: dict[str, Any], name: str = "y") -> RunRecord:
     start = 1_700_000_000_000_000_000 + i * 1_000_000
-    return RunRecord(
-        run_id=f"run-{component}-{i}",
-        component=component,
-        trace_id=f"{i + 1:032x}",
-        span_id=f"{i + 1:016x}",
-        parent_span_id=None,
-        service="bulk",
+    return summarized_run(
+        f"run-{component}-{i}",
+        component,
+        i,
+        {name: summary},
         start_ns=start,
-        end_ns=start + 500_000,
-        status="ok",
-        status_message=None,
-        inputs=(),
-        outputs=(),
-        output_summaries=(
-            OutputRecord(name, str(summary.get("kind")), 0, 0, 0, None, None, None, summary),
-        ),
+        duration_ns=500_000,
+        service="bulk",
     )
 
 

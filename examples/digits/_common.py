@@ -53,10 +53,13 @@ class Paths:
         self.index = self.root / "lineage.db"
 
 
-def parser(step: str, description: str) -> argparse.ArgumentParser:
-    """An argument parser with the ``--workdir`` option every step takes."""
+def parser(step: str, description: str, seed_of: str | None = None) -> argparse.ArgumentParser:
+    """An argument parser with the ``--workdir`` option every step takes, and ``--seed``
+    (default 0) for a step that draws random numbers (``seed_of``: what it seeds)."""
     p = argparse.ArgumentParser(prog=f"python -m examples.digits.{step}", description=description)
     p.add_argument("--workdir", required=True, help="pipeline work directory")
+    if seed_of is not None:
+        p.add_argument("--seed", type=int, default=0, help=f"random seed of {seed_of}")
     return p
 
 

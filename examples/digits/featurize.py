@@ -65,9 +65,9 @@ def featurize(paths: Paths, pca_components: int, seed: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m examples.digits.featurize --workdir DIR``."""
-    p = parser("featurize", "Fit the scaler (+PCA) on train; write feature files.")
+    about = "Fit the scaler (+PCA) on train; write feature files."
+    p = parser("featurize", about, seed_of="the PCA solver")
     p.add_argument("--pca", type=int, default=0, help="PCA components (0 = no PCA)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the PCA solver")
     args = p.parse_args(argv)
     return run_step("featurize", lambda: featurize(Paths(args.workdir), args.pca, args.seed))
 

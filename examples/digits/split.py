@@ -49,9 +49,8 @@ def split(paths: Paths, test_size: float, seed: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m examples.digits.split --workdir DIR``."""
-    p = parser("split", "Split the ingested digits into train and test files.")
+    p = parser("split", "Split the ingested digits into train and test files.", seed_of="the split")
     p.add_argument("--test-size", type=float, default=0.25, help="test fraction (0..1)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the split")
     args = p.parse_args(argv)
     return run_step("split", lambda: split(Paths(args.workdir), args.test_size, args.seed))
 

@@ -17,18 +17,15 @@ Example::
 
 from __future__ import annotations
 
-import atexit
 import json
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from tests.servers.managed import ManagedServer
+from tests.servers.managed import HttpServer, StopOnExit
 
 from .prometheus import wait_until
 
@@ -39,7 +36,7 @@ class AlertmanagerUnavailable(RuntimeError):
     """Alertmanager cannot be found or started here; ``str()`` says why."""
 
 
-class WebhookReceiver:
+class WebhookReceiver(StopOnExit):
     """Records Alertmanager webhook POSTs; ``payloads`` holds the decoded bodies in order."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
@@ -96,17 +93,6 @@ class WebhookReceiver:
         self._server.server_close()
         self._thread.join(5)
 
-    def __enter__(self) -> WebhookReceiver:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 def _config(webhook_url: str) -> str:
     # JSON is YAML.
@@ -138,19 +124,10 @@ def find_binary() -> str | None:
     return None
 
 
-class AlertmanagerServer(ManagedServer):
+class AlertmanagerServer(HttpServer):
     """One running Alertmanager; ``url`` (API base) and ``address`` (``host:port``)."""
 
-    def __init__(self, base: Path) -> None:
-        super().__init__(base, "alertmanager.log")
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}"
+    log_name = "alertmanager.log"
 
     @classmethod
     def start(cls, webhook_url: str, *, timeout: float = 30.0) -> AlertmanagerServer:
@@ -161,16 +138,13 @@ class AlertmanagerServer(ManagedServer):
                 "no `prometheus-alertmanager` (or `alertmanager`) on PATH (Debian: apt-get "
                 "install prometheus-alertmanager; scripts/bootstrap.sh installs it)"
             )
-        server = cls(Path(tempfile.mkdtemp(prefix="mltrace-am-")))
-        atexit.register(server.stop)
-        try:
+
+        def launch(server: AlertmanagerServer) -> None:
             config = server.base / "alertmanager.yml"
             config.write_text(_config(webhook_url))
             server._launch(binary, config, timeout)
-        except BaseException:
-            server.stop()
-            raise
-        return server
+
+        return cls._started("mltrace-am-", launch)
 
     def _launch(self, binary: str, config: Path, timeout: float) -> None:
         self._launch_on_free_port(

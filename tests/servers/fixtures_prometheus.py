@@ -27,7 +27,8 @@ from typing import Any
 
 import pytest
 
-from mltrace_collector.service.collector import Collector, CollectorSettings
+from mltrace_collector.service.collector import Collector
+from tests.collector_variants import loopback_collector
 
 from .alertmanager import AlertmanagerServer, AlertmanagerUnavailable, WebhookReceiver
 from .prometheus import PrometheusServer, PrometheusUnavailable
@@ -103,14 +104,7 @@ def mltrace_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MltraceS
             _unavailable(f"Alertmanager unavailable: {exc}")
             raise
         try:
-            settings = CollectorSettings.resolve(
-                db=str(base / "collector.db"),
-                grpc_address="127.0.0.1:0",
-                http_address="127.0.0.1:0",
-            )
-            collector = Collector(settings)
-            collector.start()
-            try:
+            with loopback_collector(base / "collector.db") as collector:
                 target = collector.http_endpoint.split("://", 1)[1]
                 try:
                     prometheus = PrometheusServer.start(
@@ -119,7 +113,7 @@ def mltrace_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MltraceS
                 except PrometheusUnavailable as exc:
                     _unavailable(f"Prometheus unavailable: {exc}")
                     raise
-                try:
+                with prometheus:
                     stack = MltraceStack(
                         collector, prometheus, alertmanager, webhook, base / "digits"
                     )
@@ -128,10 +122,6 @@ def mltrace_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MltraceS
                     stack.timings["setup_s"] = time.monotonic() - started
                     stack.timings["started_monotonic"] = started
                     yield stack
-                finally:
-                    prometheus.stop()
-            finally:
-                collector.stop()
         finally:
             alertmanager.stop()
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +18,25 @@ import httpx
 from .ports import free_port
 
 
-class ManagedServer:
+class StopOnExit:
+    """``with x:`` calls ``x.stop()`` at the end of the block."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ManagedServer(StopOnExit):
     """A server child process with its own folder (``base``), log file and HTTP client.
 
     Subclasses call ``__init__(base, log_name)`` and start ``proc`` on ``port``; ``stop()``
@@ -95,13 +115,33 @@ class ManagedServer:
         self.http.close()
         shutil.rmtree(self.base, ignore_errors=True)
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+class HttpServer(ManagedServer):
+    """A managed server with an HTTP API at ``url`` (``http://`` + ``address``), logging to
+    ``base / log_name`` (a class attribute)."""
+
+    log_name: str
+
+    def __init__(self, base: Path) -> None:
+        super().__init__(base, self.log_name)
+
+    @classmethod
+    def _started(cls, prefix: str, launch: Callable[[Self], None]) -> Self:
+        """A server in a new temporary folder, set up and started by ``launch(server)``;
+        stopped (its folder deleted) when that fails, and at interpreter exit at the latest."""
+        server = cls(Path(tempfile.mkdtemp(prefix=prefix)))
+        atexit.register(server.stop)
+        try:
+            launch(server)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"

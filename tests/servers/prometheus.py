@@ -22,11 +22,9 @@ Example::
 
 from __future__ import annotations
 
-import atexit
 import json
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -34,7 +32,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from tests.servers.managed import ManagedServer
+from tests.servers.managed import HttpServer
 
 REPO = Path(__file__).resolve().parents[2]
 RULE_FILES = (
@@ -109,15 +107,10 @@ def _config(
     return json.dumps(config, indent=2)
 
 
-class PrometheusServer(ManagedServer):
+class PrometheusServer(HttpServer):
     """One running Prometheus; see the module docstring. ``url`` is its base URL."""
 
-    def __init__(self, base: Path) -> None:
-        super().__init__(base, "prometheus.log")
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    log_name = "prometheus.log"
 
     # -- lifecycle ----------------------------------------------------------------------
     @classmethod
@@ -146,9 +139,8 @@ class PrometheusServer(ManagedServer):
                 "no `prometheus` on PATH (Debian: apt-get install prometheus; "
                 "scripts/bootstrap.sh installs it)"
             )
-        server = cls(Path(tempfile.mkdtemp(prefix="mltrace-prom-")))
-        atexit.register(server.stop)
-        try:
+
+        def launch(server: PrometheusServer) -> None:
             rules = server._copy_rules(rule_files, extra_rules, for_override)
             token_file = None
             if bearer_token is not None:
@@ -167,10 +159,8 @@ class PrometheusServer(ManagedServer):
                 )
             )
             server._launch(binary, config, timeout)
-        except BaseException:
-            server.stop()
-            raise
-        return server
+
+        return cls._started("mltrace-prom-", launch)
 
     def _copy_rules(
         self, rule_files: Sequence[Path], extra: str | None, for_override: str | None

@@ -2,6 +2,7 @@
  * mltrace_collector.index.decode._otlp_fast: walk a serialized OTLP ExportTraceServiceRequest and return
  * the per-span fields the lineage processor needs as plain Python objects (decode_spans),
  * or, for the common plain run span, its store rows directly (prepare_plain, further down).
+ * Both are one walk (walk_request) with different callbacks for each resource and span.
  *
  * Why: walking the upb-parsed message from Python creates a wrapper object for every
  * KeyValue, AnyValue and WhichOneof() call (~15-20 us per span); reading the wire bytes
@@ -135,6 +136,51 @@ skip_field(Buf *b, int wire_type)
         return 0;
     }
 }
+
+/* Expected wire types of a message's fields, by field number (-1: any); see the header. */
+typedef struct {
+    const int8_t *types;
+    uint32_t n;
+} Fields;
+
+#define FIELDS(t) ((Fields){t, (uint32_t)(sizeof t / sizeof *t)})
+
+/* A known field with another wire type: upb keeps it as an unknown field, so we give up. */
+static int
+wrong_type(Fields fields, uint32_t field, int wt)
+{
+    return field < fields.n && fields.types[field] != -1 && fields.types[field] != wt;
+}
+
+/* The next occurrence of the length-delimited field `want` in *b, every other field
+ * skipped: 1 found (its payload in *sub), 0 at the end of *b, -1 malformed or of the
+ * wrong_type. */
+static int
+next_field(Buf *b, uint32_t want, Fields fields, Buf *sub)
+{
+    while (b->p < b->end) {
+        uint32_t field;
+        int wt;
+        if (!read_tag(b, &field, &wt))
+            return -1;
+        if (wrong_type(fields, field, wt))
+            return -1;
+        if (field == want)
+            return read_len(b, sub) ? 1 : -1;
+        if (!skip_field(b, wt))
+            return -1;
+    }
+    return 0;
+}
+
+static const int8_t request_fields[] = {-1, WT_LEN};             /* resource_spans */
+static const int8_t array_fields[] = {-1, WT_LEN};               /* values */
+static const int8_t resource_fields[] = {-1, WT_LEN, WT_VARINT, WT_LEN};
+static const int8_t resource_spans_fields[] = {-1, WT_LEN, WT_LEN, WT_LEN};
+static const int8_t scope_spans_fields[] = {-1, WT_LEN, WT_LEN, WT_LEN};
+static const int8_t span_fields[] = {-1, WT_LEN, WT_LEN, WT_LEN, WT_LEN, WT_LEN, WT_VARINT,
+                                     WT_I64, WT_I64, WT_LEN, WT_VARINT, WT_LEN, WT_VARINT,
+                                     WT_LEN, WT_VARINT, WT_LEN, WT_I32};
 
 /* Strict UTF-8 decode; invalid UTF-8 (which upb also rejects for proto3 strings) -> BAD. */
 static Status
@@ -282,19 +328,9 @@ string_array(Buf b, PyObject **out)
     PyObject *list = PyList_New(0);
     if (list == NULL)
         return PYERR;
-    while (b.p < b.end) {
-        uint32_t field;
-        int wt;
-        Buf elem;
-        if (!read_tag(&b, &field, &wt))
-            goto bad;
-        if (field != 1) {
-            if (!skip_field(&b, wt))
-                goto bad;
-            continue;
-        }
-        if (wt != WT_LEN || !read_len(&b, &elem))
-            goto bad;
+    Buf elem;
+    int found;
+    while ((found = next_field(&b, 1, FIELDS(array_fields), &elem)) == 1) {
         AnyValueRaw av;
         if (scan_any_value(elem, &av) != OK)
             goto bad;
@@ -315,6 +351,8 @@ string_array(Buf b, PyObject **out)
             return PYERR;
         }
     }
+    if (found < 0)
+        goto bad;
     *out = list;
     return OK;
 bad:
@@ -424,37 +462,92 @@ add_key_value(KeyCache *cache, Buf b, Attrs *a)
     return rc < 0 ? PYERR : OK;
 }
 
-/* ---- messages -------------------------------------------------------------------------- */
-
-typedef struct {
+/* ---- messages: one walk for both entry points -------------------------------------------
+ * The walk reads each ResourceSpans' resource before its spans (wherever it is on the wire)
+ * and hands both, in wire order, to its callbacks: decode_spans collects them, prepare_plain
+ * turns each span into store rows (or hands it back) at once, so no list of every span is
+ * built only to be walked a second time. A callback's Python exception is held until the
+ * walk ends: input the walk refuses (BAD) is refused whatever a callback did before. */
+typedef struct Walk Walk;
+struct Walk {
     KeyCache keys;
-    PyObject *spans; /* list of span tuples */
-} Decoder;
+    /* attributes (dict, or None when not simple) of the next ResourceSpans; borrowed */
+    Status (*on_resource)(Walk *w, PyObject *resource);
+    /* one span tuple (SPAN_TUPLE_SIZE items) of the last resource; borrowed */
+    Status (*on_span)(Walk *w, PyObject *span);
+    void *ctx;
+    PyObject *error; /* a callback's exception, raised when the walk is OK */
+#if PY_VERSION_HEX < 0x030C0000
+    PyObject *error_type, *error_tb;
+#endif
+};
+
+/* Takes the current exception into w->error (NULL if none is set). */
+static void
+hold_error(Walk *w)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    w->error = PyErr_GetRaisedException();
+#else
+    PyErr_Fetch(&w->error_type, &w->error, &w->error_tb);
+    if (w->error_type != NULL) /* the value may not be made yet */
+        PyErr_NormalizeException(&w->error_type, &w->error, &w->error_tb);
+#endif
+}
+
+/* Raises the held exception again (raise = 1) or drops it. */
+static void
+release_error(Walk *w, int raise)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    if (raise)
+        PyErr_SetRaisedException(w->error);
+    else
+        Py_DECREF(w->error);
+#else
+    if (raise) {
+        PyErr_Restore(w->error_type, w->error, w->error_tb);
+    }
+    else {
+        Py_XDECREF(w->error_type);
+        Py_XDECREF(w->error);
+        Py_XDECREF(w->error_tb);
+    }
+#endif
+    w->error = NULL;
+}
+
+/* Runs a callback; its exception is kept in w->error and later callbacks are skipped. */
+static Status
+call_back(Walk *w, Status (*cb)(Walk *, PyObject *), PyObject *arg)
+{
+    if (w->error != NULL)
+        return OK;
+    Status st = cb(w, arg);
+    if (st == PYERR) {
+        hold_error(w);
+        return w->error != NULL ? OK : PYERR;
+    }
+    return st;
+}
 
 static Status
-parse_resource(Decoder *d, Buf b, PyObject **out)
+parse_resource(Walk *w, Buf b, PyObject **out)
 {
     Attrs a;
+    Buf sub;
+    int found;
+    Status st = OK;
     *out = NULL;
     if (attrs_init(&a) != OK)
         return PYERR;
-    while (b.p < b.end) {
-        uint32_t field;
-        int wt;
-        Buf sub;
-        Status st = OK;
-        if (!read_tag(&b, &field, &wt))
-            st = BAD;
-        else if (field == 1)
-            st = (wt == WT_LEN && read_len(&b, &sub)) ? add_key_value(&d->keys, sub, &a) : BAD;
-        else if ((field == 2 && wt != WT_VARINT) || (field == 3 && wt != WT_LEN))
-            st = BAD;
-        else if (!skip_field(&b, wt))
-            st = BAD;
-        if (st != OK) {
-            Py_XDECREF(a.dict);
-            return st;
-        }
+    while (st == OK && (found = next_field(&b, 1, FIELDS(resource_fields), &sub)) == 1)
+        st = add_key_value(&w->keys, sub, &a);
+    if (st == OK && found < 0)
+        st = BAD;
+    if (st != OK) {
+        Py_XDECREF(a.dict);
+        return st;
     }
     *out = a.dict ? a.dict : Py_NewRef(Py_None);
     return OK;
@@ -490,7 +583,7 @@ parse_status(Buf b, Buf *message, int32_t *code)
 #define SPAN_TUPLE_SIZE 13
 
 static Status
-parse_span(Decoder *d, Buf b, Py_ssize_t r, Py_ssize_t s, Py_ssize_t k)
+parse_span(Walk *w, Buf b, Py_ssize_t r, Py_ssize_t s, Py_ssize_t k)
 {
     Buf trace_id = {b.p, b.p}, span_id = {b.p, b.p}, parent = {b.p, b.p};
     Buf message = {b.p, b.p};
@@ -509,11 +602,7 @@ parse_span(Decoder *d, Buf b, Py_ssize_t r, Py_ssize_t s, Py_ssize_t k)
             st = BAD;
             break;
         }
-        /* Expected wire type of each known field; -1: unknown, skipped. */
-        static const int8_t want[17] = {-1, WT_LEN, WT_LEN, WT_LEN, WT_LEN, WT_LEN,
-                                        WT_VARINT, WT_I64, WT_I64, WT_LEN, WT_VARINT,
-                                        WT_LEN, WT_VARINT, WT_LEN, WT_VARINT, WT_LEN, WT_I32};
-        if (field <= 16 && want[field] != -1 && want[field] != wt) {
+        if (wrong_type(FIELDS(span_fields), field, wt)) {
             st = BAD;
             break;
         }
@@ -534,7 +623,7 @@ parse_span(Decoder *d, Buf b, Py_ssize_t r, Py_ssize_t s, Py_ssize_t k)
             st = read_fixed64(&b, &end) ? OK : BAD;
             break;
         case 9:
-            st = read_len(&b, &sub) ? add_key_value(&d->keys, sub, &a) : BAD;
+            st = read_len(&b, &sub) ? add_key_value(&w->keys, sub, &a) : BAD;
             break;
         case 11:
             has_events = 1;
@@ -590,124 +679,94 @@ parse_span(Decoder *d, Buf b, Py_ssize_t r, Py_ssize_t s, Py_ssize_t k)
             return PYERR;
         }
     }
-    int rc = PyList_Append(d->spans, t);
+    st = call_back(w, w->on_span, t);
     Py_DECREF(t);
-    return rc < 0 ? PYERR : OK;
+    return st;
 }
 
 static Status
-parse_scope_spans(Decoder *d, Buf b, Py_ssize_t r, Py_ssize_t s)
+parse_scope_spans(Walk *w, Buf b, Py_ssize_t r, Py_ssize_t s)
 {
+    /* scope (1) is not read: a duplicate would be merged, but we return nothing of it */
     Py_ssize_t k = 0;
-    while (b.p < b.end) {
-        uint32_t field;
-        int wt;
-        Buf sub;
-        if (!read_tag(&b, &field, &wt))
-            return BAD;
-        if (field == 2) {
-            if (wt != WT_LEN || !read_len(&b, &sub))
-                return BAD;
-            Status st = parse_span(d, sub, r, s, k++);
-            if (st != OK)
-                return st;
-        }
-        /* scope (1) is not read: a duplicate would be merged, but we return nothing of it */
-        else if (((field == 1 || field == 3) && wt != WT_LEN) || !skip_field(&b, wt)) {
-            return BAD;
-        }
-    }
-    return OK;
-}
-
-/* One ResourceSpans: its resource attributes (dict or None) in *out; spans appended. */
-static Status
-parse_resource_spans(Decoder *d, Buf b, Py_ssize_t r, PyObject **out)
-{
-    PyObject *resource = NULL;
-    Py_ssize_t s = 0;
-    Status st = OK;
-    while (st == OK && b.p < b.end) {
-        uint32_t field;
-        int wt;
-        Buf sub;
-        if (!read_tag(&b, &field, &wt))
-            st = BAD;
-        else if (field == 1) {
-            if (wt != WT_LEN || resource != NULL || !read_len(&b, &sub))
-                st = BAD; /* a second resource would be merged into the first */
-            else
-                st = parse_resource(d, sub, &resource);
-        }
-        else if (field == 2) {
-            if (wt != WT_LEN || !read_len(&b, &sub))
-                st = BAD;
-            else
-                st = parse_scope_spans(d, sub, r, s++);
-        }
-        else if ((field == 3 && wt != WT_LEN) || !skip_field(&b, wt))
-            st = BAD;
-    }
-    if (st != OK) {
-        Py_XDECREF(resource);
-        return st;
-    }
-    if (resource == NULL) /* no resource: no attributes */
-        resource = PyDict_New();
-    *out = resource;
-    return resource ? OK : PYERR;
-}
-
-static Status
-parse_request(Decoder *d, Buf b, PyObject *resources)
-{
-    Py_ssize_t r = 0;
-    while (b.p < b.end) {
-        uint32_t field;
-        int wt;
-        Buf sub;
-        if (!read_tag(&b, &field, &wt))
-            return BAD;
-        if (field != 1) {
-            if (!skip_field(&b, wt))
-                return BAD;
-            continue;
-        }
-        if (wt != WT_LEN || !read_len(&b, &sub))
-            return BAD;
-        PyObject *resource;
-        Status st = parse_resource_spans(d, sub, r++, &resource);
+    Buf sub;
+    int found;
+    while ((found = next_field(&b, 2, FIELDS(scope_spans_fields), &sub)) == 1) {
+        Status st = parse_span(w, sub, r, s, k++);
         if (st != OK)
             return st;
-        int rc = PyList_Append(resources, resource);
-        Py_DECREF(resource);
-        if (rc < 0)
-            return PYERR;
     }
-    return OK;
+    return found < 0 ? BAD : OK;
 }
 
-/* The walk shared by decode_spans and prepare_plain: OK with new references in *resources
- * and *spans, BAD (the pure-Python path is needed) or PYERR, both with nothing returned. */
+/* One ResourceSpans: its resource first (a second one would be merged into the first: BAD),
+ * then its scope spans. */
 static Status
-walk_request(const Py_buffer *view, PyObject **resources, PyObject **spans)
+parse_resource_spans(Walk *w, Buf b, Py_ssize_t r)
 {
-    Decoder d;
-    memset(&d.keys, 0, sizeof d.keys);
-    *resources = PyList_New(0);
-    d.spans = PyList_New(0);
-    Status st = PYERR;
-    if (*resources != NULL && d.spans != NULL) {
-        Buf b = {(const uint8_t *)view->buf, (const uint8_t *)view->buf + view->len};
-        st = parse_request(&d, b, *resources);
+    PyObject *resource = NULL;
+    Fields fields = FIELDS(resource_spans_fields);
+    Buf rest = b, sub;
+    int found;
+    Status st = OK;
+    while (st == OK && (found = next_field(&rest, 1, fields, &sub)) == 1) {
+        if (resource != NULL)
+            st = BAD;
+        else
+            st = parse_resource(w, sub, &resource);
     }
-    key_cache_clear(&d.keys);
-    if (st != OK) {
-        Py_CLEAR(*resources);
-        Py_CLEAR(d.spans);
+    if (st == OK && found < 0)
+        st = BAD;
+    if (st == OK && resource == NULL && (resource = PyDict_New()) == NULL) /* no attributes */
+        st = PYERR;
+    if (st == OK)
+        st = call_back(w, w->on_resource, resource);
+    Py_XDECREF(resource);
+    for (Py_ssize_t s = 0; st == OK && (found = next_field(&b, 2, fields, &sub)) == 1; s++)
+        st = parse_scope_spans(w, sub, r, s);
+    return st; /* the first loop has checked the fields: found is not -1 */
+}
+
+/* Walks `view`, calling w's callbacks: OK, BAD (the pure-Python path is needed) or PYERR
+ * (a Python exception set, the walk's or a callback's). */
+static Status
+walk_request(Walk *w, const Py_buffer *view)
+{
+    Buf b = {(const uint8_t *)view->buf, (const uint8_t *)view->buf + view->len}, sub;
+    Status st = OK;
+    int found;
+    memset(&w->keys, 0, sizeof w->keys);
+    w->error = NULL;
+    Fields fields = FIELDS(request_fields);
+    for (Py_ssize_t r = 0; st == OK && (found = next_field(&b, 1, fields, &sub)) == 1; r++)
+        st = parse_resource_spans(w, sub, r);
+    if (st == OK && found < 0)
+        st = BAD;
+    key_cache_clear(&w->keys);
+    if (w->error != NULL) {
+        release_error(w, st == OK);
+        if (st == OK)
+            return PYERR;
     }
-    *spans = d.spans;
     return st;
+}
+
+/* decode_spans' callbacks: resources and spans appended to two lists. */
+typedef struct {
+    PyObject *resources;
+    PyObject *spans;
+} Collected;
+
+static Status
+collect_resource(Walk *w, PyObject *resource)
+{
+    return PyList_Append(((Collected *)w->ctx)->resources, resource) < 0 ? PYERR : OK;
+}
+
+static Status
+collect_span(Walk *w, PyObject *span)
+{
+    return PyList_Append(((Collected *)w->ctx)->spans, span) < 0 ? PYERR : OK;
 }
 
 static PyObject *
@@ -717,14 +776,18 @@ decode_spans(PyObject *module, PyObject *arg)
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
         return NULL;
-    PyObject *resources, *spans, *result = NULL;
-    Status st = walk_request(&view, &resources, &spans);
-    if (st == OK)
-        result = PyTuple_Pack(2, resources, spans);
-    else if (st == BAD)
-        result = Py_NewRef(Py_None);
-    Py_XDECREF(resources);
-    Py_XDECREF(spans);
+    Collected got = {PyList_New(0), PyList_New(0)};
+    Walk w = {.on_resource = collect_resource, .on_span = collect_span, .ctx = &got};
+    PyObject *result = NULL;
+    if (got.resources != NULL && got.spans != NULL) {
+        Status st = walk_request(&w, &view);
+        if (st == OK)
+            result = PyTuple_Pack(2, got.resources, got.spans);
+        else if (st == BAD)
+            result = Py_NewRef(Py_None);
+    }
+    Py_XDECREF(got.resources);
+    Py_XDECREF(got.spans);
     PyBuffer_Release(&view);
     return result;
 }
@@ -1353,7 +1416,8 @@ stored_resource(Rows *c, PyObject *resource)
     PyObject *stored = PyDict_New(), *key, *value;
     Py_ssize_t pos = 0;
     while (stored != NULL && PyDict_Next(resource, &pos, &key, &value)) {
-        if (!PyUnicode_Check(key) || (PyFloat_Check(value) && !isfinite(PyFloat_AS_DOUBLE(value)))) {
+        if (!PyUnicode_Check(key) ||
+            (PyFloat_Check(value) && !isfinite(PyFloat_AS_DOUBLE(value)))) {
             Py_DECREF(stored);
             return Py_NewRef(Py_None);
         }
@@ -1366,44 +1430,65 @@ stored_resource(Rows *c, PyObject *resource)
     return stored;
 }
 
-/* Classifies one span tuple: appended to done or todo, or counted in *other. */
+/* prepare_plain's callbacks: each span's store rows (done), index (todo) or count (other),
+ * built as the walk reaches it. */
+typedef struct {
+    Rows c;
+    PyObject *resource; /* the current resource's attributes, raw (owned) */
+    PyObject *stored;   /* ... and as stored, or None when not simple (owned) */
+    PyObject *done, *todo;
+    Py_ssize_t other, spans;
+} Plain;
+
 static Status
-plain_span(Rows *c, PyObject *t, PyObject *resources, PyObject *stored, PyObject *done,
-           PyObject *todo, Py_ssize_t *other)
+plain_resource(Walk *w, PyObject *resource)
 {
-    Py_ssize_t r = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 0));
-    if (r == -1 && PyErr_Occurred())
+    Plain *p = w->ctx;
+    PyObject *stored = stored_resource(&p->c, resource);
+    if (stored == NULL)
         return PYERR;
-    if (r < 0 || r >= PyList_GET_SIZE(resources) || r >= PyList_GET_SIZE(stored)) {
-        PyErr_SetString(PyExc_SystemError, "span of an unknown resource");
-        return PYERR;
+    Py_XSETREF(p->stored, stored);
+    Py_XSETREF(p->resource, Py_NewRef(resource));
+    return OK;
+}
+
+/* Classifies one span tuple: appended to done or todo, or counted in other. */
+static Status
+plain_span(Walk *w, PyObject *t)
+{
+    Plain *p = w->ctx;
+    if (++p->spans % 32 == 0) {
+        /* A request takes milliseconds here, all with the GIL: hand it to a thread that
+         * waits for it (an ingest worker's committer, holding the writers' lock). */
+        Py_BEGIN_ALLOW_THREADS
+        Py_END_ALLOW_THREADS
     }
-    PyObject *attrs = PyTuple_GET_ITEM(t, 10), *stored_r = PyList_GET_ITEM(stored, r);
+    PyObject *attrs = PyTuple_GET_ITEM(t, 10);
     PyObject *entry = NULL;
     int simple = PyDict_Check(attrs) && PyTuple_GET_ITEM(t, 11) == Py_True &&
-                 PyTuple_GET_ITEM(t, 12) == Py_False && stored_r != Py_None;
+                 PyTuple_GET_ITEM(t, 12) == Py_False && p->stored != Py_None;
     if (simple) {
-        int run = PyDict_Contains(attrs, c->s[S_COMPONENT]);
+        int run = PyDict_Contains(attrs, p->c.s[S_COMPONENT]);
         if (run < 0)
             return PYERR;
         if (!run) {
             /* record chunk spans and run start records: handed back to Python */
-            int chunks = PyDict_Contains(attrs, c->s[S_RECORDS_RUN_ID]);
+            int chunks = PyDict_Contains(attrs, p->c.s[S_RECORDS_RUN_ID]);
             if (chunks == 0)
-                chunks = PyDict_Contains(attrs, c->s[S_RUN_START_RUN_ID]);
+                chunks = PyDict_Contains(attrs, p->c.s[S_RUN_START_RUN_ID]);
             if (chunks < 0)
                 return PYERR;
             if (!chunks) {
-                (*other)++;
+                p->other++;
                 return OK;
             }
         }
-        else if (run_rows(c, t, attrs, PyList_GET_ITEM(resources, r), stored_r, &entry) != OK)
+        else if (run_rows(&p->c, t, attrs, p->resource, p->stored, &entry) != OK)
             return PYERR;
     }
-    PyObject *into = done;
+    PyObject *into = p->done;
     if (entry == NULL) { /* handed back */
-        into = todo;
+        into = p->todo;
         if ((entry = PyTuple_GetSlice(t, 0, 3)) == NULL)
             return PYERR;
     }
@@ -1427,53 +1512,26 @@ prepare_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
         return NULL;
-    PyObject *resources, *spans, *stored = NULL, *done = NULL, *todo = NULL, *result = NULL;
-    PyObject *count;
-    Py_ssize_t n, other = 0;
-    Rows c;
-    c.dumps = args[1];
-    c.split = args[2];
-    Status st = walk_request(&view, &resources, &spans);
-    PyBuffer_Release(&view); /* spans and resources hold no pointer into the buffer */
-    if (st == BAD)
-        return Py_NewRef(Py_None);
-    if (st != OK)
-        return NULL;
-    if (rows_init(&c) < 0)
-        goto done;
-    n = PyList_GET_SIZE(resources);
-    if ((stored = PyList_New(n)) == NULL)
-        goto done;
-    for (Py_ssize_t r = 0; r < n; r++) {
-        PyObject *s = stored_resource(&c, PyList_GET_ITEM(resources, r));
-        if (s == NULL)
-            goto done;
-        PyList_SET_ITEM(stored, r, s);
-    }
-    if ((done = PyList_New(0)) == NULL || (todo = PyList_New(0)) == NULL)
-        goto done;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(spans); i++) {
-        if (i % 32 == 31) {
-            /* A request takes milliseconds here, all with the GIL: hand it to a thread that
-             * waits for it (an ingest worker's committer, holding the writers' lock). */
-            Py_BEGIN_ALLOW_THREADS
-            Py_END_ALLOW_THREADS
+    Plain p = {.c = {.dumps = args[1], .split = args[2]}};
+    Walk w = {.on_resource = plain_resource, .on_span = plain_span, .ctx = &p};
+    PyObject *result = NULL;
+    if (rows_init(&p.c) == 0 && (p.done = PyList_New(0)) != NULL &&
+        (p.todo = PyList_New(0)) != NULL) {
+        Status st = walk_request(&w, &view);
+        PyObject *count = st == OK ? PyLong_FromSsize_t(p.other) : NULL;
+        if (count != NULL) {
+            result = PyTuple_Pack(3, p.done, p.todo, count);
+            Py_DECREF(count);
         }
-        if (plain_span(&c, PyList_GET_ITEM(spans, i), resources, stored, done, todo, &other) != OK)
-            goto done;
+        else if (st == BAD)
+            result = Py_NewRef(Py_None);
     }
-    count = PyLong_FromSsize_t(other);
-    if (count != NULL) {
-        result = PyTuple_Pack(3, done, todo, count);
-        Py_DECREF(count);
-    }
-done:
-    rows_clear(&c);
-    Py_XDECREF(stored);
-    Py_XDECREF(done);
-    Py_XDECREF(todo);
-    Py_DECREF(resources);
-    Py_DECREF(spans);
+    PyBuffer_Release(&view);
+    rows_clear(&p.c);
+    Py_XDECREF(p.resource);
+    Py_XDECREF(p.stored);
+    Py_XDECREF(p.done);
+    Py_XDECREF(p.todo);
     return result;
 }
 

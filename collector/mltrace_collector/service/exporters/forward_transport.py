@@ -101,6 +101,13 @@ def grpc_retry_info(error: grpc.RpcError) -> float | None:
     return None
 
 
+def _bad_endpoint(endpoint: str, problem: str, example: str) -> ValueError:
+    """The error for an endpoint a transport cannot use: the value, what is wrong, a fix."""
+    return ValueError(
+        f"forward endpoint {endpoint!r} {problem}; use e.g. MLTRACE_FORWARD_ENDPOINT={example}"
+    )
+
+
 class GrpcTransport:
     """OTLP/gRPC. ``endpoint``: ``http://host:port`` (plaintext), ``https://host:port`` or
     ``host:port`` (TLS unless ``insecure``); ``ca_file`` overrides the system roots."""
@@ -114,10 +121,7 @@ class GrpcTransport:
     ) -> None:
         parts = urlsplit(endpoint if "://" in endpoint else "//" + endpoint)
         if not parts.hostname or not parts.port:
-            raise ValueError(
-                f"forward endpoint {endpoint!r} has no host:port; "
-                "use e.g. MLTRACE_FORWARD_ENDPOINT=http://127.0.0.1:4317"
-            )
+            raise _bad_endpoint(endpoint, "has no host:port", "http://127.0.0.1:4317")
         target = f"{parts.hostname}:{parts.port}"
         options = [
             ("grpc.enable_retries", 0),  # the forwarder retries; no hidden second layer
@@ -187,9 +191,8 @@ class HttpTransport:
     ) -> None:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(
-                f"forward endpoint {endpoint!r} is not an http(s) URL; "
-                "use e.g. MLTRACE_FORWARD_ENDPOINT=http://127.0.0.1:4318/v1/traces"
+            raise _bad_endpoint(
+                endpoint, "is not an http(s) URL", "http://127.0.0.1:4318/v1/traces"
             )
         self.url = endpoint if parts.path not in ("", "/") else endpoint.rstrip("/") + "/v1/traces"
         verify: bool | str = ca_file or not insecure
