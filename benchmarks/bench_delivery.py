@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_delivery.py                      # 20,000 runs, 3 rounds
     python benchmarks/bench_delivery.py --runs 50000 --rounds 5
+    python benchmarks/bench_delivery.py --sides raw,embedded  # no collector child
 
 Each round, interleaved so machine noise hits every side alike:
 
@@ -41,6 +42,7 @@ from tests.serve_process import ServeProcess  # noqa: E402
 
 INPUTS = ["s3://bucket/raw.csv"]
 OUTPUTS = ["s3://bucket/features.parquet"]
+SIDES = ("raw", "embedded", "otlp-grpc", "otlp-http")
 
 
 class _Drop(SpanProcessor):
@@ -92,11 +94,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--sides",
+        default=",".join(SIDES),
+        help=f"comma-separated subset of {','.join(SIDES)} (raw is always measured)",
+    )
     args = parser.parse_args()
     n = args.runs
+    sides = ["raw", *[s for s in SIDES[1:] if s in args.sides.split(",")]]
+    unknown = set(args.sides.split(",")) - set(SIDES)
+    if unknown:
+        parser.error(f"unknown side(s) {', '.join(sorted(unknown))}; choose from {SIDES}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-delivery-"))
-    serve = ServeProcess.start(str(tmp / "collector.db"), tmp / "serve.log")
-    sides = ["raw", "embedded", "otlp-grpc", "otlp-http"]
+    otlp = any(s.startswith("otlp") for s in sides)
+    serve = ServeProcess.start(str(tmp / "collector.db"), tmp / "serve.log") if otlp else None
     loop_s: dict[str, list[float]] = {s: [] for s in sides}
     done_s: dict[str, list[float]] = {s: [] for s in sides}
     notes: dict[str, list[str]] = {s: [] for s in sides}
@@ -112,6 +123,7 @@ def main() -> None:
                     loop, done, _, dropped = _ours(n, index=str(db))
                     loss[side] += n - _runs_in(db)
                 else:
+                    assert serve is not None
                     url = serve.grpc_url if side == "otlp-grpc" else serve.http_url
                     proto = "grpc" if side == "otlp-grpc" else "http/protobuf"
                     loop, done, spooled, dropped = _ours(
@@ -123,9 +135,10 @@ def main() -> None:
                 loop_s[side].append(loop)
                 done_s[side].append(done)
         time.sleep(1)
-        collector_loss = sent_to_collector - _runs_in(tmp / "collector.db")
+        collector_loss = sent_to_collector - _runs_in(tmp / "collector.db") if otlp else 0
     finally:
-        serve.terminate()
+        if serve is not None:
+            serve.terminate()
     load = os.getloadavg()
     print(f"runs per round: {n}, rounds: {args.rounds}; load average {load[0]:.2f} {load[1]:.2f}")
     raw_rate = n / statistics.median(done_s["raw"])

@@ -101,6 +101,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
             "mltrace_collector.jsonsafe",
             "mltrace_collector.client",
             "otel_mltrace.embedded",
+            "otel_mltrace.embedded_spans",
             "otel_mltrace.query_results",
             "otel_mltrace.compare_view",
         ),
