@@ -10,6 +10,8 @@ Each round, interleaved so machine noise hits every side alike:
 
 * **raw**: a raw OTel span loop with the same attributes into a processor that drops every
   span (the cost floor of making a span at all);
+* **run-drop**: the ``mlt.run`` loop into a processor that drops every span (what
+  ``mlt.run`` itself costs the user's loop: the ceiling of any delivery in-process);
 * **embedded**: ``configure(index=<fresh file>)``, the loop, ``shutdown()``;
 * **otlp-grpc** / **otlp-http**: ``configure(endpoint=<otel-mltrace serve child>)``, the
   loop, ``shutdown()`` (which also sends what the loop spooled).
@@ -42,7 +44,7 @@ from tests.serve_process import ServeProcess  # noqa: E402
 
 INPUTS = ["s3://bucket/raw.csv"]
 OUTPUTS = ["s3://bucket/features.parquet"]
-SIDES = ("raw", "embedded", "otlp-grpc", "otlp-http")
+SIDES = ("raw", "run-drop", "embedded", "otlp-grpc", "otlp-http")
 
 
 class _Drop(SpanProcessor):
@@ -74,6 +76,19 @@ def _raw(n: int) -> tuple[float, float]:
             span.set_attribute(semconv.INPUTS, INPUTS)
             span.set_attribute(semconv.OUTPUTS, OUTPUTS)
     elapsed = time.perf_counter() - start
+    return elapsed, elapsed
+
+
+def _run_drop(n: int) -> tuple[float, float]:
+    provider = TracerProvider()
+    provider.add_span_processor(_Drop())
+    mlt.configure(service_name="bench-delivery", tracer_provider=provider, add_exporter=False)
+    start = time.perf_counter()
+    for _ in range(n):
+        with mlt.run("step", inputs=INPUTS, outputs=OUTPUTS):
+            pass
+    elapsed = time.perf_counter() - start
+    mlt.shutdown()
     return elapsed, elapsed
 
 
@@ -118,6 +133,8 @@ def main() -> None:
             for side in sides:
                 if side == "raw":
                     loop, done = _raw(n)
+                elif side == "run-drop":
+                    loop, done = _run_drop(n)
                 elif side == "embedded":
                     db = tmp / f"index-{r}.db"
                     loop, done, _, dropped = _ours(n, index=str(db))
@@ -147,9 +164,9 @@ def main() -> None:
         rates = sorted(n / s for s in done_s[side])
         loops = sorted(n / s for s in loop_s[side])
         med = statistics.median(rates)
-        lost = loss[side] if side != "raw" else 0
+        lost = str(loss[side]) if side not in ("raw", "run-drop") else "-"
         if side.startswith("otlp"):
-            lost = f"{loss[side]} dropped; collector total missing {collector_loss}"  # type: ignore[assignment]
+            lost = f"{loss[side]} dropped; collector total missing {collector_loss}"
         print(
             f"{side:<10} {statistics.median(loops):>9.0f} ({loops[0]:.0f}-{loops[-1]:.0f})"
             f" {med:>12.0f} ({rates[0]:.0f}-{rates[-1]:.0f}) {med / raw_rate:>6.2f}x  {lost}"

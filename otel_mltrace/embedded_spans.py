@@ -53,11 +53,12 @@ def _plain(attributes: Mapping[str, Any]) -> tuple[dict[str, Any], bool] | None:
     safe = True
     low, high = _INT64
     for key, value in attributes.items():
-        if type(key) is not str or not _utf8(key):
+        # (isascii first: the common case without a call)
+        if type(key) is not str or not (key.isascii() or _utf8(key)):
             return None
         kind = type(value)
         if kind is str:
-            if not _utf8(value):
+            if not (value.isascii() or _utf8(value)):
                 return None
         elif kind is int:
             if not low <= value <= high:
@@ -66,7 +67,7 @@ def _plain(attributes: Mapping[str, Any]) -> tuple[dict[str, Any], bool] | None:
             safe = safe and math.isfinite(value)
         elif kind is tuple or kind is list:
             for item in value:
-                if type(item) is not str or not _utf8(item):
+                if type(item) is not str or not (item.isascii() or _utf8(item)):
                     return None
             value = list(value)
         elif kind is not bool:
