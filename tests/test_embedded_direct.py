@@ -30,9 +30,11 @@ from opentelemetry.trace import Status, StatusCode
 
 import otel_mltrace as mlt
 from mltrace_collector import processor
+from mltrace_collector.processor import rejection_message
 from mltrace_collector.store.base import open_store
 from otel_mltrace import embedded_spans, semconv
 from otel_mltrace.checks import Check, expect_null_ratio, expect_range, expect_rows
+from otel_mltrace.embedded import EmbeddedIndexExporter
 from otel_mltrace.embedded_spans import decode_spans
 from tests.test_processor_fast import canonical
 
@@ -224,3 +226,25 @@ def test_plain_runs_skip_the_protobuf_round_trip(
     batch = decode_spans(loop)
     assert len(batch.runs) == 30
     assert encoded == [1]  # the resource's attributes, once per batch: no span round trip
+
+
+def test_the_embedded_exporter_indexes_through_the_direct_decode(
+    spans: list[ReadableSpan], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = _round_trip(spans)
+    expected = _index(tmp_path / "otlp.db", reference)
+    encoded: list[int] = []
+
+    def counting(batch: Sequence[ReadableSpan]) -> Any:
+        encoded.append(len(batch))
+        return encode_spans(batch)
+
+    monkeypatch.setattr(embedded_spans, "encode_spans", counting)
+    exporter = EmbeddedIndexExporter(str(tmp_path / "embedded.db"))
+    try:
+        rejected = exporter.index_spans(spans)
+    finally:
+        exporter.shutdown()
+    assert rejected == (len(reference.rejections), rejection_message(reference.rejections))
+    assert _dump(tmp_path / "embedded.db") == expected
+    assert sum(encoded) < len(spans) / 2  # most spans skipped the round trip
