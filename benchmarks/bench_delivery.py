@@ -4,11 +4,14 @@ Usage::
 
     python benchmarks/bench_delivery.py                      # 20,000 runs, 3 rounds
     python benchmarks/bench_delivery.py --runs 50000 --rounds 5
+    python benchmarks/bench_delivery.py --sides raw,embedded  # no collector child
 
 Each round, interleaved so machine noise hits every side alike:
 
 * **raw**: a raw OTel span loop with the same attributes into a processor that drops every
   span (the cost floor of making a span at all);
+* **run-drop**: the ``mlt.run`` loop into a processor that drops every span (what
+  ``mlt.run`` itself costs the user's loop: the ceiling of any delivery in-process);
 * **embedded**: ``configure(index=<fresh file>)``, the loop, ``shutdown()``;
 * **otlp-grpc** / **otlp-http**: ``configure(endpoint=<otel-mltrace serve child>)``, the
   loop, ``shutdown()`` (which also sends what the loop spooled).
@@ -40,6 +43,7 @@ from tests.support_index import runs_in  # noqa: E402
 
 INPUTS = ["s3://bucket/raw.csv"]
 OUTPUTS = ["s3://bucket/features.parquet"]
+SIDES = ("raw", "run-drop", "embedded", "otlp-grpc", "otlp-http")
 
 
 def _raw(n: int) -> tuple[float, float]:
@@ -50,6 +54,19 @@ def _raw(n: int) -> tuple[float, float]:
     for _ in range(n):
         raw_run_span(tracer, "step", "_raw", INPUTS, OUTPUTS)
     elapsed = time.perf_counter() - start
+    return elapsed, elapsed
+
+
+def _run_drop(n: int) -> tuple[float, float]:
+    provider = TracerProvider()
+    provider.add_span_processor(DropSpans())
+    mlt.configure(service_name="bench-delivery", tracer_provider=provider, add_exporter=False)
+    start = time.perf_counter()
+    for _ in range(n):
+        with mlt.run("step", inputs=INPUTS, outputs=OUTPUTS):
+            pass
+    elapsed = time.perf_counter() - start
+    mlt.shutdown()
     return elapsed, elapsed
 
 
@@ -70,11 +87,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--sides",
+        default=",".join(SIDES),
+        help=f"comma-separated subset of {','.join(SIDES)} (raw is always measured)",
+    )
     args = parser.parse_args()
     n = args.runs
+    sides = ["raw", *[s for s in SIDES[1:] if s in args.sides.split(",")]]
+    unknown = set(args.sides.split(",")) - set(SIDES)
+    if unknown:
+        parser.error(f"unknown side(s) {', '.join(sorted(unknown))}; choose from {SIDES}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-delivery-"))
-    serve = ServeProcess.start(str(tmp / "collector.db"), tmp / "serve.log")
-    sides = ["raw", "embedded", "otlp-grpc", "otlp-http"]
+    otlp = any(s.startswith("otlp") for s in sides)
+    serve = ServeProcess.start(str(tmp / "collector.db"), tmp / "serve.log") if otlp else None
     loop_s: dict[str, list[float]] = {s: [] for s in sides}
     done_s: dict[str, list[float]] = {s: [] for s in sides}
     notes: dict[str, list[str]] = {s: [] for s in sides}
@@ -85,11 +111,14 @@ def main() -> None:
             for side in sides:
                 if side == "raw":
                     loop, done = _raw(n)
+                elif side == "run-drop":
+                    loop, done = _run_drop(n)
                 elif side == "embedded":
                     db = tmp / f"index-{r}.db"
                     loop, done, _, dropped = _ours(n, index=str(db))
                     loss[side] += n - runs_in(db)
                 else:
+                    assert serve is not None
                     url = serve.grpc_url if side == "otlp-grpc" else serve.http_url
                     proto = "grpc" if side == "otlp-grpc" else "http/protobuf"
                     loop, done, spooled, dropped = _ours(
@@ -101,9 +130,10 @@ def main() -> None:
                 loop_s[side].append(loop)
                 done_s[side].append(done)
         time.sleep(1)
-        collector_loss = sent_to_collector - runs_in(tmp / "collector.db")
+        collector_loss = sent_to_collector - runs_in(tmp / "collector.db") if otlp else 0
     finally:
-        serve.terminate()
+        if serve is not None:
+            serve.terminate()
     load = os.getloadavg()
     print(f"runs per round: {n}, rounds: {args.rounds}; load average {load[0]:.2f} {load[1]:.2f}")
     raw_rate = n / statistics.median(done_s["raw"])
@@ -112,9 +142,9 @@ def main() -> None:
         rates = sorted(n / s for s in done_s[side])
         loops = sorted(n / s for s in loop_s[side])
         med = statistics.median(rates)
-        lost = loss[side] if side != "raw" else 0
+        lost = str(loss[side]) if side not in ("raw", "run-drop") else "-"
         if side.startswith("otlp"):
-            lost = f"{loss[side]} dropped; collector total missing {collector_loss}"  # type: ignore[assignment]
+            lost = f"{loss[side]} dropped; collector total missing {collector_loss}"
         print(
             f"{side:<10} {statistics.median(loops):>9.0f} ({loops[0]:.0f}-{loops[-1]:.0f})"
             f" {med:>12.0f} ({rates[0]:.0f}-{rates[-1]:.0f}) {med / raw_rate:>6.2f}x  {lost}"

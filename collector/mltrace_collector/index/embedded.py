@@ -1,8 +1,10 @@
 """Embedded mode: run spans indexed in a local SQLite file, with the collector's own code.
 
-No server is needed: finished spans are encoded to OTLP exactly as the exporter would
-send them, decoded by the collector's lineage processor and written to the same store
-implementation the collector uses. One implementation, two deployments.
+No server is needed: finished spans are decoded by the collector's lineage processor,
+with the result it would have had from the OTLP request the exporter would send
+(:func:`~mltrace_collector.index.embedded_spans.decode_spans`, which skips the protobuf round trip
+for common spans), and written to the same store implementation the collector uses. One
+implementation, two deployments.
 
 Example::
 
@@ -15,11 +17,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from mltrace_collector.index.decode.processor import decode_request, rejection_message
+from mltrace_collector.index.decode.processor import rejection_message
+from mltrace_collector.index.embedded_spans import decode_spans
 from mltrace_collector.index.store import Store, open_store
 
 
@@ -46,7 +48,7 @@ class EmbeddedIndexExporter(SpanExporter):
 
         Spans that are not runs (the application's own spans) are accepted, not indexed.
         """
-        batch = decode_request(encode_spans(spans))
+        batch = decode_spans(spans)
         if batch.runs or batch.record_chunks or batch.run_starts:
             self._open().ingest(batch.runs, batch.record_chunks, batch.run_starts)
         if batch.rejections:
