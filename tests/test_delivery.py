@@ -290,7 +290,7 @@ def test_forked_child_over_otlp_http_uses_its_own_connection(
     assert child.exitcode == 0
     _burst(100)
     report = mlt.shutdown(timeout_s=30)
-    assert report and report.delivered == 200
+    assert report and (report.delivered, report.total_delivered) == (100, 200)  # flushed 100
     assert _runs_in(tmp_path / "collector.db") == 500
 
 
@@ -322,3 +322,37 @@ def test_batches_larger_than_the_collectors_receive_limit_are_split(
         assert _runs_in(tmp_path / "limited.db") == 1500
     finally:
         child.terminate()
+
+
+def test_each_report_says_what_happened_since_the_previous_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One refused run made every later ``flush()`` report false forever; now a report
+    covers what happened since the previous one, and ``total_*`` keeps the totals."""
+    from otel_mltrace import semconv
+
+    caplog.set_level(logging.WARNING, logger="otel_mltrace")
+    mlt.configure(index=str(tmp_path / "index.db"))
+    _burst(3)
+    tracer = mlt.provider.get_tracer()
+    bad = {semconv.COMPONENT: "step", semconv.RUN_ID: "r-1", semconv.METRIC_PREFIX + "loss": "x"}
+    tracer.start_span("step", attributes=bad).end()
+    first = mlt.flush(timeout_s=30)
+    assert not first and (first.delivered, first.dropped, first.total_dropped) == (3, 1, 1), first
+    assert first.dropped_reasons == {"rejected as invalid by the index": 1}
+
+    _burst(4)
+    second = mlt.flush(timeout_s=30)
+    assert second, second.summary()
+    assert (second.delivered, second.dropped, second.dropped_reasons) == (4, 0, {}), second
+    assert (second.total_delivered, second.total_dropped) == (7, 1), second
+    assert second.total_dropped_reasons == {"rejected as invalid by the index": 1}
+    assert "1 dropped in all since configure()" in second.summary()
+
+    third = mlt.flush(timeout_s=30)  # nothing new: an empty, true report
+    assert third and (third.delivered, third.dropped, third.total_delivered) == (0, 0, 7), third
+
+    final = mlt.shutdown(timeout_s=30)
+    assert final and final.dropped == 0 and final.total_dropped == 1, final
+    exit_line = caplog.records[-1].getMessage()  # the drop is not forgotten at exit
+    assert "1 dropped in all since configure() (1 rejected as invalid by the index)" in exit_line
