@@ -226,7 +226,7 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
                 self._accepted(n, outcome.rejected, outcome.message)
                 return
             if not outcome.retryable:
-                self._reject(n, outcome.message)
+                self._reject(n, outcome.message, outcome.drop_reason)
                 return
             self._mark_failed(n, outcome.message)
         self._to_spool(payload, n)
@@ -273,7 +273,7 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
                     self._accepted(batch.spans, outcome.rejected, outcome.message, replayed=True)
                 elif not outcome.retryable:
                     batch.done()
-                    self._reject(batch.spans, outcome.message)
+                    self._reject(batch.spans, outcome.message, outcome.drop_reason)
                 else:
                     self._mark_failed(batch.spans, outcome.message)
                     return

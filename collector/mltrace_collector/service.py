@@ -29,7 +29,7 @@ from mltrace_collector.queries import LineageQueries
 from mltrace_collector.receivers.grpc_receiver import GrpcReceiver, start_grpc_server
 from mltrace_collector.receivers.grpc_refusals import watch_grpc_core_log
 from mltrace_collector.receivers.http_receiver import HttpServer, start_http_server
-from mltrace_collector.receivers.refusals import REFUSALS, refusal_metrics
+from mltrace_collector.receivers.refusals import REFUSALS, REQUESTS, refusal_metrics
 from mltrace_collector.store.base import Store, open_store
 from mltrace_collector.store.sqlite import SqliteStore
 from otel_mltrace.config import resolve, resolve_settings
@@ -117,6 +117,7 @@ class Collector:
             "runs": counts["runs"],
             **self.pipeline.stats,
             "refused_encodings": REFUSALS.snapshot(),  # receivers/refusals.py
+            "refused_requests": REQUESTS.snapshot(),  # by reason: too_large, invalid, ...
         }
 
     def start(self) -> None:
