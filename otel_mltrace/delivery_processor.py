@@ -256,7 +256,7 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
         spool, sender = self._spool, self._sender
         if spool is None or sender is None or not self._spool_hint:
             return
-        if not self._healthy and not (drain or self._probe_due()):
+        if not self._healthy and not self._probe_due():  # a user's flush made it due
             return
         while True:
             with spool.claim() as batch:
@@ -304,15 +304,24 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
         since the previous one."""
         return self.report(in_memory=self._flush(timeout_s))
 
-    def _flush(self, timeout_s: float) -> int:
-        """:meth:`flush` without a report: the spans still in memory."""
+    def hand_over(self, timeout_s: float) -> None:
+        """The SDK's own flush (run announcements, SIGTERM): every finished span delivered,
+        or spooled while the collector is down, without consuming the user's report or
+        restarting the retry back-off — announcements come with every long run, and each
+        one probing a collector that is down would hammer it."""
+        self._flush(timeout_s, probe=False)
+
+    def _flush(self, timeout_s: float, probe: bool = True) -> int:
+        """:meth:`flush` without a report: the spans still in memory. ``probe``: try the
+        collector once even if the back-off has not elapsed (a flush the user asked for)."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
             self._flush_asked += 1
             asked = self._flush_asked
             target = self._flush_target = self._queued
             self._flush_deadline = deadline
-            self._retry_at = min(self._retry_at, time.monotonic())  # one probe per flush
+            if probe:
+                self._retry_at = min(self._retry_at, time.monotonic())
             self._spool_hint = self._spool is not None and self._spool.enabled
             self._cond.notify_all()
             while self._flush_done < asked and self._thread.is_alive():
