@@ -97,6 +97,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
             "mltrace_collector.review",
             "mltrace_collector.compare",
             "mltrace_collector.stale",
+            "mltrace_collector.stale_partial",
             "mltrace_collector.render",
             "mltrace_collector.jsonsafe",
             "mltrace_collector.client",

@@ -16,7 +16,8 @@ The rules are written down in ``docs/semantics.md``; in short:
 
 The whole index is read once (lean rows and run I/O), so the answer does not depend on
 which component ran last or on the order spans arrived in. The Prometheus gauge
-``mltrace_component_stale`` asks :func:`staleness_of`, the same rules on the same index.
+``mltrace_component_stale`` asks :func:`mltrace_collector.stale_partial.staleness_of`:
+the same rules (this module's :class:`StaleIndex`) on the rows that concern a few runs.
 
 Example::
 
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mltrace_collector.lineage_walk import iso, run_summary
@@ -242,60 +242,6 @@ def stale_runs(
         )
     result.sort(key=lambda r: (r["component"], r["start_ns"], r["run_id"]))
     return result
-
-
-@dataclass(frozen=True)
-class Staleness:
-    """Whether one run is stale by ``stale``'s rules, with the clock left out so that a
-    caller (the Prometheus gauge) can cache it and apply the clock later: ``newer_version``
-    — the run or a run upstream of it read an input that has a newer version;
-    ``oldest_made_ns`` — when the oldest input of the run and of those upstream runs was
-    made; ``newest_input_ns`` — when the newest input of the run itself was made."""
-
-    newer_version: bool
-    oldest_made_ns: int | None
-    newest_input_ns: int | None
-
-    def stale(self, now_ns: int, older_than_s: float) -> bool:
-        """The ``stale`` of ``stale_runs``' row for this run at ``now_ns``."""
-        old = self.oldest_made_ns
-        return self.newer_version or (old is not None and too_old(old, now_ns, older_than_s))
-
-
-def staleness_of(q: QueryHost, run_ids: list[str]) -> dict[str, Staleness]:
-    """:class:`Staleness` of each of ``run_ids`` that is in the index (live or not), from
-    the same rules and index as :func:`stale_runs`: a run is stale iff it or a run
-    upstream of it is directly stale, and the age rule holds for some input in there iff
-    it holds for the oldest.
-
-    Example::
-
-        facts = staleness_of(LineageQueries(store), ["0190c2a1-..."])
-        facts["0190c2a1-..."].stale(time.time_ns(), older_than_s=86400)
-    """
-    index = StaleIndex(q)
-    known = [r for r in run_ids if r in index.runs]
-    index.prefetch_upstream(known)
-    newer: dict[str, bool] = {}
-    out: dict[str, Staleness] = {}
-    for run_id in known:
-        oldest: int | None = None
-        any_newer = False
-        for up in index.upstream(run_id):
-            if up not in newer:
-                newer[up] = any(
-                    index.newer_version_reason(up, aid, uri, v) is not None
-                    for aid, uri, v in index.ins[up]
-                )
-            any_newer = any_newer or newer[up]
-            for aid, _, _ in index.ins[up]:
-                made = index.made_at(up, aid)
-                if made is not None and (oldest is None or made < oldest):
-                    oldest = made
-        own = [index.made_at(run_id, aid) for aid, _, _ in index.ins[run_id]]
-        newest = max((m for m in own if m is not None), default=None)
-        out[run_id] = Staleness(any_newer, oldest, newest)
-    return out
 
 
 def why(row: dict[str, Any]) -> str:

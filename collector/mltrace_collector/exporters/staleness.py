@@ -1,15 +1,15 @@
 """Staleness of each component's newest run, for ``mltrace_component_stale``/``_input_age``.
 
-The gauge asks :func:`mltrace_collector.stale.staleness_of`, the rules and index of
-``otel-mltrace stale`` (docs/semantics.md): the newest run of a component is stale when
-it or any run upstream of it read an input that has a newer version, or an input made
-(first seen, for raw data) more than ``stale_after_s`` ago. It is the component's newest
-run (largest start), live or not; ``stale`` lists the live runs, every variant included.
-What depends on the index is computed once per run and refreshed when new runs were
-ingested, at most every ``max(MIN_INTERVAL_S, 20 x the last full pass)`` (a pass reads the
-whole index, as ``stale`` does); what depends on the clock (ages) is evaluated at every
-scrape. Only components under the label cap are checked; overflowed ones export no
-staleness.
+The gauge asks :func:`mltrace_collector.stale_partial.staleness_of`, the rules of
+``otel-mltrace stale`` (docs/semantics.md) on the rows of the runs concerned: the newest
+run of a component is stale when it or any run upstream of it read an input that has a
+newer version, or an input made (first seen, for raw data) more than ``stale_after_s``
+ago. It is the component's newest run (largest start), live or not; ``stale`` lists the
+live runs, every variant included. What depends on the index is computed once per run
+and refreshed when new runs were ingested, at most every ``max(MIN_INTERVAL_S, 20 x the
+last full pass)`` (a pass reads the newest runs' upstream closures); what depends on the
+clock (ages) is evaluated at every scrape. Only components under the label cap are
+checked; overflowed ones export no staleness.
 
 Example::
 
@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping
 
 from mltrace_collector.queries import LineageQueries
-from mltrace_collector.stale import Staleness, staleness_of
+from mltrace_collector.stale_partial import Staleness, staleness_of
 
 MIN_INTERVAL_S = 1.0
 _UNKNOWN = Staleness(False, None, None)  # a run the index does not hold (yet)
