@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_spool.py                 # 5,000 batches of 2 KiB
     python benchmarks/bench_spool.py --batches 20000 --size 512
+    python benchmarks/bench_spool.py --no-fsync     # bookkeeping only, not the disk
 
 A collector down for hours leaves thousands of files in the spool. Each phase is timed
 in slices (first and last 500 operations) as well as in total: a per-operation cost
@@ -32,7 +33,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=5000)
     parser.add_argument("--size", type=int, default=2048, help="payload bytes per batch")
+    parser.add_argument(
+        "--no-fsync",
+        action="store_true",
+        help="skip fsync (not durable!): the bookkeeping cost alone, without the disk's",
+    )
     args = parser.parse_args()
+    if args.no_fsync:
+        os.fsync = lambda fd: None
     n = args.batches
     with tempfile.TemporaryDirectory(prefix="bench-spool-") as tmp:
         spool = Spool.for_endpoint(tmp, "http://127.0.0.1:4317", "grpc", 1 << 40)
