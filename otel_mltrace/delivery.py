@@ -10,8 +10,9 @@ Example::
 
     import otel_mltrace as mlt
     report = mlt.flush(timeout_s=30)
-    if not report:                      # something is not (yet) at its destination
+    if not report:                      # since the previous report, not all arrived (yet)
         print(report.summary())         # "... 1000 waiting in the spool /home/u/... ..."
+    report.total_dropped                # drops since configure()
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ log = logging.getLogger("otel_mltrace")
 
 @dataclass(frozen=True)
 class DeliveryReport:
-    """Counts since ``configure()`` set up this destination, and the spool's state now.
+    """What happened since the previous report (``flush()``/``shutdown()`` of the same
+    ``configure()``; the first one: since ``configure()``), the totals since
+    ``configure()`` (``total_*``), and the spool's state now.
 
-    ``bool(report)`` is True when nothing was dropped and nothing waits (in memory or in
-    the spool), i.e. everything reached ``destination``.
+    ``bool(report)`` is True when nothing was dropped since the previous report and nothing
+    waits (in memory or in the spool), i.e. everything reached ``destination``; one drop
+    does not make every later report false (``total_dropped`` keeps it).
 
-    >>> r = DeliveryReport("embedded", "/tmp/i.db", delivered=3)
+    >>> r = DeliveryReport("embedded", "/tmp/i.db", delivered=3, total_delivered=3)
     >>> bool(r), r.summary()
     (True, 'otel-mltrace: 3 spans delivered to /tmp/i.db.')
     """
@@ -56,13 +60,20 @@ class DeliveryReport:
     in_memory: int = 0
     """Spans still queued in memory (a flush that ran out of time)."""
     spool_dir: str | None = None
+    total_delivered: int = 0
+    """``delivered`` since ``configure()`` (every report so far, this one included)."""
+    total_spooled: int = 0
+    total_replayed: int = 0
+    total_dropped: int = 0
+    total_dropped_reasons: Mapping[str, int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return self.dropped == 0 and self.pending_in_spool == 0 and self.in_memory == 0
 
     @property
     def undelivered(self) -> int:
-        """Spans not at the destination: waiting (spool or memory) plus dropped."""
+        """Spans not at the destination: waiting (spool or memory) plus dropped since the
+        previous report."""
         return self.pending_in_spool + self.in_memory + self.dropped
 
     def summary(self) -> str:
@@ -76,13 +87,22 @@ class DeliveryReport:
         if self.in_memory:
             parts.append(f"{self.in_memory} still in memory (flush ran out of time)")
         if self.dropped:
-            why = ", ".join(f"{n} {reason}" for reason, n in sorted(self.dropped_reasons.items()))
-            parts.append(f"{self.dropped} DROPPED ({why})")
+            parts.append(f"{self.dropped} DROPPED ({_reasons(self.dropped_reasons)})")
+        if self.total_dropped > self.dropped:
+            parts.append(
+                f"{self.total_dropped} dropped in all since configure() "
+                f"({_reasons(self.total_dropped_reasons)})"
+            )
         return "; ".join(parts) + "."
 
 
+def _reasons(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+
+
 class DeliveryCounters:
-    """Thread-safe counters behind a :class:`DeliveryReport`."""
+    """Thread-safe counters behind a :class:`DeliveryReport`: totals since
+    ``configure()``, and what the previous report already said."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -90,6 +110,7 @@ class DeliveryCounters:
         self.spooled = 0
         self.replayed = 0
         self.dropped: dict[str, int] = {}
+        self._reported: tuple[int, int, int, dict[str, int]] = (0, 0, 0, {})
 
     def add(self, *, delivered: int = 0, spooled: int = 0, replayed: int = 0) -> None:
         with self._lock:
@@ -109,25 +130,41 @@ class DeliveryCounters:
         pending_in_spool: int = 0,
         in_memory: int = 0,
         spool_dir: str | None = None,
+        advance: bool = True,
     ) -> DeliveryReport:
+        """The report since the previous one, which (``advance``) it becomes."""
         with self._lock:
+            delivered, spooled, replayed, dropped = self._reported
+            since = {
+                reason: n - dropped.get(reason, 0)
+                for reason, n in self.dropped.items()
+                if n > dropped.get(reason, 0)
+            }
+            if advance:
+                self._reported = (self.delivered, self.spooled, self.replayed, dict(self.dropped))
             return DeliveryReport(
                 mode,
                 destination,
-                delivered=self.delivered,
-                spooled=self.spooled,
-                replayed=self.replayed,
-                dropped=sum(self.dropped.values()),
-                dropped_reasons=dict(self.dropped),
+                delivered=self.delivered - delivered,
+                spooled=self.spooled - spooled,
+                replayed=self.replayed - replayed,
+                dropped=sum(since.values()),
+                dropped_reasons=since,
                 pending_in_spool=pending_in_spool,
                 in_memory=in_memory,
                 spool_dir=spool_dir,
+                total_delivered=self.delivered,
+                total_spooled=self.spooled,
+                total_replayed=self.replayed,
+                total_dropped=sum(self.dropped.values()),
+                total_dropped_reasons=dict(self.dropped),
             )
 
 
 def log_undelivered(report: DeliveryReport) -> None:
-    """The one line at exit (or re-``configure()``) when not everything arrived."""
-    if not report:
+    """The one line at exit (or re-``configure()``) when not everything arrived — drops
+    an earlier report already told of included, so none goes unmentioned at exit."""
+    if not report or report.total_dropped:
         log.warning("%s", report.summary())
 
 

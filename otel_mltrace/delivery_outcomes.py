@@ -92,9 +92,9 @@ class DeliveryOutcomes:
         if rejected:
             self._reject(min(rejected, n), message)
 
-    def _reject(self, n: int, message: str) -> None:
+    def _reject(self, n: int, message: str, reason: str = "") -> None:
         where = "the index" if self._index is not None else "the collector"
-        self.counters.drop(n, f"rejected as invalid by {where}")
+        self.counters.drop(n, reason or f"rejected as invalid by {where}")
         self._rejections_logged += 1
         if self._rejections_logged <= 5:  # the reasons of the first few; the rest counted
             log.warning("otel-mltrace: %s rejected %d spans: %s", self.destination, n, message)

@@ -226,7 +226,7 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
                 self._accepted(n, outcome.rejected, outcome.message)
                 return
             if not outcome.retryable:
-                self._reject(n, outcome.message)
+                self._reject(n, outcome.message, outcome.drop_reason)
                 return
             self._mark_failed(n, outcome.message)
         self._to_spool(payload, n)
@@ -256,7 +256,7 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
         spool, sender = self._spool, self._sender
         if spool is None or sender is None or not self._spool_hint:
             return
-        if not self._healthy and not (drain or self._probe_due()):
+        if not self._healthy and not self._probe_due():  # a user's flush made it due
             return
         while True:
             with spool.claim() as batch:
@@ -273,7 +273,7 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
                     self._accepted(batch.spans, outcome.rejected, outcome.message, replayed=True)
                 elif not outcome.retryable:
                     batch.done()
-                    self._reject(batch.spans, outcome.message)
+                    self._reject(batch.spans, outcome.message, outcome.drop_reason)
                 else:
                     self._mark_failed(batch.spans, outcome.message)
                     return
@@ -281,8 +281,9 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
                 return
 
     # -- flush / shutdown ------------------------------------------------------------------
-    def report(self, in_memory: int | None = None) -> DeliveryReport:
-        """Counts so far; ``in_memory``: spans not yet settled (default: all queued now)."""
+    def report(self, in_memory: int | None = None, advance: bool = True) -> DeliveryReport:
+        """Counts since the previous report (``advance``: this one becomes it) and totals;
+        ``in_memory``: spans not yet settled (default: all queued now)."""
         spool = self._spool
         pending = spool.pending()[0] if spool is not None and spool.enabled else 0
         with self._cond:
@@ -294,18 +295,33 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
             pending_in_spool=pending,
             in_memory=in_memory,
             spool_dir=str(spool.directory) if spool is not None and spool.enabled else None,
+            advance=advance,
         )
 
     def flush(self, timeout_s: float = 10.0) -> DeliveryReport:
         """Deliver (or spool) everything queued, then send the spool while the collector
-        answers; returns within about ``timeout_s`` (plus one in-flight export)."""
+        answers; returns within about ``timeout_s`` (plus one in-flight export) the report
+        since the previous one."""
+        return self.report(in_memory=self._flush(timeout_s))
+
+    def hand_over(self, timeout_s: float) -> None:
+        """The SDK's own flush (run announcements, SIGTERM): every finished span delivered,
+        or spooled while the collector is down, without consuming the user's report or
+        restarting the retry back-off — announcements come with every long run, and each
+        one probing a collector that is down would hammer it."""
+        self._flush(timeout_s, probe=False)
+
+    def _flush(self, timeout_s: float, probe: bool = True) -> int:
+        """:meth:`flush` without a report: the spans still in memory. ``probe``: try the
+        collector once even if the back-off has not elapsed (a flush the user asked for)."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
             self._flush_asked += 1
             asked = self._flush_asked
             target = self._flush_target = self._queued
             self._flush_deadline = deadline
-            self._retry_at = min(self._retry_at, time.monotonic())  # one probe per flush
+            if probe:
+                self._retry_at = min(self._retry_at, time.monotonic())
             self._spool_hint = self._spool is not None and self._spool.enabled
             self._cond.notify_all()
             while self._flush_done < asked and self._thread.is_alive():
@@ -313,11 +329,11 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            behind = max(0, target - self._settled)
-        return self.report(in_memory=behind)
+            return max(0, target - self._settled)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return bool(self.flush(timeout_millis / 1000))
+        # not a report of the user's: the next flush() still tells what happened
+        return bool(self.report(in_memory=self._flush(timeout_millis / 1000), advance=False))
 
     def close(self, timeout_s: float = 10.0) -> DeliveryReport:
         """Flush, stop the worker, spool what is left in memory (OTLP); the final report.
@@ -325,10 +341,10 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
         Embedded: a local index that is still making progress is waited for past
         ``timeout_s`` (the queue is bounded); only one that finishes no batch for
         ``INDEX_STALL_S`` loses what is left, counted."""
-        report = self.flush(timeout_s)
-        while self._index is not None and report.in_memory and self._thread.is_alive():
+        in_memory = self._flush(timeout_s)
+        while self._index is not None and in_memory and self._thread.is_alive():
             before = self._settled
-            report = self.flush(max(timeout_s, INDEX_STALL_S))
+            in_memory = self._flush(max(timeout_s, INDEX_STALL_S))
             if self._settled == before:
                 break
         with self._cond:

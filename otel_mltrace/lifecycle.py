@@ -51,11 +51,11 @@ _previous: list[Any] = []  # the handler ours replaced (one entry once installed
 
 
 def flush_spans(timeout_s: float) -> None:
-    """Hand every finished span to the exporter now (the one place to switch when the
-    provider's flush grows a delivery report)."""
-    from otel_mltrace.provider import flush
+    """Hand every finished span to the exporter now, keeping the retry back-off and the
+    user's delivery report as they are (:meth:`DeliveringProcessor.hand_over`)."""
+    from otel_mltrace.provider import hand_over
 
-    flush(timeout_s)
+    hand_over(timeout_s)
 
 
 # -- open runs -------------------------------------------------------------------------------

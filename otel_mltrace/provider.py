@@ -255,6 +255,14 @@ def flush(timeout_s: float = 10.0) -> DeliveryReport:
     return DeliveryReport("none", state.destination if state else "")
 
 
+def hand_over(timeout_s: float) -> None:
+    """:func:`flush` for the SDK itself (run announcements, SIGTERM): no report returned
+    or consumed, and no extra attempt on a collector that is down (its back-off holds)."""
+    delegate = _switch.delegate
+    if isinstance(delegate, DeliveringProcessor):
+        delegate.hand_over(timeout_s)
+
+
 def current_configuration() -> Configuration | None:
     return _state
 

@@ -32,6 +32,8 @@ class SendOutcome(NamedTuple):
     message: str
     rejected: int = 0
     """Accepted request, but this many spans refused (OTLP partial success); ``message`` why."""
+    drop_reason: str = ""
+    """Not retryable: the reason the spans are dropped under ("": rejected as invalid)."""
 
 
 def _accepted(body: bytes) -> SendOutcome:
@@ -188,7 +190,10 @@ class HttpSender:
         if 200 <= resp.status_code < 300:
             return _accepted(resp.content)
         message = f"HTTP {resp.status_code}: {resp.text[:200]}"
-        return SendOutcome(False, resp.status_code not in (400, 413, 415), message)
+        if resp.status_code == 413:  # the data is fine; the collector's body limit is lower
+            why = "too large for the collector (HTTP 413: raise its MLTRACE_MAX_BODY_BYTES)"
+            return SendOutcome(False, False, message, drop_reason=why)
+        return SendOutcome(False, resp.status_code not in (400, 415), message)
 
     def close(self) -> None:
         self._session.close()

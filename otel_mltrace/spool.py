@@ -9,6 +9,12 @@ kernel if the process dies), sends it and unlinks it while still holding the loc
 collector's ingest is idempotent, so a file sent twice (sent, then the process died before
 the unlink) does no harm.
 
+Each process keeps an index of the files (name, size, spans; a heap in name order), so
+``put`` and ``claim`` cost O(log n), not a listing of the directory each (O(n²) over a
+long outage). What other processes did is picked up by a rescan: when the index has no
+file left to claim, at most every ``RESCAN_S`` for the size cap, and for ``pending()``
+(a report: always exact). A file another process sent is found gone when opened.
+
 Example::
 
     from otel_mltrace.spool import Spool
@@ -24,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import heapq
 import itertools
 import os
 import threading
@@ -33,6 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _SUFFIX = ".otlp"
+RESCAN_S = 1.0
+"""Most seconds ``put`` trusts the index for the size cap before listing the directory
+(files other processes wrote count too)."""
 
 
 @dataclass
@@ -72,6 +82,11 @@ class Spool:
         self._created = False
         self._seq = itertools.count()
         self._put_lock = threading.Lock()  # the cap holds within a process; across, roughly
+        self._lock = threading.Lock()  # the index below
+        self._files_at: dict[str, tuple[int, int]] = {}  # name -> (bytes, spans)
+        self._order: list[str] = []  # heap of names, may hold names no longer in the index
+        self._bytes = 0
+        self._scanned_at: float | None = None  # monotonic time of the last listing
 
     @classmethod
     def for_endpoint(cls, base: str, endpoint: str, protocol: str, max_bytes: int) -> Spool:
@@ -85,7 +100,7 @@ class Spool:
 
     def after_fork(self) -> None:
         """In a forked child: a lock another parent thread held would never be released."""
-        self._put_lock = threading.Lock()
+        self._put_lock, self._lock = threading.Lock(), threading.Lock()
 
     def _remove_orphans(self) -> None:
         """Half-written files of writers that died (``.tmp-<pid>-<seq>``, pid gone)."""
@@ -104,31 +119,54 @@ class Spool:
     def enabled(self) -> bool:
         return self.max_bytes > 0
 
-    def _files(self) -> list[os.DirEntry[str]]:
+    def _rescan(self) -> None:
+        """Rebuild the index from the directory (every process's files)."""
+        found: dict[str, tuple[int, int]] = {}
         try:
             with os.scandir(self.directory) as it:
-                return [e for e in it if e.name.endswith(_SUFFIX)]
+                for entry in it:
+                    if entry.name.endswith(_SUFFIX):
+                        with contextlib.suppress(FileNotFoundError):
+                            found[entry.name] = (entry.stat().st_size, _spans_of(entry.name))
         except OSError:  # not created yet, or unusable (put() reports that)
-            return []
+            pass
+        with self._lock:
+            self._files_at = found
+            self._order = sorted(found)  # a sorted list is a heap
+            self._bytes = sum(size for size, _ in found.values())
+            self._scanned_at = time.monotonic()
+
+    def _forget(self, name: str) -> None:
+        with self._lock:
+            gone = self._files_at.pop(name, None)
+            if gone is not None:
+                self._bytes -= gone[0]
 
     def pending(self) -> tuple[int, int]:
-        """(spans, bytes) waiting in the spool, from every process."""
-        spans = size = 0
-        for entry in self._files():
-            with contextlib.suppress(FileNotFoundError):
-                size += entry.stat().st_size
-                spans += _spans_of(entry.name)
-        return spans, size
+        """(spans, bytes) waiting in the spool, from every process (lists the directory)."""
+        self._rescan()
+        with self._lock:
+            return sum(spans for _, spans in self._files_at.values()), self._bytes
 
     def put(self, payload: bytes, spans: int) -> bool:
         """Write one request durably; False (nothing written) when it would pass the cap."""
         with self._put_lock:
-            if not self.enabled or self.pending()[1] + len(payload) > self.max_bytes:
+            if not self.enabled:
                 return False
-            self._write(payload, spans)
+            at = self._scanned_at
+            if at is None or time.monotonic() - at >= RESCAN_S:
+                self._rescan()
+            if self._bytes + len(payload) > self.max_bytes:
+                return False
+            name = self._write(payload, spans)
+            with self._lock:
+                if name not in self._files_at:  # else a rescan since the rename has it
+                    self._files_at[name] = (len(payload), spans)
+                    self._bytes += len(payload)
+                    heapq.heappush(self._order, name)
             return True
 
-    def _write(self, payload: bytes, spans: int) -> None:
+    def _write(self, payload: bytes, spans: int) -> str:
         if not self._created:
             self.directory.mkdir(parents=True, exist_ok=True)
             about = self.directory / "ENDPOINT"  # which collector these files are for
@@ -157,26 +195,62 @@ class Spool:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
+        return name
+
+    def _candidates(self) -> Iterator[str]:
+        """Names in the index, oldest first, each taken off the heap as it is handed out;
+        when none is left, one rescan for what other processes spooled meanwhile."""
+        for attempt in range(2):
+            while True:
+                with self._lock:
+                    if not self._order:
+                        break
+                    name = heapq.heappop(self._order)
+                    if name not in self._files_at:
+                        continue  # sent already
+                yield name
+            if attempt == 0:
+                self._rescan()
 
     @contextlib.contextmanager
     def claim(self) -> Iterator[SpooledBatch | None]:
         """The oldest file no other process is sending, locked until the block ends."""
-        for entry in sorted(self._files(), key=lambda e: e.name):
-            try:
-                fd = os.open(entry.path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue  # sent by another process meanwhile
-            try:
+        if self._scanned_at is None:
+            self._rescan()  # files an earlier process left
+        busy: list[str] = []  # being sent by another process: back on the heap after
+        try:
+            for name in self._candidates():
+                path = self.directory / name
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
+                    fd = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:
+                    self._forget(name)  # sent by another process meanwhile
                     continue
-                if os.fstat(fd).st_nlink == 0:
-                    continue  # sent and unlinked between our listing and our lock
-                with os.fdopen(os.dup(fd), "rb") as f:
-                    payload = f.read()
-                yield SpooledBatch(Path(entry.path), _spans_of(entry.name), payload)
-                return
-            finally:
-                os.close(fd)  # releases the lock
-        yield None
+                try:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        busy.append(name)
+                        continue
+                    if os.fstat(fd).st_nlink == 0:
+                        self._forget(name)  # sent and unlinked between our listing and lock
+                        continue
+                    with os.fdopen(os.dup(fd), "rb") as f:
+                        payload = f.read()
+                    batch = SpooledBatch(path, _spans_of(name), payload)
+                    try:
+                        yield batch
+                    finally:
+                        if batch.finished:
+                            self._forget(name)
+                        else:
+                            busy.append(name)  # stays for a later try
+                    return
+                finally:
+                    os.close(fd)  # releases the lock
+            yield None
+        finally:
+            with self._lock:
+                for name in busy:
+                    if name in self._files_at:
+                        heapq.heappush(self._order, name)

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from mltrace_collector.index.model import RecordChunk, RunRecord
 from mltrace_collector.index.queries.lineage_queries import LineageQueries
 from mltrace_collector.index.store.base import Store
+from mltrace_collector.service.exporters.staleness import StaleCache
 from tests.lineage_model import Edge, Model, MRun, split
 
 KEYS = [f"k{i}" for i in range(5)]
@@ -249,3 +250,30 @@ def check_stale(q: LineageQueries, model: Model, p: Pipeline) -> None:
             found = model.input_producer(reader, aid)
             assert aid in reader.inputs and found is not None and found.run_id == producer
         assert model.direct_stale(up["run_id"], NOW, p.older_than_ns)
+    check_stale_gauge(q, model, p, {r["run_id"]: r["stale"] for r in rows})
+
+
+def check_stale_gauge(q: LineageQueries, model: Model, p: Pipeline, live: dict[str, bool]) -> None:
+    """``mltrace_component_stale`` for each component's newest run (largest start, live or
+    not) is the model's verdict on that run, inherited staleness included, and equals
+    ``stale``'s row when the run is live."""
+    newest: dict[str, MRun] = {}
+    for run in p.runs:
+        have = newest.get(run.component)
+        if have is None or (run.start, run.run_id) > (have.start, have.run_id):
+            newest[run.component] = run
+    gauge = StaleCache(q, p.older_than_ns / 1e9).get(
+        {c: (r.run_id, r.start) for c, r in newest.items()}, 1, now_ns=NOW
+    )
+    want = {
+        c: any(model.direct_stale(u, NOW, p.older_than_ns) for u in model.trace_run(r.run_id)[0])
+        for c, r in newest.items()
+    }
+    assert {c for c, (s, _) in gauge.items() if s} == {c for c, w in want.items() if w}, (
+        "stale gauge",
+        gauge,
+        want,
+    )
+    for c, r in newest.items():
+        if r.run_id in live:
+            assert gauge[c][0] == live[r.run_id], ("stale gauge vs stale", c, r.run_id)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import httpx
 import pytest
 
 import otel_mltrace as mlt
@@ -282,7 +283,7 @@ def test_forked_child_over_otlp_http_uses_its_own_connection(
     assert child.exitcode == 0
     _burst(100)
     report = mlt.shutdown(timeout_s=30)
-    assert report and report.delivered == 200
+    assert report and (report.delivered, report.total_delivered) == (100, 200)  # flushed 100
     assert _runs_in(tmp_path / "collector.db") == 500
 
 
@@ -314,3 +315,58 @@ def test_batches_larger_than_the_collectors_receive_limit_are_split(
         assert _runs_in(tmp_path / "limited.db") == 1500
     finally:
         child.terminate()
+
+
+def test_each_report_says_what_happened_since_the_previous_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One refused run made every later ``flush()`` report false forever; now a report
+    covers what happened since the previous one, and ``total_*`` keeps the totals."""
+    from otel_mltrace import semconv
+
+    caplog.set_level(logging.WARNING, logger="otel_mltrace")
+    mlt.configure(index=str(tmp_path / "index.db"))
+    _burst(3)
+    tracer = mlt.provider.get_tracer()
+    bad = {semconv.COMPONENT: "step", semconv.RUN_ID: "r-1", semconv.METRIC_PREFIX + "loss": "x"}
+    tracer.start_span("step", attributes=bad).end()
+    first = mlt.flush(timeout_s=30)
+    assert not first and (first.delivered, first.dropped, first.total_dropped) == (3, 1, 1), first
+    assert first.dropped_reasons == {"rejected as invalid by the index": 1}
+
+    _burst(4)
+    second = mlt.flush(timeout_s=30)
+    assert second, second.summary()
+    assert (second.delivered, second.dropped, second.dropped_reasons) == (4, 0, {}), second
+    assert (second.total_delivered, second.total_dropped) == (7, 1), second
+    assert second.total_dropped_reasons == {"rejected as invalid by the index": 1}
+    assert "1 dropped in all since configure()" in second.summary()
+
+    third = mlt.flush(timeout_s=30)  # nothing new: an empty, true report
+    assert third and (third.delivered, third.dropped, third.total_delivered) == (0, 0, 7), third
+
+    final = mlt.shutdown(timeout_s=30)
+    assert final and final.dropped == 0 and final.total_dropped == 1, final
+    exit_line = caplog.records[-1].getMessage()  # the drop is not forgotten at exit
+    assert "1 dropped in all since configure() (1 rejected as invalid by the index)" in exit_line
+
+
+def test_runs_over_the_collectors_body_limit_are_dropped_as_too_large(tmp_path: Path) -> None:
+    """An OTLP/HTTP collector whose MLTRACE_MAX_BODY_BYTES is below the SDK's requests
+    answers 413: the report names that cause and its fix, not "rejected as invalid"."""
+    serve = ServeProcess.start(
+        str(tmp_path / "c.db"), tmp_path / "serve.log", extra_args=["--max-body-bytes", "2048"]
+    )
+    try:
+        mlt.configure(endpoint=serve.http_url, protocol="http/protobuf",
+                      spool_dir=str(tmp_path / "spool"))  # fmt: skip
+        _burst(300)
+        report = mlt.shutdown(timeout_s=30)
+        assert report.dropped == 300 and report.delivered == 0, report
+        assert list(report.dropped_reasons) == [
+            "too large for the collector (HTTP 413: raise its MLTRACE_MAX_BODY_BYTES)"
+        ]
+        refused = httpx.get(serve.http_url + "/healthz", timeout=30).json()["refused_requests"]
+        assert refused["http"].get("too_large", 0) >= 1 and "invalid" not in refused["http"]
+    finally:
+        serve.terminate()

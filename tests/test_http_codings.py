@@ -132,3 +132,25 @@ def test_unknown_coding_is_refused_and_counted(serve: ServeProcess) -> None:
 def test_log_names_refusals(serve: ServeProcess) -> None:
     log = Path(serve.log).read_text("utf-8", "replace")
     assert "415 unsupported Content-Encoding 'br'" in log
+
+
+def _refused(serve: ServeProcess) -> dict[str, int]:
+    health = httpx.get(serve.http_url + "/healthz", timeout=30).json()
+    return dict(health["refused_requests"].get("http", {}))
+
+
+def test_too_large_bodies_are_counted_as_too_large_not_invalid(serve: ServeProcess) -> None:
+    """A body over the limit and a compression bomb are counted under ``too_large`` in
+    /healthz and /metrics, apart from data that is not OTLP (``invalid``)."""
+    before = _refused(serve)
+    bomb = gzip.compress(b"\x00" * (MAX_BODY * 16))
+    assert post(serve, bomb, "gzip").status_code == 413
+    big = httpx.post(serve.http_url + "/v1/traces", content=b"\0" * (MAX_BODY + 1), headers=PB)
+    assert big.status_code == 413
+    assert post(serve, b"\x07not gzip at all" * 20, "gzip").status_code == 400
+    after = _refused(serve)
+    assert after.get("too_large", 0) == before.get("too_large", 0) + 2, (before, after)
+    assert after.get("invalid", 0) == before.get("invalid", 0) + 1, (before, after)
+    metrics = httpx.get(serve.http_url + "/metrics", timeout=30).text
+    line = 'mltrace_receiver_requests_refused_total{reason="too_large",transport="http"}'
+    assert any(m.startswith(line) and float(m.split()[-1]) >= 2 for m in metrics.splitlines())

@@ -203,7 +203,7 @@ def test_wine_scenario_stable_keys_three_versions(index: str, tmp_path: Path) ->
 
 
 def test_stale_gauge_sees_an_overwritten_unversioned_input(lineage_store: Store) -> None:
-    """``mltrace_component_stale`` (StaleCache, the direct rules) agrees with `stale` on
+    """``mltrace_component_stale`` (StaleCache, the rules of `stale`) agrees with `stale` on
     the basic case: the newest ``use`` run read mem://v/out, which was overwritten."""
 
     def run(

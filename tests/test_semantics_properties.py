@@ -111,17 +111,14 @@ def test_a_mutated_rule_is_caught_by_the_model(
     check_against_model(store, pipeline, random.Random(0))
     store.close()
 
-    original = stale_module._Index.direct_reasons
+    original = stale_module.StaleIndex.newer_version_reason
 
-    def versioned_only(self: stale_module._Index, run_id: str, now: int, old: float) -> list[str]:
-        saved = self.ins[run_id]
-        self.ins[run_id] = [i for i in saved if i[2]]
-        try:
-            return original(self, run_id, now, old)
-        finally:
-            self.ins[run_id] = saved
+    def versioned_only(
+        self: stale_module.StaleIndex, run_id: str, aid: str, uri: str, versioned: bool
+    ) -> str | None:
+        return original(self, run_id, aid, uri, versioned) if versioned else None
 
-    monkeypatch.setattr(stale_module._Index, "direct_reasons", versioned_only)
+    monkeypatch.setattr(stale_module.StaleIndex, "newer_version_reason", versioned_only)
     store = open_store(str(tmp_path / "mutant.db"))
     with pytest.raises(AssertionError, match="stale"):
         check_against_model(store, pipeline, random.Random(0))

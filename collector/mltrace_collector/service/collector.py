@@ -31,7 +31,7 @@ from mltrace_collector.service.ingest.pipeline import IngestPipeline
 from mltrace_collector.service.receivers.grpc_receiver import GrpcReceiver, start_grpc_server
 from mltrace_collector.service.receivers.grpc_refusals import watch_grpc_core_log
 from mltrace_collector.service.receivers.http_receiver import HttpServer, start_http_server
-from mltrace_collector.service.receivers.refusals import REFUSALS, refusal_metrics
+from mltrace_collector.service.receivers.refusals import REFUSALS, REQUESTS, refusal_metrics
 from otel_mltrace.config import resolve, resolve_settings
 from otel_mltrace.extras import MissingExtra, require
 
@@ -117,6 +117,7 @@ class Collector:
             "runs": counts["runs"],
             **self.pipeline.stats,
             "refused_encodings": REFUSALS.snapshot(),  # receivers/refusals.py
+            "refused_requests": REQUESTS.snapshot(),  # by reason: too_large, invalid, ...
         }
 
     def start(self) -> None:

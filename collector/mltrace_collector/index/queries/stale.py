@@ -15,7 +15,9 @@ The rules are written down in ``docs/semantics.md``; in short:
   path to it.
 
 The whole index is read once (lean rows and run I/O), so the answer does not depend on
-which component ran last or on the order spans arrived in.
+which component ran last or on the order spans arrived in. The Prometheus gauge
+``mltrace_component_stale`` asks :func:`mltrace_collector.index.queries.stale_partial.staleness_of`:
+the same rules (this module's :class:`StaleIndex`) on the rows that concern a few runs.
 
 Example::
 
@@ -31,13 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 from mltrace_collector.index.model import split_artifact_id
 from mltrace_collector.index.queries.lineage_walk import iso, run_summary
-from mltrace_collector.index.store.base import Store
 from mltrace_collector.index.store.cursor import Row
 from mltrace_collector.index.store.graph_reads import (
     SUMMARY_COLUMNS,
-    latest_producers_by_uri,
     producers_for,
-    run_artifacts,
 )
 
 if TYPE_CHECKING:
@@ -46,7 +45,7 @@ if TYPE_CHECKING:
 _Input = tuple[str, str, bool]  # artifact ID, URI, versioned
 
 
-class _Index:
+class StaleIndex:
     """Runs, their I/O and the artifacts table, loaded once."""
 
     def __init__(self, q: QueryHost) -> None:
@@ -115,34 +114,70 @@ class _Index:
                 return True
         return False
 
+    def newer_version_reason(self, run_id: str, aid: str, uri: str, versioned: bool) -> str | None:
+        """Rule 1 of "directly stale" for one input: it has a newer version than the one
+        ``run_id`` got — the single implementation behind ``stale`` and the gauge."""
+        producer = self.producer_of(run_id, aid)
+        got_from = producer["run_id"] if producer else None
+        latest = self.latest_write.get(uri)
+        if latest is not None:
+            end, writer, newest = latest
+            if writer != got_from and (not versioned or newest != aid):
+                made_by = self.runs[writer]
+                return (
+                    f"input {uri} has a newer version {_version(newest)} "
+                    f"(written by {made_by['component']} run {writer} at {iso(end)})"
+                )
+        elif versioned and uri in self.raw_newest:
+            seen, newest = self.raw_newest[uri]
+            if newest != aid and seen > self.first_seen.get(aid, seen):
+                version = _version(newest)
+                return f"input {uri} has a newer version {version} (first seen {iso(seen)})"
+        return None
+
+    def made_at(self, run_id: str, aid: str) -> int | None:
+        """When the input ``aid`` of ``run_id`` was made: its producer's end, or first seen."""
+        producer = self.producer_of(run_id, aid)
+        return int(producer["end_ns"]) if producer else self.first_seen.get(aid)
+
     def direct_reasons(self, run_id: str, now_ns: int, older_than_s: float) -> list[str]:
         reasons: list[str] = []
         for aid, uri, versioned in self.ins[run_id]:
-            producer = self.producer_of(run_id, aid)
-            got_from = producer["run_id"] if producer else None
-            latest = self.latest_write.get(uri)
-            if latest is not None:
-                end, writer, newest = latest
-                if writer != got_from and (not versioned or newest != aid):
-                    made_by = self.runs[writer]
-                    reasons.append(
-                        f"input {uri} has a newer version {_version(newest)} "
-                        f"(written by {made_by['component']} run {writer} at {iso(end)})"
-                    )
-            elif versioned and uri in self.raw_newest:
-                seen, newest = self.raw_newest[uri]
-                if newest != aid and seen > self.first_seen.get(aid, seen):
-                    reasons.append(
-                        f"input {uri} has a newer version {_version(newest)} "
-                        f"(first seen {iso(seen)})"
-                    )
-            made = producer["end_ns"] if producer else self.first_seen.get(aid)
-            if made is not None and (now_ns - made) / 1e9 > older_than_s:
+            newer = self.newer_version_reason(run_id, aid, uri, versioned)
+            if newer is not None:
+                reasons.append(newer)
+            made = self.made_at(run_id, aid)
+            if made is not None and too_old(made, now_ns, older_than_s):
                 reasons.append(
                     f"input {aid} is {(now_ns - made) / 86400e9:.1f} days old "
                     f"(threshold {older_than_s / 86400:.1f} days)"
                 )
         return reasons
+
+    def prefetch_upstream(self, run_ids: list[str]) -> None:
+        """Fetch the producers of ``run_ids`` and of every run upstream of them, level by
+        level, in batches, rather than one lookup per input of every run in the index."""
+        level, seen = run_ids, set(run_ids)
+        while level:
+            level = [r for r in self.prefetch(level) if r not in seen]
+            seen.update(level)
+
+    def upstream(self, run_id: str) -> set[str]:
+        """``run_id`` and every run upstream of it, through the producers it read from."""
+        seen, todo = {run_id}, [run_id]
+        while todo:
+            current = todo.pop()
+            for aid, _, _ in self.ins[current]:
+                producer = self.producer_of(current, aid)
+                if producer is not None and producer["run_id"] not in seen:
+                    seen.add(producer["run_id"])
+                    todo.append(producer["run_id"])
+        return seen
+
+
+def too_old(made_ns: int, now_ns: int, older_than_s: float) -> bool:
+    """Rule 2 of "directly stale": an input made at ``made_ns`` is older than the threshold."""
+    return (now_ns - made_ns) / 1e9 > older_than_s
 
 
 def stale_runs(
@@ -153,7 +188,7 @@ def stale_runs(
     ``component``, ``reasons`` and ``path`` = [this run, input, producer, input, …, that
     run], or ``None``) and ``newest_input_age_s``."""
     now = now_ns if now_ns is not None else time.time_ns()
-    index = _Index(q)
+    index = StaleIndex(q)
     direct: dict[str, list[str]] = {}
 
     def reasons_of(run_id: str) -> list[str]:
@@ -188,22 +223,13 @@ def stale_runs(
         return None
 
     live = [run_id for run_id in index.runs if index.live(run_id)]
-    # Only live runs and what is upstream of them matter: fetch their producers level by
-    # level, in batches, rather than one lookup per input of every run in the index.
-    level, seen = live, set(live)
-    while level:
-        level = [r for r in index.prefetch(level) if r not in seen]
-        seen.update(level)
+    index.prefetch_upstream(live)  # only live runs and what is upstream of them matter
     result = []
     for run_id in live:
         row = index.runs[run_id]
         own = reasons_of(run_id)
         upstream = nearest_stale_upstream(run_id)
-        made = [
-            p["end_ns"] if p else index.first_seen.get(aid)
-            for aid, _, _ in index.ins[run_id]
-            for p in [index.producer_of(run_id, aid)]
-        ]
+        made = [index.made_at(run_id, aid) for aid, _, _ in index.ins[run_id]]
         newest = max((m for m in made if m is not None), default=None)
         result.append(
             {
@@ -216,28 +242,6 @@ def stale_runs(
         )
     result.sort(key=lambda r: (r["component"], r["start_ns"], r["run_id"]))
     return result
-
-
-def has_newer_version(store: Store, io: Row, producer: Row | None, known: Row | None) -> bool:
-    """Rule 1 of "directly stale" for one input row of ``Store.run_io`` (``producer``: the
-    run it stitched to; ``known``: its ``artifacts`` row), with a few indexed queries —
-    for callers that check a handful of runs rather than the whole index."""
-    latest = latest_producers_by_uri(store, [(io["uri"], None)])[(io["uri"], None)]
-    if latest is not None:
-        if producer is not None and latest["run_id"] == producer["run_id"]:
-            return False
-        if not io["versioned"]:
-            return True
-        written = run_artifacts(store, [latest["run_id"]], "out")[latest["run_id"]]
-        return io["artifact_id"] not in written
-    newest = store.latest_version(io["uri"])
-    return bool(
-        io["versioned"]
-        and newest is not None
-        and known is not None
-        and newest["artifact_id"] != io["artifact_id"]
-        and newest["first_seen_ns"] > known["first_seen_ns"]
-    )
 
 
 def why(row: dict[str, Any]) -> str:

@@ -289,7 +289,11 @@ class MetricsExporter:
         }
         merged = self.stale.get(newest, self.aggregates.watermark_ns)
         flag = GaugeMetricFamily(
-            md.COMPONENT_STALE, "1 when the newest run is stale.", labels=["component"]
+            md.COMPONENT_STALE,
+            "1 when the newest run of the component is stale: it or a run upstream of it "
+            "read an input that has a newer version or is older than the threshold "
+            "(the rules of otel-mltrace stale).",
+            labels=["component"],
         )
         age_fam = GaugeMetricFamily(
             md.COMPONENT_INPUT_AGE,

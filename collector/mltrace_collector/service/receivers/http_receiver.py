@@ -18,6 +18,9 @@ encoding (protobuf unless the request was JSON):
 - 400 when the handler raises ``Rejected`` (data the index cannot store);
 - 500 when the handler fails unexpectedly (not retryable, like gRPC ``INTERNAL``).
 
+Every refusal is counted by reason in ``refusals.REQUESTS`` (413: ``too_large``, not
+``invalid``), shown in ``/healthz`` and ``/metrics``.
+
 Example::
 
     app = FastAPI()
@@ -51,7 +54,7 @@ from mltrace_collector.index.ingest import ExportHandler, Overloaded, Rejected
 
 from . import codings
 from .otlp_json import parse_otlp_json, status_payload, to_otlp_json
-from .refusals import REFUSALS
+from .refusals import REFUSALS, REQUESTS
 from .security import bearer_matches, unauthenticated_response, uvicorn_ssl_kwargs
 
 __all__ = ["HttpServer", "create_otlp_http_app", "otlp_traces_route", "start_http_server"]
@@ -168,6 +171,7 @@ async def _receive(
     peer = f"{request.client.host}:{request.client.port}" if request.client else "?"
     authorization = request.headers.get("authorization")
     if auth_token is not None and not bearer_matches(authorization, auth_token):
+        REQUESTS.add("http", 401)
         reason = "wrong bearer token" if authorization else "no bearer token"
         log.warning("rejected OTLP/HTTP export from %s: 401 %s", peer, reason)
         return unauthenticated_response(authorization, content_type)
@@ -182,6 +186,7 @@ async def _receive(
         body = await _read_body(request, coding, limit)
         outcome = await _export(handler, _decode(body, as_json), None if as_json else body)
     except _Reject as rej:
+        REQUESTS.add("http", rej.status)
         level = logging.INFO if rej.status == 503 else logging.WARNING
         log.log(level, "rejected OTLP/HTTP export from %s: %d %s", peer, rej.status, rej.message)
         return Response(
