@@ -36,8 +36,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from mltrace_collector.index.decode.isolation import duplicate_rejections, foreign_chunk_rejections
 from mltrace_collector.index.decode.processor import decode_request
 from mltrace_collector.index.store import open_store, writes
-from mltrace_collector.index.store.base import Store
-from mltrace_collector.index.store.base import migrations, split_statements
+from mltrace_collector.index.store.base import Store, migrations, split_statements
 from mltrace_collector.index.store.extras import record_sets_of
 from mltrace_collector.index.store.record_owners import UNKNOWN_OWNER
 from mltrace_collector.index.store.writes import Prepared, prepare
