@@ -1,8 +1,8 @@
 """Store rows built in C (``_otlp_fast.prepare_plain``) against the pure-Python path
-(``processor.decode_request`` with ``walk_spans = None``, then ``writes.prepare``).
+(``processor.decode_request`` with ``walk_spans = None``, then ``ingest_rows.prepare``).
 
 Span by span: every span C built rows for must be one the processor accepts as a run, and
-its run row, I/O rows and artifacts must equal ``writes._run_row`` / ``writes.prepare`` of
+its run row, I/O rows and artifacts must equal ``ingest_rows._run_row`` / ``ingest_rows.prepare`` of
 that run exactly (types too; floats by their bits); a span C counted must be a non-run span;
 everything else must be handed back. Request by request: ``decode_and_prepare(...,
 keep_runs=False)`` (fast_rows.py) must give the same rows, rejections and counts as the
@@ -26,7 +26,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from benchmarks.bench_ingest import encode_batches
 from mltrace_collector.index.decode import fast_rows, processor
 from mltrace_collector.index.model import DecodedBatch
-from mltrace_collector.index.store import writes
+from mltrace_collector.index.store import ingest_rows
 from mltrace_collector.service.ingest import decode_workers
 from mltrace_collector.service.receivers.otlp_json import parse_otlp_json
 from otel_mltrace import semconv
@@ -66,7 +66,7 @@ NAN, INF = float("nan"), float("inf")
 
 
 def c_rows(raw: bytes) -> Any:
-    return prepare_plain(raw, writes.dumps_sorted, writes._split_artifact_id)
+    return prepare_plain(raw, ingest_rows.dumps_sorted, ingest_rows._split_artifact_id)
 
 
 @dataclass
@@ -111,8 +111,8 @@ def check_spans(request: ExportTraceServiceRequest, raw: bytes, stats: Stats) ->
                 entry = next(entries, None)
                 assert entry is not None, f"run span {(r, s, k)} neither done nor handed back"
                 assert type(entry) is tuple and len(entry) == 3
-                prepared = writes.prepare([run])
-                assert exact(entry[0]) == exact(writes._run_row(run))
+                prepared = ingest_rows.prepare([run])
+                assert exact(entry[0]) == exact(ingest_rows._run_row(run))
                 assert exact(entry[1]) == exact(prepared.io[run.run_id])
                 artifacts = [(aid, *row) for aid, row in prepared.artifacts.items()]
                 assert exact(entry[2]) == exact(artifacts)
@@ -134,7 +134,7 @@ def pure(request: ExportTraceServiceRequest, raw: bytes | None) -> decode_worker
     runs = len(batch.runs)
     rows = None
     if batch.runs or batch.record_chunks or batch.run_starts:
-        rows = writes.prepare(batch.runs, batch.record_chunks, batch.run_starts)
+        rows = ingest_rows.prepare(batch.runs, batch.record_chunks, batch.run_starts)
         rows.records = [r for r in rows.records if r.record_chunks or r.checks]
     batch.runs = []
     return decode_workers.Decoded(batch, rows, runs)
@@ -623,24 +623,24 @@ def test_no_c_rows_without_the_walk(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_arguments_and_errors_propagate() -> None:
     raw = req(span(1, {C: "c", semconv.INPUTS: ["a"]})).SerializeToString()
     with pytest.raises(TypeError):
-        prepare_plain(raw, writes.dumps_sorted)  # type: ignore[call-arg]
+        prepare_plain(raw, ingest_rows.dumps_sorted)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
-        prepare_plain("text", writes.dumps_sorted, writes._split_artifact_id)  # type: ignore[arg-type]
+        prepare_plain("text", ingest_rows.dumps_sorted, ingest_rows._split_artifact_id)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        prepare_plain(raw, None, writes._split_artifact_id)  # type: ignore[arg-type]
+        prepare_plain(raw, None, ingest_rows._split_artifact_id)  # type: ignore[arg-type]
 
     def boom(_: Any) -> Any:
         raise ZeroDivisionError
 
     # JSON text of plain values is written in C: dumps_sorted only for values C leaves to it
-    assert prepare_plain(raw, boom, writes._split_artifact_id) == c_rows(raw)
+    assert prepare_plain(raw, boom, ingest_rows._split_artifact_id) == c_rows(raw)
     with pytest.raises(ZeroDivisionError):
-        prepare_plain(raw, writes.dumps_sorted, boom)
+        prepare_plain(raw, ingest_rows.dumps_sorted, boom)
     with pytest.raises(TypeError):
-        prepare_plain(raw, writes.dumps_sorted, lambda aid: [aid, None])  # type: ignore[arg-type,return-value]
-    assert prepare_plain(memoryview(raw), writes.dumps_sorted, writes._split_artifact_id) == c_rows(
-        raw
-    )
+        prepare_plain(raw, ingest_rows.dumps_sorted, lambda aid: [aid, None])  # type: ignore[arg-type,return-value]
+    assert prepare_plain(
+        memoryview(raw), ingest_rows.dumps_sorted, ingest_rows._split_artifact_id
+    ) == c_rows(raw)
     assert c_rows(b"") == ([], [], 0)
     assert c_rows(raw[:-3]) is None  # truncated: the walk gives up
     # Rows are made as the walk goes: an error of an early span waits for the walk's end,
@@ -648,9 +648,9 @@ def test_arguments_and_errors_propagate() -> None:
     two_resources = b"\x0a\x04\x0a\x00\x0a\x00"  # ResourceSpans{resource, resource}: upb merges
     ExportTraceServiceRequest.FromString(raw + two_resources)
     assert decode_spans(raw + two_resources) is None
-    assert prepare_plain(raw + two_resources, writes.dumps_sorted, boom) is None
+    assert prepare_plain(raw + two_resources, ingest_rows.dumps_sorted, boom) is None
     with pytest.raises(ZeroDivisionError):
-        prepare_plain(raw + raw, writes.dumps_sorted, boom)  # the walk is OK: raised
+        prepare_plain(raw + raw, ingest_rows.dumps_sorted, boom)  # the walk is OK: raised
 
 
 def test_no_leak_over_many_calls() -> None:
@@ -675,13 +675,13 @@ def test_no_leak_over_many_calls() -> None:
     def fail(aid: str) -> tuple[str, str | None]:
         if aid == "b":
             raise ValueError(aid)
-        return writes._split_artifact_id(aid)
+        return ingest_rows._split_artifact_id(aid)
 
     def call(i: int) -> None:
-        prepare_plain(bodies[i % 3], writes.dumps_sorted, writes._split_artifact_id)
+        prepare_plain(bodies[i % 3], ingest_rows.dumps_sorted, ingest_rows._split_artifact_id)
         if i % 50 == 0:
             with pytest.raises(ValueError):
-                prepare_plain(good, writes.dumps_sorted, fail)
+                prepare_plain(good, ingest_rows.dumps_sorted, fail)
 
     growth = traced_growth(call)
     # one leaked object per call would be >= 12,500 x 32 bytes = 400 kB in every interval
