@@ -35,15 +35,6 @@ from mltrace_collector.index.store.identity import (
     stored_identities,
 )
 from mltrace_collector.index.store.ingest_rows import Prepared, _merge
-
-# Re-exported for tests/otlp_fuzz.py only, which is being edited elsewhere right now: it
-# should import both from ``ingest_rows``; then these two lines go.
-from mltrace_collector.index.store.ingest_rows import (
-    _split_artifact_id as _split_artifact_id,
-)
-from mltrace_collector.index.store.ingest_rows import (
-    dumps_sorted as dumps_sorted,
-)
 from mltrace_collector.index.store.own_rows import own_rows
 from mltrace_collector.index.store.record_owners import (
     DroppedRecords,
