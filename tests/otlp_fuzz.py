@@ -342,9 +342,9 @@ def check(raw: bytes, stats: Stats) -> None:
     from mltrace_collector.index.store import ingest_rows
     from mltrace_collector.service.ingest import decode_workers
     from tests import support_compare
+    from tests.support_processor_fast import canonical
     from tests.test_otlp_fast import reference
     from tests.test_otlp_fast_rows import comparable, pure
-    from tests.test_processor_fast import canonical
 
     stats.inputs += 1
     exact = _exact_buffer(raw)

@@ -33,13 +33,11 @@ from otel_mltrace import semconv
 from tests.leakcheck import traced_growth
 from tests.otlp_builders import kvs
 from tests.support_compare import exact
-from tests.test_processor_fast import (
+from tests.support_decode_cases import NAMED
+from tests.support_processor_fast import (
     HOSTILE,
-    NAMED,
     _all_spans,
-    _json_bodies,
     _sdk_request,
-    _wire_cases,
     canonical,
     event,
     output_event,
@@ -48,7 +46,8 @@ from tests.test_processor_fast import (
     req,
     span,
 )
-from tests.test_processor_fast import _random_request as processor_random_request
+from tests.support_random_requests import _random_request as processor_random_request
+from tests.support_wire_cases import _json_bodies, _wire_cases
 
 try:
     from mltrace_collector.index.decode._otlp_fast import decode_spans, prepare_plain
