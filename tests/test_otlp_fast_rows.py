@@ -226,7 +226,7 @@ def test_processor_random_corpus(sdk_request: ExportTraceServiceRequest, seed: i
 
 
 def test_otlp_fast_random_corpus() -> None:
-    from tests.test_otlp_fast import _random_request as walk_random_request
+    from tests.support_otlp_fast import _random_request as walk_random_request
 
     rng = random.Random(20240611)
     stats = Stats()
