@@ -343,8 +343,8 @@ def check(raw: bytes, stats: Stats) -> None:
     from mltrace_collector.service.ingest import decode_workers
     from tests import support_compare
     from tests.support_otlp_fast import reference
+    from tests.support_otlp_fast_rows import comparable, pure
     from tests.support_processor_fast import canonical
-    from tests.test_otlp_fast_rows import comparable, pure
 
     stats.inputs += 1
     exact = _exact_buffer(raw)
