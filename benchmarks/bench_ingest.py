@@ -17,7 +17,7 @@ request to the last acknowledgement. One warm-up round per collector is not coun
 (``--no-warmup`` counts from the start).
 
 ``--stages`` instead times the collector's stages in one thread, in process (CPU time per
-span, best of the rounds): protobuf parse, ``decode_request``, ``writes.prepare`` (rows and
+span, best of the rounds): protobuf parse, ``decode_request``, ``ingest_rows.prepare`` (rows and
 JSON), what an ingest worker runs instead of those two (``decode_and_prepare`` with the
 C-built rows), and the store write of a group commit of ``--clients`` requests (CPU, and
 wall time including the durable commit).
@@ -206,7 +206,7 @@ def bench_stages(backend: str, db: str, args: argparse.Namespace) -> list[str]:
 
     from mltrace_collector.index.decode.processor import decode_request
     from mltrace_collector.index.store import open_store
-    from mltrace_collector.index.store.writes import prepare
+    from mltrace_collector.index.store.ingest_rows import prepare
     from mltrace_collector.service.ingest.decode_workers import decode_and_prepare
 
     bodies = encode_batches(f"{backend}-stages", args.spans // args.batch, args.batch)

@@ -339,17 +339,17 @@ def check(raw: bytes, stats: Stats) -> None:
 
     from mltrace_collector.index.decode import processor
     from mltrace_collector.index.decode._otlp_fast import decode_spans, prepare_plain
-    from mltrace_collector.index.store import writes
+    from mltrace_collector.index.store import ingest_rows
     from mltrace_collector.service.ingest import decode_workers
     from tests import support_compare
-    from tests.test_otlp_fast import reference
-    from tests.test_otlp_fast_rows import comparable, pure
-    from tests.test_processor_fast import canonical
+    from tests.support_otlp_fast import reference
+    from tests.support_otlp_fast_rows import comparable, pure
+    from tests.support_processor_fast import canonical
 
     stats.inputs += 1
     exact = _exact_buffer(raw)
     walked = decode_spans(exact)
-    rows = prepare_plain(exact, writes.dumps_sorted, writes._split_artifact_id)
+    rows = prepare_plain(exact, ingest_rows.dumps_sorted, ingest_rows._split_artifact_id)
     try:
         request = ExportTraceServiceRequest.FromString(raw)
     except DecodeError:

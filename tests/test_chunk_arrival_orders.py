@@ -38,8 +38,8 @@ from mltrace_collector.index.decode.processor import decode_request
 from mltrace_collector.index.store import open_store, writes
 from mltrace_collector.index.store.base import Store, migrations, split_statements
 from mltrace_collector.index.store.extras import record_sets_of
+from mltrace_collector.index.store.ingest_rows import Prepared, prepare
 from mltrace_collector.index.store.record_owners import UNKNOWN_OWNER
-from mltrace_collector.index.store.writes import Prepared, prepare
 from mltrace_collector.service.collector import Collector, CollectorSettings
 from otel_mltrace import semconv
 from tests.otlp_builders import kvs, request, run_span

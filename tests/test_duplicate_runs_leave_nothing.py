@@ -34,7 +34,7 @@ from mltrace_collector.index.decode.isolation import foreign_chunk_rejections
 from mltrace_collector.index.decode.processor import decode_request
 from mltrace_collector.index.store import open_store
 from mltrace_collector.index.store.base import Store
-from mltrace_collector.index.store.writes import prepare
+from mltrace_collector.index.store.ingest_rows import prepare
 from mltrace_collector.service.collector import Collector, CollectorSettings
 from otel_mltrace import semconv
 from otel_mltrace.distributions import summarize, to_event_attributes

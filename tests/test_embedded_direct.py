@@ -37,7 +37,7 @@ from mltrace_collector.index.embedded_spans import decode_spans
 from mltrace_collector.index.store import open_store
 from otel_mltrace import semconv
 from otel_mltrace.checks import Check, expect_null_ratio, expect_range, expect_rows
-from tests.test_processor_fast import canonical
+from tests.support_processor_fast import canonical
 
 C = semconv.COMPONENT
 

@@ -85,7 +85,7 @@ def test_multi_row_statements_group_commit_and_first_seen(tmp_path: Path) -> Non
     """``writes.statement_chunks`` chunks (powers of two, remainders) store every row once; a
     group of prepared batches with a duplicate keeps the earliest ``first_seen_ns``."""
     from mltrace_collector.index.model import RunRecord
-    from mltrace_collector.index.store.writes import prepare
+    from mltrace_collector.index.store.ingest_rows import prepare
 
     def run(n: int, start: int) -> RunRecord:
         return RunRecord(
@@ -147,7 +147,7 @@ def test_sqlite_or_ignore_never_drops_a_row_silently(tmp_path: Path) -> None:
     import pytest
 
     from mltrace_collector.index.model import RunRecord
-    from mltrace_collector.index.store.writes import prepare
+    from mltrace_collector.index.store.ingest_rows import prepare
 
     def run(n: int) -> RunRecord:
         return RunRecord(

@@ -30,8 +30,8 @@ from mltrace_collector.index.decode.isolation import MAX_STORE_INT, commit_each,
 from mltrace_collector.index.ingest import Rejected
 from mltrace_collector.index.model import DecodedBatch, RunRecord
 from mltrace_collector.index.store import Store, open_store
+from mltrace_collector.index.store.ingest_rows import prepare
 from mltrace_collector.index.store.sqlite import SqliteStore
-from mltrace_collector.index.store.writes import prepare
 from mltrace_collector.service.collector import Collector, CollectorSettings
 from mltrace_collector.service.ingest.decode_workers import (
     Decoded,

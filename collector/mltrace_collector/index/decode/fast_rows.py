@@ -1,10 +1,10 @@
 """Store rows straight from the wire for plain run spans (``_otlp_fast.prepare_plain``).
 
-``processor._run_record`` + ``writes.prepare`` cost ~45 µs of Python per run span; the C
+``processor._run_record`` + ``ingest_rows.prepare`` cost ~45 µs of Python per run span; the C
 extension builds the same rows for the common span (a component run with simple, finite
 attributes and no events) and hands every other span back by its index. Those are decoded
 and prepared here with the processor's own code, and both parts merged into one
-``Prepared`` exactly as ``writes.prepare`` would have built it (tests/test_otlp_fast_rows.py
+``Prepared`` exactly as ``ingest_rows.prepare`` would have built it (tests/test_otlp_fast_rows.py
 compares the two paths).
 
 Example::
@@ -21,8 +21,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from mltrace_collector.index.decode import processor
 from mltrace_collector.index.model import DecodedBatch
-from mltrace_collector.index.store import writes
-from mltrace_collector.index.store.writes import Prepared
+from mltrace_collector.index.store import ingest_rows
+from mltrace_collector.index.store.ingest_rows import Prepared
 
 if TYPE_CHECKING:
     from mltrace_collector.index.decode._otlp_fast import RunRows
@@ -48,7 +48,7 @@ def decode_rows(
     from ``raw`` only if some span needs the Python decoder (most requests need none)."""
     if prepare_plain is None or processor.walk_spans is None:  # pure path asked for (tests)
         return None
-    got = prepare_plain(raw, writes.dumps_sorted, writes._split_artifact_id)
+    got = prepare_plain(raw, ingest_rows.dumps_sorted, ingest_rows._split_artifact_id)
     if got is None:
         return None
     done, todo, other_spans = got
@@ -67,7 +67,7 @@ def decode_rows(
     run_rows: list[tuple[Any, ...]] = []
     io: dict[str, list[tuple[Any, ...]]] = {}
     artifacts: dict[str, tuple[str, str | None, int]] = {}
-    for row, io_rows, run_artifacts in done:  # writes.prepare, from rows
+    for row, io_rows, run_artifacts in done:  # ingest_rows.prepare, from rows
         run_rows.append(row)
         run_id = row[0]
         if run_id in io:  # the same run twice: the first one is stored
@@ -85,9 +85,9 @@ def decode_rows(
     runs = len(done) + len(batch.runs)
     rows = None
     if runs or batch.record_chunks or batch.run_starts:
-        rows = writes.prepare(batch.runs, batch.record_chunks, batch.run_starts)
+        rows = ingest_rows.prepare(batch.runs, batch.record_chunks, batch.run_starts)
         rows.records = [r for r in rows.records if r.record_chunks or r.checks]
         if done:
-            rows = writes._merge([Prepared(run_rows, io, artifacts, [], [], []), rows])
+            rows = ingest_rows._merge([Prepared(run_rows, io, artifacts, [], [], []), rows])
     batch.runs = []
     return batch, rows, runs

@@ -31,7 +31,7 @@ from mltrace_collector.index.ingest import Rejected
 from mltrace_collector.index.model import DecodedBatch, Rejection
 from mltrace_collector.index.store.base import Store
 from mltrace_collector.index.store.identity import StoredRun, is_foreign_chunk
-from mltrace_collector.index.store.writes import Prepared
+from mltrace_collector.index.store.ingest_rows import Prepared
 from otel_mltrace import semconv
 
 log = logging.getLogger("mltrace_collector.isolation")

@@ -26,13 +26,12 @@ from typing import Any
 from mltrace_collector.index.model import RecordChunk, RunRecord, RunStart
 from mltrace_collector.index.store.cursor import Cursor, Row
 from mltrace_collector.index.store.identity import StoredRun
+from mltrace_collector.index.store.ingest_rows import Prepared, prepare
 from mltrace_collector.index.store.record_owners import recheck_owners, report_dropped
 from mltrace_collector.index.store.writes import (
     RUN_COLUMNS,
     KnownArtifacts,
-    Prepared,
     plan_write,
-    prepare,
     write_plan,
 )
 
@@ -153,7 +152,7 @@ class Store(ABC):
             self.ingest_prepared([prepare(runs, records, starts)])
 
     def ingest_prepared(self, batches: Sequence[Prepared]) -> dict[str, StoredRun]:
-        """Store batches made by ``writes.prepare`` (in any thread) in one transaction;
+        """Store batches made by ``ingest_rows.prepare`` (in any thread) in one transaction;
         returns the stored span of every run ID that was already stored or came twice, or
         that a record chunk span names (``isolation.reject_unstored`` tells retries from
         duplicates and foreign record chunks with it)."""

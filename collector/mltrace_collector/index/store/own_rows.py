@@ -27,7 +27,7 @@ from mltrace_collector.index.model import RunRecord, split_artifact_id
 
 
 class Prepared(Protocol):
-    """What :func:`own_rows` reads of ``writes.Prepared`` (typed here: writes imports us)."""
+    """What :func:`own_rows` reads of ``ingest_rows.Prepared`` (typed here: writes imports us)."""
 
     @property
     def io(self) -> Mapping[str, Sequence[tuple[Any, ...]]]: ...
@@ -53,7 +53,7 @@ def own_rows(batch: Prepared, runs: Sequence[tuple[Any, ...]], inserted: Sequenc
     ``runs`` rows (sorted by run ID, stably) were written in that order.
 
     The multi-row insert keeps the first row of a run ID, and ``batch`` holds the I/O rows
-    and output summaries of that same first span (``writes.prepare`` and ``writes._merge``
+    and output summaries of that same first span (``ingest_rows.prepare`` and ``ingest_rows._merge``
     keep the first): a later span with the ID contributes nothing, not even an earlier
     ``first_seen_ns`` of an artifact it names. Record chunks and checks travel on
     ``batch.records``, which holds every span: they are matched by (trace, span) ID.

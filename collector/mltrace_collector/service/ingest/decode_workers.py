@@ -56,7 +56,7 @@ from mltrace_collector.index.decode.processor import decode_request
 from mltrace_collector.index.ingest import Rejected
 from mltrace_collector.index.model import DecodedBatch
 from mltrace_collector.index.store import Store, open_store
-from mltrace_collector.index.store.writes import Prepared, prepare
+from mltrace_collector.index.store.ingest_rows import Prepared, prepare
 
 log = logging.getLogger("mltrace_collector.decode_workers")
 MAX_GROUP_REQUESTS = 64

@@ -33,7 +33,7 @@ from mltrace_collector.index.ingest import ExportOutcome, Overloaded, Rejected
 from mltrace_collector.index.model import DecodedBatch
 from mltrace_collector.index.store.base import Store
 from mltrace_collector.index.store.identity import StoredRun
-from mltrace_collector.index.store.writes import Prepared
+from mltrace_collector.index.store.ingest_rows import Prepared
 from mltrace_collector.service.ingest.decode_workers import (
     Decoded,
     IngestFailed,
