@@ -88,6 +88,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
         (
             "otel_mltrace.cli",
             "otel_mltrace.cli_*",
+            "otel_mltrace.idents",
             "otel_mltrace.query",
             "otel_mltrace.query_results",
             "otel_mltrace.compare_view",
