@@ -51,13 +51,13 @@ class StaleCache:
             if io["direction"] != "in":
                 continue
             aid = io["artifact_id"]
-            producer = self.queries.producer_for(aid, start_ns)
+            producer = self.queries.producer_for(aid, start_ns, run_id)
             known = store.artifact(aid)
             made = producer["end_ns"] if producer else (known or {}).get("first_seen_ns")
             if made is not None:
                 newest = made if newest is None else max(newest, made)
                 oldest = made if oldest is None else min(oldest, made)
-            if has_newer_version(store, io, producer, known):
+            if has_newer_version(store, run_id, io, producer, known):
                 newer = True
         return _Inputs(newer, newest, oldest)
 
