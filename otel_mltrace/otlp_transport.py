@@ -88,15 +88,16 @@ def _readable(name: str, otel: str, explicit: str | None, env: Mapping[str, str]
 
 
 def _timeout(explicit: float | None, env: Mapping[str, str]) -> float:
+    """Seconds: ``timeout=`` and ``MLTRACE_EXPORT_TIMEOUT`` are seconds, OTel's are ms."""
+    ours = SETTINGS["export_timeout"].env
+    otel = [v for v in (f"{_OTEL}TRACES_TIMEOUT", f"{_OTEL}TIMEOUT") if env.get(v)]
     if explicit is not None:
         value, source = float(explicit), "configure(timeout=…)"
-    elif env.get(SETTINGS["export_timeout"].env):
-        raw = env[SETTINGS["export_timeout"].env]
-        value, source = _number(raw, SETTINGS["export_timeout"].env, "seconds"), "MLTRACE"
-    else:
-        raw_ms, var = _lookup("export_timeout", "TIMEOUT", None, _only_otel(env))
-        if raw_ms is None:
-            return float(SETTINGS["export_timeout"].default())
+    elif env.get(ours):
+        value, source = _number(env[ours], ours, "seconds"), ours
+    elif otel:
+        var = otel[0]
+        raw_ms = env[var]
         value, source = _number(raw_ms, var, "milliseconds") / 1000, var
         if value * 1000 < _SECONDS_LIKE_MS:
             log.warning(
@@ -104,13 +105,11 @@ def _timeout(explicit: float | None, env: Mapping[str, str]) -> float:
                 "reads it as seconds. Set %s=%d for %s s, or MLTRACE_EXPORT_TIMEOUT (seconds).",
                 var, raw_ms, raw_ms, var, int(float(raw_ms) * 1000), raw_ms,
             )  # fmt: skip
+    else:
+        return float(SETTINGS["export_timeout"].default())
     if not value > 0:
         raise ValueError(f"{source}: timeout {value!r} must be a number > 0")
     return value
-
-
-def _only_otel(env: Mapping[str, str]) -> Mapping[str, str]:
-    return {k: v for k, v in env.items() if k.startswith(_OTEL)}
 
 
 def _number(raw: str, var: str, unit: str) -> float:

@@ -308,3 +308,20 @@ def test_bad_settings_are_refused_with_the_variable_and_the_fix(
     clean_env.delenv(f"{OTEL}TIMEOUT")
     with pytest.raises(ValueError, match=f"{OTEL}INSECURE='maybe' is invalid"):
         transport_settings()
+
+
+def test_a_timeout_that_looks_like_seconds_is_logged(
+    clean_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """opentelemetry-python reads OTEL_EXPORTER_OTLP_TIMEOUT as seconds; "10" is 10 ms by
+    the spec, which we follow, and say so rather than time every export out silently."""
+    clean_env.setenv(f"{OTEL}TIMEOUT", "10")
+    with caplog.at_level("WARNING", logger="otel_mltrace"):
+        assert transport_settings().timeout_s == 0.01
+    assert f"{OTEL}TIMEOUT=10 is 10 ms" in caplog.text
+    assert f"Set {OTEL}TIMEOUT=10000 for 10 s" in caplog.text
+    caplog.clear()
+    clean_env.setenv(f"{OTEL}TIMEOUT", "10000")
+    with caplog.at_level("WARNING", logger="otel_mltrace"):
+        assert transport_settings().timeout_s == 10.0
+    assert caplog.text == ""
