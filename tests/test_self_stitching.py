@@ -97,3 +97,29 @@ def test_the_stale_gauge_agrees(lineage_store: Store, case: str) -> None:
     newest = {r.component: (r.run_id, r.start) for r in runs}
     got = StaleCache(LineageQueries(lineage_store), stale_after_s=10**12).get(newest, 1)
     assert {c: stale for c, (stale, _) in got.items()} == {"make": False, runs[1].component: False}
+
+
+@pytest.mark.parametrize("case", ["zero-length", "versioned-skew"])
+@pytest.mark.parametrize("cached", [False, True])
+def test_forwarded_span_links_the_previous_producer(
+    lineage_store: Store, case: str, cached: bool
+) -> None:
+    """The forwarder's span link from ``u`` goes to ``p``, not to ``u`` itself (which it
+    used to drop, leaving no link), from the index and from its producer cache alike."""
+    from mltrace_collector.service.exporters.forward_links import (
+        ProducerCache,
+        consumers_of,
+        find_links,
+    )
+    from tests.semantics_check import run_record
+
+    rng = random.Random(2)
+    p, u = (run_record(r, rng) for r in CASES[case])
+    lineage_store.ingest([p, u])
+    cache = ProducerCache(LineageQueries(lineage_store).producer_for)
+    if cached:
+        cache.remember([p, u])
+    found = find_links(consumers_of([u]), cache.lookup)
+    assert found.missing == 0
+    links = found.links[bytes.fromhex(u.span_id)]
+    assert [(t.trace_id.hex(), t.span_id.hex()) for t in links] == [(p.trace_id, p.span_id)]
