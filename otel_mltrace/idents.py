@@ -25,18 +25,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from mltrace_collector.index.queries.lineage_queries import NotFound
+from otel_mltrace.artifacts import local_artifact
+
+__all__ = ["first_found", "identified", "local_artifact", "local_candidates"]
 
 T = TypeVar("T")
-
-
-def local_artifact(ident: str | os.PathLike[str]) -> str:
-    """A path on this disk is identified by content, so ``trace ./model.pkl`` just works."""
-    text = os.fspath(ident)
-    if "://" not in text and os.path.exists(text):
-        from otel_mltrace.artifacts import artifact_id
-
-        return artifact_id(text)
-    return text
 
 
 def local_candidates(ident: str | os.PathLike[str]) -> list[str]:

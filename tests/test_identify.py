@@ -233,3 +233,24 @@ def test_python_api_names_what_it_tried_for_an_unknown_path(
     assert code == 2
     assert answer == " ".join(out.split())  # the CLI wraps nothing (width 200), same words
     assert f"nothing was logged at {(index.workdir / 'never-logged.csv').as_uri()}" in answer
+
+
+def test_python_flag_identifies_a_path_as_the_cli_does(
+    index: Index, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``otel-mltrace flag preds.csv`` flagged the file's artifact; ``mlt.flag("preds.csv")``
+    said "not found". Both now flag the same artifact (a copy of the index: flags persist)."""
+    import shutil
+
+    db = str(tmp_path / "copy.db")
+    shutil.copy(index.db, db)
+    monkeypatch.chdir(index.workdir)
+    code, out = cli("--db", db, "flag", "preds.csv", "--format", "json")
+    assert code == 0, out
+    assert json.loads(out) == [{"id": index.preds_id, "kind": "artifact", "reason": None}]
+    assert mlt.unflag("preds.csv", db=db) == 1
+    assert mlt.flag(Path("preds.csv"), reason="r", db=db) == [
+        {"id": index.preds_id, "kind": "artifact", "reason": "r"}
+    ]
+    code, out = cli("--db", db, "unflag", "preds.csv")
+    assert code == 0 and "removed 1 flag(s)" in out, out
