@@ -34,7 +34,7 @@ from typing import Any
 from otel_mltrace._statcache import ALGO, clear, file_digest
 from otel_mltrace.artifact_ids import split_artifact_id
 
-__all__ = ["artifact_id", "clear_stat_cache", "is_versioned"]
+__all__ = ["artifact_id", "clear_stat_cache", "is_versioned", "local_artifact"]
 
 TREE_ALGO = "sha256-tree"
 """Tag of directory digests: they are a Merkle digest, not sha256 of one byte stream."""
@@ -137,6 +137,22 @@ def is_versioned(artifact: str) -> bool:
         (True, False)
     """
     return split_artifact_id(artifact)[1] is not None
+
+
+def local_artifact(ident: str | os.PathLike[str]) -> str:
+    """What a user typed, as the index knows it: a path on this disk by its content
+    (:func:`artifact_id`), anything else (a URI, an artifact, run or record ID) unchanged.
+    The CLI, ``otel_mltrace.query`` and ``flag()`` all read their arguments with it.
+
+    Example::
+
+        >>> local_artifact("s3://bucket/key")
+        's3://bucket/key'
+    """
+    text = os.fspath(ident)
+    if "://" not in text and os.path.exists(text):
+        return artifact_id(text)
+    return text
 
 
 def clear_stat_cache(persistent: bool = True) -> None:

@@ -20,10 +20,7 @@ from mltrace_collector.index.queries.stale import why as stale_why
 from otel_mltrace.cli_core import (
     Context,
     _run,
-    first_found,
     fmt_option,
-    local_artifact,
-    local_candidates,
     main,
     parse_duration,
     parse_time,
@@ -33,6 +30,7 @@ from otel_mltrace.cli_runs import filter_options, make_filter, series_line, show
 from otel_mltrace.cli_settings import FLAG, explain
 from otel_mltrace.config import resolve
 from otel_mltrace.extras import missing_message
+from otel_mltrace.idents import first_found, identified, local_artifact, local_candidates
 
 # what other modules and tests import from here (the group and its helpers live in cli_core)
 __all__ = [
@@ -59,7 +57,7 @@ def _graph_command(name: str, help_text: str) -> None:
     def command(ctx: Context, ident: str, depth: int, all_versions: bool, fmt: str | None) -> None:
         def go() -> None:
             query = getattr(ctx.queries(), name)
-            graph = first_found(local_candidates(ident), lambda i: query(i, depth))
+            graph = identified(ident, lambda i: query(i, depth))  # as query.trace
             shown = fmt or ctx.fmt
             render.emit(ctx.console, graph, shown, render.lineage_tree(graph))
             resolved = graph.get("resolved")

@@ -16,7 +16,6 @@ Example::
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,41 +56,6 @@ def parse_time(text: str | None) -> int | None:
         return to_ns(text)
     except BadQuery as exc:
         raise click.BadParameter(str(exc)) from None
-
-
-def local_artifact(ident: str) -> str:
-    """A path on this disk is identified by content, so `trace ./model.pkl` just works."""
-    if "://" not in ident and os.path.exists(ident):
-        from otel_mltrace.artifacts import artifact_id
-
-        return artifact_id(ident)
-    return ident
-
-
-def local_candidates(ident: str) -> list[str]:
-    """What ``ident`` may name, in order: a path on this disk is identified by content (the
-    index then falls back to its location, see ``mltrace_collector.index.queries.identify``);
-    a path that is gone is tried as the ID it may be, then as its ``file://`` location."""
-    if "://" in ident or os.path.exists(ident):
-        return [local_artifact(ident)]
-    from pathlib import Path
-
-    return [ident, Path(os.path.realpath(ident)).as_uri()]
-
-
-def first_found(idents: list[str], query: Callable[[str], Any]) -> Any:
-    """``query`` of the first of ``idents`` the index knows; the first NotFound otherwise."""
-    first: NotFound | None = None
-    for ident in idents:
-        try:
-            return query(ident)
-        except NotFound as exc:
-            first = first or exc
-    assert first is not None
-    if len(idents) > 1:
-        tried = ", ".join(idents[1:])
-        raise NotFound(f"{first.args[0] if first.args else first}; nothing was logged at {tried}")
-    raise first
 
 
 @dataclass

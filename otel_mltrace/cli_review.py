@@ -16,7 +16,8 @@ import click
 from rich.table import Table
 
 from mltrace_collector.index.queries import render
-from otel_mltrace.cli_core import Context, _run, fmt_option, local_artifact, main, pass_ctx
+from otel_mltrace.artifacts import local_artifact
+from otel_mltrace.cli_core import Context, _run, fmt_option, main, pass_ctx
 
 
 @main.command()

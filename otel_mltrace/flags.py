@@ -13,8 +13,19 @@ Example::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from otel_mltrace.artifacts import local_artifact
+
+Ids = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+
+
+def _ids(ids: Ids) -> list[str]:
+    """One ID or many; a local path is identified by its content, as the CLI does."""
+    many = [ids] if isinstance(ids, (str, os.PathLike)) else list(ids)
+    return [local_artifact(i) for i in many]
 
 
 def _queries(db: str | None, server: str | None, token: str | None) -> tuple[Any, Any]:
@@ -28,7 +39,7 @@ def _queries(db: str | None, server: str | None, token: str | None) -> tuple[Any
 
 
 def flag(
-    ids: str | Iterable[str],
+    ids: Ids,
     reason: str | None = None,
     *,
     db: str | None = None,
@@ -40,7 +51,7 @@ def flag(
     Raises ``mltrace_collector.index.queries.lineage_queries.NotFound`` naming the first
     unknown ID (and then flags nothing).
     """
-    id_list = [ids] if isinstance(ids, str) else list(ids)
+    id_list = _ids(ids)
     queries, store = _queries(db, server, token)
     try:
         return list(queries.flag(id_list, reason))
@@ -50,7 +61,7 @@ def flag(
 
 
 def unflag(
-    ids: str | Iterable[str] | None = None,
+    ids: Ids | None = None,
     *,
     all: bool = False,
     db: str | None = None,
@@ -60,7 +71,7 @@ def unflag(
     """Remove flags of ``ids`` (or every flag with ``all=True``); returns how many."""
     if ids is None and not all:
         raise ValueError("give IDs to unflag, or all=True to remove every flag")
-    id_list = None if all else ([ids] if isinstance(ids, str) else list(ids or []))
+    id_list = None if all else _ids(ids or [])
     queries, store = _queries(db, server, token)
     try:
         return int(queries.unflag(id_list))

@@ -148,8 +148,18 @@ def configure(
     queue_size: int | None = None,
     spool_dir: str | None = None,
     spool_max: int | None = None,
+    timeout: float | None = None,
+    certificate: str | None = None,
+    client_certificate: str | None = None,
+    client_key: str | None = None,
+    insecure: bool | None = None,
 ) -> Configuration:
     """Set up where run spans go. See the module docstring for the rules.
+
+    ``timeout`` (seconds per export), ``certificate`` (CA bundle), ``client_certificate`` /
+    ``client_key`` (mTLS) and ``insecure`` (plaintext gRPC to ``host:port``) beat the
+    ``MLTRACE_`` and standard ``OTEL_EXPORTER_OTLP_(TRACES_)*`` variables
+    (``otel_mltrace.otlp_transport``).
 
     >>> cfg = configure(service_name="digits", index="/tmp/lineage.db")
     >>> cfg.mode
@@ -161,7 +171,6 @@ def configure(
     proto = resolve("protocol", protocol)
     if protocol is None and os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL"):
         proto = os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"]
-    timeout = float(resolve("export_timeout"))
     queue = int(resolve("queue_size", queue_size))
     disabled = bool(resolve("disabled"))
     if disabled:  # MLTRACE_DISABLED: runs execute, nothing is exported, indexed or spooled
@@ -170,10 +179,14 @@ def configure(
         def build() -> DeliveringProcessor:
             raise AssertionError("not called: no exporter when disabled")
     elif target is not None:
+        from otel_mltrace.otlp_transport import transport_settings
         from otel_mltrace.sender import headers_from_env, make_sender
         from otel_mltrace.spool import Spool
 
-        sender = make_sender(target, proto, headers or headers_from_env(), timeout)
+        transport = transport_settings(
+            timeout, certificate, client_certificate, client_key, insecure
+        )
+        sender = make_sender(target, proto, headers or headers_from_env(), transport=transport)
         base, cap = resolve("spool_dir", spool_dir), int(resolve("spool_max_bytes", spool_max))
         spool = Spool.for_endpoint(str(base), target, proto, cap)
         mode, destination = "otlp", target

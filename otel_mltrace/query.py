@@ -34,6 +34,7 @@ from mltrace_collector.index.queries.run_search import BadQuery, RunFilter
 from mltrace_collector.index.store import Store
 from otel_mltrace.compare_view import Comparison
 from otel_mltrace.config import SETTINGS, resolve
+from otel_mltrace.idents import identified
 from otel_mltrace.query_results import Lineage, Records, Review, RunDetails, RunTable
 
 __all__ = [
@@ -173,11 +174,11 @@ class Index:
 
     def trace(self, ident: str | os.PathLike[str], depth: int = MAX_DEPTH) -> Lineage:
         """Upstream lineage of an artifact ID, URI, local path, run ID or record ID."""
-        return Lineage.from_dict(self.queries.trace(_ident(ident), depth))
+        return Lineage.from_dict(identified(ident, lambda i: self.queries.trace(i, depth)))
 
     def downstream(self, ident: str | os.PathLike[str], depth: int = MAX_DEPTH) -> Lineage:
         """Everything derived from an artifact, run or record."""
-        return Lineage.from_dict(self.queries.downstream(_ident(ident), depth))
+        return Lineage.from_dict(identified(ident, lambda i: self.queries.downstream(i, depth)))
 
     def runs(
         self,
@@ -239,15 +240,6 @@ class Index:
         if len(run_ids) == 1 and not isinstance(run_ids[0], str):
             run_ids = tuple(run_ids[0])
         return Comparison.from_dict(self.queries.compare(list(run_ids), depth))
-
-
-def _ident(ident: str | os.PathLike[str]) -> str:
-    text = os.fspath(ident)
-    if "://" not in text and os.path.exists(text):
-        from otel_mltrace.artifacts import artifact_id
-
-        return artifact_id(text)
-    return text
 
 
 def connect(db: str | None = None, server: str | None = None, token: str | None = None) -> Index:

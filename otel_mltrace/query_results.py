@@ -238,6 +238,13 @@ class Lineage:
     def to_dict(self) -> dict[str, Any]:
         return dict(self.data)
 
+    @property
+    def resolved(self) -> dict[str, Any] | None:
+        """When the index answered for another ID than the one asked (a bare URI, an edited,
+        moved or deleted file): ``asked``, ``chosen``, ``note`` (why) and ``versions``."""
+        found = self.data.get("resolved")
+        return dict(found) if found else None
+
     def to_dot(self) -> str:
         return render.to_dot(self.data)
 
@@ -257,7 +264,9 @@ class Lineage:
         return (
             f"<p>{html.escape(self.direction)} lineage of <code>{html.escape(self.root['id'])}"
             f"</code>: {len(self.runs)} runs, {len(self.artifacts)} artifacts "
-            f"({len(raw)} raw)</p>" + self.run_table()._repr_html_()
+            f"({len(raw)} raw)</p>"
+            + (f"<p>note: {html.escape(self.resolved['note'])}</p>" if self.resolved else "")
+            + self.run_table()._repr_html_()
         )
 
     def __rich__(self) -> Any:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 from urllib.parse import urlparse
 
+from otel_mltrace.otlp_transport import Transport, transport_settings
+
 _GRPC_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
@@ -72,13 +74,6 @@ def _gzip() -> bool:
     return False
 
 
-def _ca_file() -> str | None:
-    for var in ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"):
-        if os.environ.get(var):
-            return os.environ[var]
-    return None
-
-
 def headers_from_env() -> dict[str, str]:
     """``MLTRACE_HEADERS``, else the standard ``OTEL_EXPORTER_OTLP_(TRACES_)HEADERS``."""
     from otel_mltrace.config import _parse_headers, resolve
@@ -93,15 +88,22 @@ def headers_from_env() -> dict[str, str]:
 
 
 class GrpcSender:
-    def __init__(self, endpoint: str, headers: Mapping[str, str], timeout_s: float) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        headers: Mapping[str, str],
+        timeout_s: float,
+        transport: Transport | None = None,
+    ) -> None:
         import grpc
 
         self._grpc = grpc
+        self._transport = transport or transport_settings(timeout_s)
         parsed = urlparse(endpoint)
         if parsed.scheme in ("http", "https") and parsed.netloc:
             target, secure = parsed.netloc, parsed.scheme == "https"
-        else:  # host:port, as the official exporter accepts it (TLS unless http://)
-            target, secure = endpoint, True
+        else:  # host:port, as the official exporter accepts it: TLS unless ..._INSECURE
+            target, secure = endpoint, not self._transport.insecure
         self._target, self._secure = target, secure
         self._open()
         self._metadata = tuple((k.lower(), v) for k, v in headers.items())
@@ -125,9 +127,13 @@ class GrpcSender:
     def _open(self) -> None:
         grpc = self._grpc
         if self._secure:
-            ca = _ca_file()
-            roots = Path(ca).read_bytes() if ca else None
-            creds = grpc.ssl_channel_credentials(roots)
+            t = self._transport
+            pair = t.client_pair()
+            creds = grpc.ssl_channel_credentials(
+                Path(t.certificate).read_bytes() if t.certificate else None,
+                Path(pair[1]).read_bytes() if pair else None,
+                Path(pair[0]).read_bytes() if pair else None,
+            )
             self._channel = grpc.secure_channel(self._target, creds)
         else:
             self._channel = grpc.insecure_channel(self._target)
@@ -161,14 +167,22 @@ class GrpcSender:
 
 
 class HttpSender:
-    def __init__(self, endpoint: str, headers: Mapping[str, str], timeout_s: float) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        headers: Mapping[str, str],
+        timeout_s: float,
+        transport: Transport | None = None,
+    ) -> None:
         import requests
 
         self._requests = requests
         trimmed = endpoint.rstrip("/")
         self._url = trimmed if trimmed.endswith("/v1/traces") else trimmed + "/v1/traces"
         self._headers = {"Content-Type": "application/x-protobuf", **headers}
-        self._verify: bool | str = _ca_file() or True
+        t = transport or transport_settings(timeout_s)
+        self._verify: bool | str = t.certificate or True
+        self._cert = t.client_pair()
         self._timeout = timeout_s
         self._gzip = _gzip()
         if self._gzip:
@@ -183,7 +197,7 @@ class HttpSender:
         try:
             body = gzip.compress(payload, compresslevel=6) if self._gzip else payload
             resp = self._session.post(
-                self._url, data=body, timeout=self._timeout, verify=self._verify
+                self._url, data=body, timeout=self._timeout, verify=self._verify, cert=self._cert
             )
         except Exception as exc:  # connection refused, timeout, TLS: all worth a retry
             return SendOutcome(False, True, f"{type(exc).__name__}: {exc}"[:300])
@@ -200,10 +214,19 @@ class HttpSender:
 
 
 def make_sender(
-    endpoint: str, protocol: str, headers: Mapping[str, str] | None, timeout_s: float
+    endpoint: str,
+    protocol: str,
+    headers: Mapping[str, str] | None,
+    timeout_s: float | None = None,
+    transport: Transport | None = None,
 ) -> Sender:
+    """A sender to ``endpoint``; ``transport`` (default: resolved from the environment,
+    ``otel_mltrace.otlp_transport``) sets TLS and, unless ``timeout_s`` is given, the
+    timeout of one export."""
+    transport = transport or transport_settings(timeout_s)
+    timeout = transport.timeout_s if timeout_s is None else timeout_s
     if protocol == "grpc":
-        return GrpcSender(endpoint, headers or {}, timeout_s)
+        return GrpcSender(endpoint, headers or {}, timeout, transport)
     if protocol in ("http/protobuf", "http"):
-        return HttpSender(endpoint, headers or {}, timeout_s)
+        return HttpSender(endpoint, headers or {}, timeout, transport)
     raise ValueError(f"protocol {protocol!r} is not supported; use 'grpc' or 'http/protobuf'")

@@ -50,12 +50,13 @@ class Model:
         self.runs = {r.run_id: r for r in runs}
 
     # -- stitching ------------------------------------------------------------------------
-    def producer(self, aid: str, t: int | None) -> MRun | None:
+    def producer(self, aid: str, t: int | None, reader: str | None = None) -> MRun | None:
         uri, version = split(aid)
         if version is not None:
             writers = [r for r in self.runs.values() if aid in r.outputs]
         else:
             writers = [r for r in self.runs.values() if any(split(o)[0] == uri for o in r.outputs)]
+        writers = [r for r in writers if r.run_id != reader]  # never the reader itself
         if not writers:
             return None
         by_end = sorted(writers, key=lambda r: (r.end, r.run_id))
@@ -67,7 +68,7 @@ class Model:
         return None if version is None else by_end[0]
 
     def input_producer(self, run: MRun, aid: str) -> MRun | None:
-        return self.producer(aid, run.start)
+        return self.producer(aid, run.start, run.run_id)
 
     # -- trace / downstream ----------------------------------------------------------------
     def _upstream(self, start: list[MRun], runs: set[str], edges: set[Edge]) -> None:
@@ -114,6 +115,8 @@ class Model:
         uri, version = split(out)
         found = []
         for r in self.runs.values():
+            if r.run_id == producer.run_id:
+                continue  # a run is never its own reader
             for aid in r.inputs:
                 if version is not None and aid == out:
                     found.append((aid, r))
@@ -180,7 +183,9 @@ class Model:
             p = self.input_producer(run, aid)
             latest = self.latest_writer(uri)
             if latest is not None:
-                if (p is None or latest[0].run_id != p.run_id) and (
+                if latest[0].run_id == run_id:
+                    pass  # the newest version is its own write: not a newer input
+                elif (p is None or latest[0].run_id != p.run_id) and (
                     version is None or latest[1] != aid
                 ):
                     return True

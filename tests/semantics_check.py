@@ -3,10 +3,11 @@
 Shared by ``tests/test_semantics_properties.py`` (a bounded number of examples per
 backend) and ``scripts/semantics_soak.py`` (a longer run). A pipeline has components
 with variants (a ``variant`` param choosing the output URI, like logreg/rf models),
-re-runs, fan-in and fan-out, versioned and unversioned URIs, overwrites, raw data read
-in several versions, record IDs from a small pool of stable keys carried across versions
-(on the run span or on record chunk spans), flags on records, and duplicate runs (another
-span with a run ID, its records on chunk spans arriving in any order).
+re-runs, fan-in and fan-out, versioned and unversioned URIs, overwrites, in-place updates
+(a run writing what it read), zero-length runs, raw data read in several versions, record
+IDs from a small pool of stable keys carried across versions (on the run span or on record
+chunk spans), flags on records, and duplicate runs (another span with a run ID, its records
+on chunk spans arriving in any order).
 
 Example::
 
@@ -49,7 +50,8 @@ def pipelines(draw: st.DrawFn, max_runs: int = 9) -> Pipeline:
         comp = draw(st.sampled_from(["ingest", "clean", "train", "predict"]))
         variant = draw(st.sampled_from(["x", "y"])) if comp == "train" else ""
         start = 1000 * (i + 1) + draw(st.integers(0, 400))
-        end = start + draw(st.integers(0, 1500))  # overlaps: a reader may start first
+        # overlaps (a reader may start first), and zero-length runs (start = end)
+        end = start + draw(st.one_of(st.just(0), st.integers(0, 1500)))
         pool = raw + written + sorted({split(w)[0] for w in written})
         inputs = tuple(sorted(set(draw(st.lists(st.sampled_from(pool), max_size=3)))))
         outputs: list[str] = []
@@ -57,6 +59,8 @@ def pipelines(draw: st.DrawFn, max_runs: int = 9) -> Pipeline:
             uri = f"{comp}{variant}/o{k}"
             version = draw(st.sampled_from([None, "v:1", "v:2", "v:3"]))
             outputs.append(uri if version is None else f"{uri}@{version}")
+        if inputs and draw(st.integers(0, 3)) == 0:  # an in-place update: writes what it read
+            outputs.append(draw(st.sampled_from(inputs)))
         outputs = sorted(set(outputs))
         records: list[tuple[str, str, str]] = []
         for out in outputs:

@@ -162,3 +162,95 @@ def test_a_component_name_given_to_trace_points_at_history(where: list[str]) -> 
     code, out = cli(*where, "trace", "predict")
     assert code == 2 and "'predict' is a component: its runs are in" in out, out
     assert "otel-mltrace history predict" in out
+
+
+def python_answer(where: list[str], kind: str, path: str | Path) -> dict[str, object] | str:
+    """``otel_mltrace.query.trace/downstream`` on the same index as ``where``: the graph as
+    a dict (checked against its ``resolved`` and HTML view), or the ``NotFound`` message."""
+    from otel_mltrace import query
+
+    target = {"db": where[1]} if where[0] == "--db" else {"server": where[1]}
+    try:
+        lineage = getattr(query, kind)(path, **target)
+    except query.NotFound as exc:
+        return f"not found: {exc}"
+    graph: dict[str, object] = lineage.to_dict()
+    assert lineage.resolved == graph.get("resolved")
+    if lineage.resolved:
+        assert f"note: {lineage.resolved['note']}" in lineage._repr_html_()
+    return graph
+
+
+@pytest.mark.parametrize("kind", ["trace", "downstream"])
+@pytest.mark.parametrize("case", ["edited", "deleted", "moved"])
+def test_python_api_identifies_paths_as_the_cli_does(
+    where: list[str],
+    index: Index,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+    kind: str,
+) -> None:
+    """The same path gives the same graph from ``otel-mltrace trace`` and ``query.trace``."""
+    monkeypatch.chdir(index.workdir)
+    logged = index.workdir / "preds.csv"
+    original = logged.read_text()
+    asked: str | Path = "preds.csv"
+    try:
+        if case == "edited":
+            logged.write_text("id,proba\n1,0.1\n")
+        elif case == "deleted":
+            logged.rename(index.workdir / "preds.kept")
+        else:
+            asked = tmp_path / "elsewhere.csv"
+            asked.write_text(original)  # the same content at a new location
+        code, out = cli(*where, kind, str(asked), "--format", "json")
+        from_python = python_answer(where, kind, asked)
+        from_pathlike = python_answer(where, kind, Path(asked))
+    finally:
+        if case == "deleted":
+            (index.workdir / "preds.kept").rename(logged)
+        logged.write_text(original)
+    assert code == 0, out
+    from_cli = json.loads(out)
+    assert from_cli["root"]["id"] == index.preds_id
+    assert from_python == from_cli
+    assert from_pathlike == from_cli
+    expected = {
+        "edited": "not in the index with version",
+        "deleted": "the newest of 1 at file://",
+        "moved": "the same content",
+    }[case]
+    assert expected in from_cli["resolved"]["note"]
+
+
+def test_python_api_names_what_it_tried_for_an_unknown_path(
+    where: list[str], index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(index.workdir)
+    code, out = cli(*where, "trace", "never-logged.csv")
+    answer = python_answer(where, "trace", "never-logged.csv")
+    assert code == 2
+    assert answer == " ".join(out.split())  # the CLI wraps nothing (width 200), same words
+    assert f"nothing was logged at {(index.workdir / 'never-logged.csv').as_uri()}" in answer
+
+
+def test_python_flag_identifies_a_path_as_the_cli_does(
+    index: Index, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``otel-mltrace flag preds.csv`` flagged the file's artifact; ``mlt.flag("preds.csv")``
+    said "not found". Both now flag the same artifact (a copy of the index: flags persist)."""
+    import shutil
+
+    db = str(tmp_path / "copy.db")
+    shutil.copy(index.db, db)
+    monkeypatch.chdir(index.workdir)
+    code, out = cli("--db", db, "flag", "preds.csv", "--format", "json")
+    assert code == 0, out
+    assert json.loads(out) == [{"id": index.preds_id, "kind": "artifact", "reason": None}]
+    assert mlt.unflag("preds.csv", db=db) == 1
+    assert mlt.flag(Path("preds.csv"), reason="r", db=db) == [
+        {"id": index.preds_id, "kind": "artifact", "reason": "r"}
+    ]
+    code, out = cli("--db", db, "unflag", "preds.csv")
+    assert code == 0 and "removed 1 flag(s)" in out, out

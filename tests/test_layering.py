@@ -68,6 +68,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
             "otel_mltrace.component_decorator",
             "otel_mltrace.run_view",
             "otel_mltrace.sender",
+            "otel_mltrace.otlp_transport",
             "otel_mltrace.spool",
         ),
         frozenset({"contract", "sdk"}),
@@ -88,6 +89,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
         (
             "otel_mltrace.cli",
             "otel_mltrace.cli_*",
+            "otel_mltrace.idents",
             "otel_mltrace.query",
             "otel_mltrace.query_results",
             "otel_mltrace.compare_view",

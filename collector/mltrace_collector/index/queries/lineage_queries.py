@@ -81,7 +81,10 @@ class LineageQueries:
         if self.store.artifact(ident) is not None:
             return "artifact", None
         uri, version = split_artifact_id(ident)
-        if version is None and latest_producers_by_uri(self.store, [(uri, None)])[(uri, None)]:
+        if (
+            version is None
+            and latest_producers_by_uri(self.store, [(uri, None, None)])[(uri, None, None)]
+        ):
             return "artifact", None
         if is_record(self, ident):
             return "record", None
@@ -106,12 +109,15 @@ class LineageQueries:
     def _kind(self, ident: str) -> str:
         return self._resolve(ident)[0]
 
-    def producer_for(self, artifact_id: str, consumer_start_ns: int | None) -> Row | None:
-        """The run a reader starting at ``consumer_start_ns`` got ``artifact_id`` from."""
+    def producer_for(
+        self, artifact_id: str, consumer_start_ns: int | None, reader: str | None = None
+    ) -> Row | None:
+        """The run the run ``reader``, started at ``consumer_start_ns``, got ``artifact_id``
+        from (never ``reader`` itself)."""
         uri, version = split_artifact_id(artifact_id)
         if version is None:
-            return self.store.latest_producer_by_uri(uri, consumer_start_ns)
-        return pick_producer(self.store.producers_exact(artifact_id), consumer_start_ns)
+            return self.store.latest_producer_by_uri(uri, consumer_start_ns, reader)
+        return pick_producer(self.store.producers_exact(artifact_id), consumer_start_ns, reader)
 
     # -- lineage --------------------------------------------------------------------------
     def trace(self, ident: str, depth: int = MAX_DEPTH) -> dict[str, Any]:
@@ -127,7 +133,7 @@ class LineageQueries:
         if row is not None:
             return self.trace_run(row, depth)
         graph = Graph(kind, ident, "upstream")
-        producer = producers_for(self.store, [(ident, None)])[(ident, None)]
+        producer = producers_for(self.store, [(ident, None, None)])[(ident, None, None)]
         graph.artifact(ident, producer is not None)
         if producer is not None:
             graph.edge(producer["run_id"], ident, "output")
@@ -153,7 +159,7 @@ class LineageQueries:
             walk_downstream(self.store, graph, kind, [], depth, root_run=row)
             return graph.data
         graph = Graph(kind, ident, "downstream")
-        producer = producers_for(self.store, [(ident, None)])[(ident, None)]
+        producer = producers_for(self.store, [(ident, None, None)])[(ident, None, None)]
         graph.artifact(ident, producer is not None)
         walk_downstream(
             self.store, graph, kind, [(ident, producer["run_id"] if producer else None)], depth
@@ -187,11 +193,13 @@ class LineageQueries:
                 raise
             return run_starts.inspect_open(started)
         io = self.store.run_io(row["run_id"])
-        read = [(e["artifact_id"], row["start_ns"]) for e in io if e["direction"] == "in"]
+        read = [
+            (e["artifact_id"], row["start_ns"], row["run_id"]) for e in io if e["direction"] == "in"
+        ]
         producers = producers_for(self.store, read)  # one batch, not a query per input
         inputs = []
-        for aid, start in read:
-            producer = producers[(aid, start)]
+        for key in read:
+            aid, producer = key[0], producers[key]
             inputs.append({"artifact_id": aid, "producer_run_id": producer and producer["run_id"]})
         return {
             **run_summary(row),

@@ -119,7 +119,7 @@ def walk_upstream(store: Store, graph: Graph, runs: list[Row], level: int, depth
         by_uri = latest_producers_by_uri(
             store,
             (
-                (split_id(aid)[0], r["start_ns"])
+                (split_id(aid)[0], r["start_ns"], r["run_id"])
                 for r in frontier
                 for aid, candidates in inputs[r["run_id"]]
                 if candidates is None
@@ -129,9 +129,9 @@ def walk_upstream(store: Store, graph: Graph, runs: list[Row], level: int, depth
         for row in frontier:
             for aid, candidates in inputs[row["run_id"]]:
                 if candidates is None:
-                    producer = by_uri[(split_id(aid)[0], row["start_ns"])]
+                    producer = by_uri[(split_id(aid)[0], row["start_ns"], row["run_id"])]
                 else:
-                    producer = pick_producer(candidates, row["start_ns"])
+                    producer = pick_producer(candidates, row["start_ns"], row["run_id"])
                 graph.artifact(aid, producer is not None)
                 graph.edge(aid, row["run_id"], "input")
                 if producer is not None:
@@ -218,7 +218,7 @@ def walk_downstream(
         readers = walk.consumers({aid for aid, _, _ in todo})
         # read the URI unversioned: only a reader that got it from this producer counts
         check = {
-            (c["read_as"], c["start_ns"])
+            (c["read_as"], c["start_ns"], c["run_id"])
             for aid, _, any_reader in todo
             if not any_reader
             for c in readers[aid]
@@ -228,8 +228,10 @@ def walk_downstream(
         expand: list[Row] = []
         for aid, producer_id, any_reader in todo:
             for consumer in readers[aid]:
+                if consumer["run_id"] == producer_id:
+                    continue  # a run that reads what it writes is not its own reader
                 if split_id(consumer["read_as"])[1] is None and not any_reader:
-                    source = got[(consumer["read_as"], consumer["start_ns"])]
+                    source = got[(consumer["read_as"], consumer["start_ns"], consumer["run_id"])]
                     if (source["run_id"] if source else None) != producer_id:
                         continue
                 if level >= depth:

@@ -41,13 +41,13 @@ def input_sets(store: Store, run_id: str) -> dict[str, SetKey | None]:
         return {}
     start = rows[0]["start_ns"]
     inputs = run_artifacts(store, [run_id], "in")[run_id]
-    producers = producers_for(store, ((a, start) for a in inputs))
+    producers = producers_for(store, ((a, start, run_id) for a in inputs))
     written = run_artifacts(
         store, {p["run_id"] for p in producers.values() if p is not None}, "out"
     )
     found: dict[str, SetKey | None] = {}
     for aid in inputs:
-        producer = producers[(aid, start)]
+        producer = producers[(aid, start, run_id)]
         if producer is None:
             found[aid] = None
             continue

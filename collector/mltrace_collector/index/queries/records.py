@@ -193,9 +193,9 @@ class LineageCache:
             inputs = [
                 a for a in run_artifacts(self.q.store, [current], "in")[current] if a not in skip
             ]
-            found = producers_for(self.q.store, ((a, row["start_ns"]) for a in inputs))
+            found = producers_for(self.q.store, ((a, row["start_ns"], current) for a in inputs))
             for aid in inputs:
-                producer = found[(aid, row["start_ns"])]
+                producer = found[(aid, row["start_ns"], current)]
                 if producer is not None:
                     self.runs.setdefault(producer["run_id"], producer)
                     stack.append((producer["run_id"], frozenset()))

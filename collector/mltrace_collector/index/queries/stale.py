@@ -8,15 +8,17 @@ The rules are written down in ``docs/semantics.md``; in short:
 * a run is **live** when one of its outputs is still the newest version of its URI (a
   run without outputs: when it is its component's newest run) — so two variants of
   ``train`` writing two model URIs are both live;
-* a run is **directly stale** when an input has a newer version than the one it got, or
-  an input was made (producer end; first seen, for raw data) more than the threshold ago;
+* a run is **directly stale** when an input has a newer version than the one it got (a
+  version the run wrote itself does not count), or an input was made (producer end; first
+  seen, for raw data) more than the threshold ago;
 * a live run is **stale** when it is directly stale or any run upstream of it (through the
   producers it actually read from) is; ``upstream`` names the nearest such run and the
   path to it.
 
 The whole index is read once (lean rows and run I/O), so the answer does not depend on
 which component ran last or on the order spans arrived in. The Prometheus gauge
-``mltrace_component_stale`` asks :func:`mltrace_collector.index.queries.stale_partial.staleness_of`:
+``mltrace_component_stale`` asks
+:func:`mltrace_collector.index.queries.stale_partial.staleness_of`:
 the same rules (this module's :class:`StaleIndex`) on the rows that concern a few runs.
 
 Example::
@@ -36,6 +38,7 @@ from mltrace_collector.index.queries.lineage_walk import iso, run_summary
 from mltrace_collector.index.store.cursor import Row
 from mltrace_collector.index.store.graph_reads import (
     SUMMARY_COLUMNS,
+    Read,
     producers_for,
 )
 
@@ -82,7 +85,7 @@ class StaleIndex:
                 write = (end, run_id, aid)
                 self.latest_write[uri] = max(self.latest_write.get(uri, write), write)
         self.store = store
-        self.producer: dict[tuple[str, int | None], Row | None] = {}
+        self.producer: dict[Read, Row | None] = {}
         newest_of: dict[str, tuple[int, str]] = {}
         for run_id, row in self.runs.items():
             key = (int(row["start_ns"]), run_id)
@@ -90,7 +93,7 @@ class StaleIndex:
         self.component_newest = {run_id for _, run_id in newest_of.values()}
 
     def producer_of(self, run_id: str, aid: str) -> Row | None:
-        key = (aid, self.runs[run_id]["start_ns"])
+        key = (aid, self.runs[run_id]["start_ns"], run_id)
         if key not in self.producer:
             self.prefetch([run_id])
         return self.producer[key]
@@ -98,7 +101,7 @@ class StaleIndex:
     def prefetch(self, run_ids: list[str]) -> list[str]:
         """Look up the producers of the inputs of ``run_ids`` in a few batched queries;
         returns the producers' run IDs (the next level upstream)."""
-        pairs = [(aid, self.runs[r]["start_ns"]) for r in run_ids for aid, _, _ in self.ins[r]]
+        pairs = [(aid, self.runs[r]["start_ns"], r) for r in run_ids for aid, _, _ in self.ins[r]]
         missing = [p for p in pairs if p not in self.producer]
         if missing:
             self.producer.update(producers_for(self.store, missing))
@@ -122,7 +125,8 @@ class StaleIndex:
         latest = self.latest_write.get(uri)
         if latest is not None:
             end, writer, newest = latest
-            if writer != got_from and (not versioned or newest != aid):
+            # the newest version is another run's: not what it got, nor its own write
+            if writer not in (got_from, run_id) and (not versioned or newest != aid):
                 made_by = self.runs[writer]
                 return (
                     f"input {uri} has a newer version {_version(newest)} "

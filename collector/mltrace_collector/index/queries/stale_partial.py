@@ -84,7 +84,7 @@ class PartialStaleIndex(StaleIndex):
 
     def _producers(self, run_id: str) -> list[Row | None]:
         start = self.runs[run_id]["start_ns"]
-        return [self.producer.get((aid, start)) for aid, _, _ in self.ins[run_id]]
+        return [self.producer.get((aid, start, run_id)) for aid, _, _ in self.ins[run_id]]
 
     def _load_runs(self, run_ids: set[str]) -> list[str]:
         """Rows and inputs of ``run_ids`` (those that exist); returns their IDs."""

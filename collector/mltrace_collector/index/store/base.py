@@ -235,14 +235,17 @@ class Store(ABC):
         )
         return [_run_row(r) for r in rows]
 
-    def latest_producer_by_uri(self, uri: str, before_ns: int | None) -> Row | None:
-        """The run that last wrote ``uri`` (any version) and ended by ``before_ns``."""
+    def latest_producer_by_uri(
+        self, uri: str, before_ns: int | None, reader: str | None = None
+    ) -> Row | None:
+        """The run other than ``reader`` that last wrote ``uri`` (any version) and ended by
+        ``before_ns`` (a run never stitches its read to its own write)."""
         bound = before_ns if before_ns is not None else 2**62
         rows = self.query(
             f"SELECT {_R} FROM run_io io JOIN runs r ON r.run_id = io.run_id "
-            "WHERE io.uri = ? AND io.direction = 'out' AND r.end_ns <= ? "
+            "WHERE io.uri = ? AND io.direction = 'out' AND r.end_ns <= ? AND r.run_id <> ? "
             "ORDER BY r.end_ns DESC, r.run_id DESC LIMIT 1",
-            (uri, bound),
+            (uri, bound, reader or ""),
         )
         return _run_row(rows[0]) if rows else None
 

@@ -8,13 +8,15 @@ parameters per statement; every value is a parameter.
 
 Ordering is deterministic: producers newest end first (ties: higher run ID first, the
 same tie-break as ``Store.latest_producer_by_uri``), consumers by start (ties: run ID,
-then the ID as read).
+then the ID as read). A read is ``(artifact ID, reader start, reader run ID)``: a run
+never stitches a read to itself (a run that reads and writes one URI gets it from the
+previous producer), so the reader is part of what is looked up.
 
 Example::
 
     rows = run_summaries(store, ["run-1", "run-2"])        # {run_id: lean row}
     io = run_inputs(store, list(rows))                     # {run_id: [input artifact IDs]}
-    found = producers_for(store, [("s3://b/x.csv", start_ns)])
+    found = producers_for(store, [("s3://b/x.csv", start_ns, "run-2")])
 """
 
 from __future__ import annotations
@@ -53,9 +55,15 @@ _NO_BOUND = 2**62
 _UNVERSIONED_ONE = (
     f"SELECT CAST(? AS BIGINT) AS k, {_LEAN_R} FROM runs r WHERE r.run_id = ("
     "SELECT io.run_id FROM run_io io JOIN runs p ON p.run_id = io.run_id "
-    "WHERE io.uri = ? AND io.direction = 'out' AND p.end_ns <= ? "
+    "WHERE io.uri = ? AND io.direction = 'out' AND p.end_ns <= ? AND p.run_id <> ? "
     "ORDER BY p.end_ns DESC, p.run_id DESC LIMIT 1)"
 )
+_NO_READER = ""
+"""Stands for "no reader" in ``p.run_id <> ?`` (no run has an empty ID)."""
+
+Read = tuple[str, int | None, str | None]
+"""``(artifact ID or URI, reader start ns, reader run ID)``; ``None`` start: no bound (the
+newest writer), ``None`` reader: an artifact asked about alone."""
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -195,30 +203,35 @@ def producers_exact_many(store: Store, artifact_ids: Iterable[str]) -> dict[str,
     return found
 
 
-def latest_producers_by_uri(
-    store: Store, wanted: Iterable[tuple[str, int | None]]
-) -> dict[tuple[str, int | None], Row | None]:
-    """For each ``(uri, before_ns)``: the lean row of the run that last wrote ``uri`` (any
-    version) and ended by ``before_ns`` (``None``: no bound), as
-    ``Store.latest_producer_by_uri`` — one indexed sub-select per pair, many per statement.
-    """
-    pairs = sorted(set(wanted), key=lambda p: (p[0], -1 if p[1] is None else p[1]))
-    found: dict[tuple[str, int | None], Row | None] = dict.fromkeys(pairs)
-    for start in range(0, len(pairs), MAX_PARAMS // 3):
-        chunk = pairs[start : start + MAX_PARAMS // 3]
+def latest_producers_by_uri(store: Store, wanted: Iterable[Read]) -> dict[Read, Row | None]:
+    """For each ``(uri, before_ns, reader)``: the lean row of the run other than ``reader``
+    that last wrote ``uri`` (any version) and ended by ``before_ns`` (``None``: no bound),
+    as ``Store.latest_producer_by_uri`` — one indexed sub-select per read, many per
+    statement."""
+    pairs = sorted(
+        set(wanted), key=lambda p: (p[0], -1 if p[1] is None else p[1], p[2] or _NO_READER)
+    )
+    found: dict[Read, Row | None] = dict.fromkeys(pairs)
+    for start in range(0, len(pairs), MAX_PARAMS // 4):
+        chunk = pairs[start : start + MAX_PARAMS // 4]
         sql = " UNION ALL ".join([_UNVERSIONED_ONE] * len(chunk))
         params: list[Any] = []
-        for i, (uri, bound) in enumerate(chunk):
-            params += [i, uri, _NO_BOUND if bound is None else bound]
+        for i, (uri, bound, reader) in enumerate(chunk):
+            params += [i, uri, _NO_BOUND if bound is None else bound, reader or _NO_READER]
         for row in store.query(sql, params):
             found[chunk[int(row.pop("k"))]] = row
     return found
 
 
-def pick_producer(candidates: Sequence[Row], consumer_start_ns: int | None) -> Row | None:
-    """Among the writers of one versioned ID (newest end first), the one a reader that
-    started at ``consumer_start_ns`` got it from: the newest that ended by then; with
-    clock skew (none did), the earliest."""
+def pick_producer(
+    candidates: Sequence[Row], consumer_start_ns: int | None, reader: str | None = None
+) -> Row | None:
+    """Among the writers of one versioned ID (newest end first), the one the run ``reader``
+    that started at ``consumer_start_ns`` got it from: the newest that ended by then; with
+    clock skew (none did), the earliest. Never ``reader`` itself (it may write back what
+    it read)."""
+    if reader is not None:
+        candidates = [row for row in candidates if row["run_id"] != reader]
     if not candidates:
         return None
     if consumer_start_ns is None:
@@ -229,26 +242,24 @@ def pick_producer(candidates: Sequence[Row], consumer_start_ns: int | None) -> R
     return candidates[-1]
 
 
-def producers_for(
-    store: Store, wanted: Iterable[tuple[str, int | None]]
-) -> dict[tuple[str, int | None], Row | None]:
-    """``LineageQueries.producer_for`` for many ``(artifact ID, consumer start)`` pairs at
-    once, with lean rows: versioned IDs exactly, unversioned URIs by the latest writer
-    that ended before the consumer started."""
+def producers_for(store: Store, wanted: Iterable[Read]) -> dict[Read, Row | None]:
+    """``LineageQueries.producer_for`` for many reads ``(artifact ID, reader start, reader
+    run ID)`` at once, with lean rows: versioned IDs exactly, unversioned URIs by the
+    latest writer that ended before the reader started; never the reader itself."""
     pairs = set(wanted)
-    versioned: dict[str, list[tuple[str, int | None]]] = {}
-    by_uri: dict[tuple[str, int | None], tuple[str, int | None]] = {}
-    for aid, start in pairs:
+    versioned: dict[str, list[Read]] = {}
+    by_uri: dict[Read, Read] = {}
+    for aid, start, reader in pairs:
         uri, version = split_id(aid)
         if version is None:
-            by_uri[(aid, start)] = (uri, start)
+            by_uri[(aid, start, reader)] = (uri, start, reader)
         else:
-            versioned.setdefault(aid, []).append((aid, start))
-    found: dict[tuple[str, int | None], Row | None] = {}
+            versioned.setdefault(aid, []).append((aid, start, reader))
+    found: dict[Read, Row | None] = {}
     if versioned:
         for aid, candidates in producers_exact_many(store, versioned).items():
             for pair in versioned[aid]:
-                found[pair] = pick_producer(candidates, pair[1])
+                found[pair] = pick_producer(candidates, pair[1], pair[2])
     if by_uri:
         latest = latest_producers_by_uri(store, by_uri.values())
         for pair, key in by_uri.items():

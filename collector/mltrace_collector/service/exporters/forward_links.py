@@ -27,8 +27,9 @@ from mltrace_collector.index.model import RunRecord, split_artifact_id
 from mltrace_collector.index.store.cursor import Row
 from otel_mltrace import semconv
 
-ProducerLookup = Callable[[str, int | None], Row | None]
-"""``LineageQueries.producer_for``: (artifact ID, consumer start ns) -> producer run row."""
+ProducerLookup = Callable[[str, int | None, str | None], Row | None]
+"""``LineageQueries.producer_for``: (artifact ID, consumer start ns, consumer run ID) ->
+producer run row (never the consumer itself: docs/semantics.md)."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Consumer:
     span_id: str
     start_ns: int
     inputs: tuple[str, ...]
+    run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,9 @@ class FoundLinks:
 def consumers_of(runs: Iterable[RunRecord]) -> tuple[Consumer, ...]:
     """The runs of a decoded batch that read artifacts."""
     return tuple(
-        Consumer(run.trace_id, run.span_id, run.start_ns, run.inputs) for run in runs if run.inputs
+        Consumer(run.trace_id, run.span_id, run.start_ns, run.inputs, run.run_id)
+        for run in runs
+        if run.inputs
     )
 
 
@@ -75,7 +79,7 @@ class ProducerCache:
     >>> run = RunRecord("r1", "train", "aa" * 16, "bb" * 8, None, None, 1, 5, "ok", None,
     ...                 (), ("s3://m@sha256:01",))
     >>> cache.remember([run])
-    >>> cache.lookup("s3://m@sha256:01", 10)["span_id"]
+    >>> cache.lookup("s3://m@sha256:01", 10, "r2")["span_id"]
     'bbbbbbbbbbbbbbbb'
     """
 
@@ -86,7 +90,7 @@ class ProducerCache:
         self._lock = threading.Lock()  # receiver threads remember, the sender looks up
 
     @staticmethod
-    def no_index(_artifact: str, _start_ns: int | None) -> Row | None:
+    def no_index(_artifact: str, _start_ns: int | None, _reader: str | None) -> Row | None:
         return None
 
     def remember(self, runs: Iterable[RunRecord]) -> None:
@@ -103,19 +107,25 @@ class ProducerCache:
                 if old is not None and old["end_ns"] > run.end_ns:
                     self._entries[artifact] = old  # keep the newest producer
                     continue
-                row = {"trace_id": run.trace_id, "span_id": run.span_id, "end_ns": run.end_ns}
+                row = {
+                    "trace_id": run.trace_id,
+                    "span_id": run.span_id,
+                    "end_ns": run.end_ns,
+                    "run_id": run.run_id,
+                }
                 self._entries[artifact] = row
                 if len(self._entries) > self._max:
                     del self._entries[next(iter(self._entries))]
 
-    def lookup(self, artifact: str, start_ns: int | None) -> Row | None:
-        """``producer_for`` semantics: cached producer that ended before ``start_ns``,
-        else the index."""
+    def lookup(self, artifact: str, start_ns: int | None, reader: str | None) -> Row | None:
+        """``producer_for`` semantics: cached producer that ended before ``start_ns`` and is
+        not ``reader`` itself, else the index."""
         with self._lock:
             row = self._entries.get(artifact)
-        if row is not None and (start_ns is None or row["end_ns"] <= start_ns):
+        fits = row is not None and (start_ns is None or row["end_ns"] <= start_ns)
+        if row is not None and fits and (reader is None or row["run_id"] != reader):
             return row
-        return self._index(artifact, start_ns)
+        return self._index(artifact, start_ns, reader)
 
 
 def find_links(consumers: Iterable[Consumer], lookup: ProducerLookup) -> FoundLinks:
@@ -125,7 +135,7 @@ def find_links(consumers: Iterable[Consumer], lookup: ProducerLookup) -> FoundLi
         targets: list[LinkTarget] = []
         seen: set[tuple[str, str, str]] = set()
         for artifact in consumer.inputs:
-            row = lookup(artifact, consumer.start_ns)
+            row = lookup(artifact, consumer.start_ns, consumer.run_id)
             if row is None:
                 found.missing += 1
                 continue
