@@ -8,7 +8,7 @@
 #
 # Any memory error or undefined behaviour aborts with the sanitizer's report; a difference
 # between the two paths fails with the input's bytes. Needs gcc (or CC) with libasan and
-# libubsan, and .venv (scripts/bootstrap.sh). Results: benchmarks/RESULTS.md.
+# libubsan, and .venv (scripts/bootstrap.sh). Results: docs/fuzzing.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-600}
