@@ -11,13 +11,13 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-# Reinstall only when pyproject.toml or the C extension's source changed since the last
-# successful install (the editable install builds
+# Reinstall only when pyproject.toml or the C extension's source (every _otlp_fast*.c unit
+# and its header) changed since the last successful install (the editable install builds
 # mltrace_collector/index/decode/_otlp_fast*.so in place; a failed compile is not an error:
 # the collector then decodes in pure Python).
 stamp=.venv/.otel-mltrace-installed
-fast_c=collector/mltrace_collector/index/decode/_otlp_fast.c
-want=$(cat pyproject.toml "$fast_c" | sha256sum | cut -d' ' -f1)
+fast_dir=collector/mltrace_collector/index/decode
+want=$(cat pyproject.toml "$fast_dir"/_otlp_fast*.c "$fast_dir"/_otlp_fast*.h | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "bootstrap: installing otel-mltrace and its extras into .venv (log: .venv/pip.log)"
   if ! { .venv/bin/python -m pip install -q --upgrade pip &&
@@ -27,7 +27,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     exit 1
   fi
   echo "$want" >"$stamp"
-  if ! compgen -G "${fast_c%.c}.*.so" >/dev/null; then
+  if ! compgen -G "$fast_dir/_otlp_fast.*.so" >/dev/null; then
     echo "bootstrap: the C extension mltrace_collector.index.decode._otlp_fast was not" \
          "built (no C compiler?); the collector falls back to its pure-Python decode" >&2
   fi

@@ -1,5 +1,5 @@
 """Type stub of the optional C extension ``mltrace_collector.index.decode._otlp_fast``
-(``_otlp_fast.c`` here)."""
+(``_otlp_fast*.c`` here, units listed in ``_otlp_fast.h``)."""
 
 from collections.abc import Callable
 from typing import Any, TypeAlias

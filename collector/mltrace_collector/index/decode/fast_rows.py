@@ -32,7 +32,7 @@ PreparePlain = Callable[
     "tuple[list[RunRows], list[tuple[int, int, int]], int] | None",
 ]
 prepare_plain: PreparePlain | None
-try:  # the optional C extension (_otlp_fast.c); without it, callers take the pure path
+try:  # the optional C extension (_otlp_fast*.c); without it, callers take the pure path
     from mltrace_collector.index.decode._otlp_fast import prepare_plain
 except ImportError:  # pragma: no cover - a build without a C compiler
     prepare_plain = None

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 WalkSpans = Callable[[bytes], "tuple[list[dict[str, Any] | None], list[SpanTuple]] | None"]
 walk_spans: WalkSpans | None
-try:  # the optional C walk of serialized requests (_otlp_fast.c); pure Python without it
+try:  # the optional C walk of serialized requests (_otlp_fast*.c); pure Python without it
     from mltrace_collector.index.decode._otlp_fast import decode_spans as walk_spans
 except ImportError:  # pragma: no cover - a build without a C compiler
     walk_spans = None
