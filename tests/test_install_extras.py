@@ -163,7 +163,12 @@ def check_collector(py: Path, workdir: Path, env: dict[str, str]) -> None:
     with ServeProcess.start(db, log, python=str(py)) as serve:
         (workdir / "smoke.py").write_text(SDK_SMOKE)
         sent = run([str(py), "smoke.py", serve.grpc_url], workdir, env)
-        assert "could not export" not in sent.stderr, sent.stderr
+        # A first attempt may time out on a loaded machine (2 s here); then the run waits in
+        # the spool and must be delivered before exit: "recovered", nothing left behind.
+        if "could not export" in sent.stderr:
+            assert "recovered" in sent.stderr, sent.stderr
+        left = ("DROPPED", "dropped in all", "waiting in the spool", "still in memory")
+        assert not any(words in sent.stderr for words in left), sent.stderr
         history = run([cli(py), "--server", serve.http_url, "history", "smoke-step"], workdir, env)
         assert "smoke-step" in history.stdout, history.stdout
         assert serve.terminate() == 0
