@@ -211,6 +211,29 @@ def check_event(**attrs: Any) -> Span.Event:
 # --- the SDK's own spans ------------------------------------------------------------------
 
 
+def chunked_and_checked_runs() -> None:
+    """Emit, through the configured SDK, a run whose records need record chunk spans and a
+    run with before/after checks (passing, flagged and custom), shared by the decode
+    comparisons of tests/test_processor_fast.py and tests/test_embedded_direct.py.
+
+    Example::
+
+        mlt.configure(service_name="x", tracer_provider=provider, add_exporter=False)
+        chunked_and_checked_runs()
+    """
+    with mlt.run("big") as r:  # more than one chunk: record chunk spans
+        out = r.add_output("s3://bucket/big.parquet", version="v:3")
+        r.log_records(out, [f"id-{i}" for i in range(10_050)])
+    checks = [
+        expect_rows(min=1, phase="before"),
+        expect_null_ratio(max=0.1, on_fail="flag"),
+        expect_range(min=0.0, max=1.0, on_fail="flag"),
+        Check(lambda ctx: (False, "custom message"), on_fail="flag"),
+    ]
+    with mlt.run("checked", inputs=[np.arange(3)], checks=checks) as r:
+        r.add_output(np.array([0.5, np.nan, 3.0]), uri="mem://out")
+
+
 def _sdk_request() -> ExportTraceServiceRequest:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -233,17 +256,7 @@ def _sdk_request() -> ExportTraceServiceRequest:
             out = r.add_output("s3://bucket/preds.parquet", version="v:2")
             for i in range(17):
                 r.log_records(out, [f"p{i}-{j}" for j in range(3)])
-        with mlt.run("big") as r:  # more than one chunk: record chunk spans
-            out = r.add_output("s3://bucket/big.parquet", version="v:3")
-            r.log_records(out, [f"id-{i}" for i in range(10_050)])
-        checks = [
-            expect_rows(min=1, phase="before"),
-            expect_null_ratio(max=0.1, on_fail="flag"),
-            expect_range(min=0.0, max=1.0, on_fail="flag"),
-            Check(lambda ctx: (False, "custom message"), on_fail="flag"),
-        ]
-        with mlt.run("checked", inputs=[np.arange(3)], checks=checks) as r:
-            r.add_output(np.array([0.5, np.nan, 3.0]), uri="mem://out")
+        chunked_and_checked_runs()
         with pytest.raises(mlt.CheckFailed), mlt.run("strict", checks=[expect_range(max=5)]) as r:
             r.add_output(np.array([1, 2, 7]), uri="mem://strict")
         with pytest.raises(ZeroDivisionError), mlt.run("crash"):

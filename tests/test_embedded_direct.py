@@ -36,8 +36,7 @@ from mltrace_collector.index.embedded import EmbeddedIndexExporter
 from mltrace_collector.index.embedded_spans import decode_spans
 from mltrace_collector.index.store import open_store
 from otel_mltrace import semconv
-from otel_mltrace.checks import Check, expect_null_ratio, expect_range, expect_rows
-from tests.support_processor_fast import canonical
+from tests.support_processor_fast import canonical, chunked_and_checked_runs
 
 C = semconv.COMPONENT
 
@@ -56,17 +55,7 @@ def _sdk_spans(provider: TracerProvider, exporter: InMemorySpanExporter) -> None
         r.log_output("values", [1.0, 2.0, None, float("nan")])
         r.log_output("label", ["a", "b", "a", None])
         r.log_records(out, ["r1", "r2"], sources=["s1", "s2"])
-    with mlt.run("big") as r:  # more than one chunk: record chunk spans
-        out = r.add_output("s3://bucket/big.parquet", version="v:3")
-        r.log_records(out, [f"id-{i}" for i in range(10_050)])
-    checks = [
-        expect_rows(min=1, phase="before"),
-        expect_null_ratio(max=0.1, on_fail="flag"),
-        expect_range(min=0.0, max=1.0, on_fail="flag"),
-        Check(lambda ctx: (False, "custom message"), on_fail="flag"),
-    ]
-    with mlt.run("checked", inputs=[np.arange(3)], checks=checks) as r:
-        r.add_output(np.array([0.5, np.nan, 3.0]), uri="mem://out")
+    chunked_and_checked_runs()
     with pytest.raises(ZeroDivisionError), mlt.run("crash"):
         _ = 1 / 0
     with mlt.run("slow", tags=["long", "ünïcode"]):  # open long enough for a start record
