@@ -132,6 +132,35 @@ def plain_span(name: str, trace_id: bytes, parent: bytes | None = None) -> Span:
     )
 
 
+def chunk_span(
+    run: Span, run_id: str, by_output: dict[str, list[str]], at_ns: int | None = None
+) -> Span:
+    """A record chunk span of ``run`` (as ``otel_mltrace.records`` sends one): one records
+    event per output, at ``at_ns`` (the run span's start unless given).
+
+    Example::
+
+        chunk = chunk_span(run, "run-1", {"s3://b/model@v:1": ["a1", "a2"]})
+    """
+    at = run.start_time_unix_nano if at_ns is None else at_ns
+    return Span(
+        trace_id=run.trace_id,
+        span_id=os.urandom(8),
+        parent_span_id=run.span_id,
+        name=semconv.RECORDS_SPAN_NAME,
+        start_time_unix_nano=at,
+        end_time_unix_nano=at,
+        attributes=kvs({semconv.RECORDS_RUN_ID: run_id}),
+        events=[
+            Span.Event(
+                name=semconv.RECORDS_EVENT,
+                attributes=kvs({semconv.RECORDS_OUTPUT: out, semconv.RECORDS_IDS: ids}),
+            )
+            for out, ids in by_output.items()
+        ],
+    )
+
+
 def request(spans: Sequence[Span], service: str = "forward-test") -> ExportTraceServiceRequest:
     """One request: one resource (``service.name``), one scope, ``spans``."""
     resource = Resource(attributes=[_kv(semconv.SERVICE_NAME, service)])

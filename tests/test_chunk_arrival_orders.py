@@ -17,7 +17,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -41,8 +40,7 @@ from mltrace_collector.index.store.extras import record_sets_of
 from mltrace_collector.index.store.ingest_rows import Prepared, prepare
 from mltrace_collector.index.store.record_owners import UNKNOWN_OWNER
 from mltrace_collector.service.collector import Collector, CollectorSettings
-from otel_mltrace import semconv
-from tests.otlp_builders import kvs, request, run_span
+from tests.otlp_builders import chunk_span, request, run_span
 from tests.servers.postgres import PostgresServer
 
 T0 = 1_700_000_000_000_000_000
@@ -53,26 +51,6 @@ RECORDS = {
     "A": {MODEL: ["a1", "a2", "shared"]},
     "B": {MODEL: ["b1", "shared"], OTHER: ["b2"]},
 }
-
-
-def chunk_span(run: Span, run_id: str, by_output: dict[str, list[str]]) -> Span:
-    """A record chunk span of ``run`` (as ``otel_mltrace.records`` sends one)."""
-    return Span(
-        trace_id=run.trace_id,
-        span_id=os.urandom(8),
-        parent_span_id=run.span_id,
-        name=semconv.RECORDS_SPAN_NAME,
-        start_time_unix_nano=T0,
-        end_time_unix_nano=T0,
-        attributes=kvs({semconv.RECORDS_RUN_ID: run_id}),
-        events=[
-            Span.Event(
-                name=semconv.RECORDS_EVENT,
-                attributes=kvs({semconv.RECORDS_OUTPUT: out, semconv.RECORDS_IDS: ids}),
-            )
-            for out, ids in by_output.items()
-        ],
-    )
 
 
 def spans_of(run_id: str) -> dict[str, Span]:

@@ -14,7 +14,6 @@ request, across requests, and within one group commit. A duplicate's record chun
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from otel_mltrace import semconv
 from otel_mltrace.distributions import summarize, to_event_attributes
 from otel_mltrace.records import MAX_IDS_PER_CHUNK
 from otel_mltrace.run import Run
+from tests.otlp_builders import chunk_span as chunk_span_of
 from tests.otlp_builders import kvs, request, run_span
 from tests.servers.postgres import PostgresServer
 
@@ -304,22 +304,9 @@ def test_a_run_span_after_its_start_record_is_no_duplicate(start: Callable[[], C
 
 # -- record chunk spans (children of their run span, naming its run ID) ------------------
 def chunk_span(run: Span, run_id: str, ids: list[str]) -> Span:
-    """A record chunk span of ``run``, as ``otel_mltrace.records`` sends one."""
-    return Span(
-        trace_id=run.trace_id,
-        span_id=os.urandom(8),
-        parent_span_id=run.span_id,
-        name=semconv.RECORDS_SPAN_NAME,
-        start_time_unix_nano=T0,
-        end_time_unix_nano=T0,
-        attributes=kvs({semconv.RECORDS_RUN_ID: run_id}),
-        events=[
-            _event(
-                semconv.RECORDS_EVENT,
-                {semconv.RECORDS_OUTPUT: "s3://b/model@v:1", semconv.RECORDS_IDS: ids},
-            )
-        ],
-    )
+    """A record chunk span of ``run`` for its model output, as ``otel_mltrace.records``
+    sends one."""
+    return chunk_span_of(run, run_id, {"s3://b/model@v:1": ids}, at_ns=T0)
 
 
 def test_a_duplicates_chunk_span_in_a_later_request_leaves_nothing(
