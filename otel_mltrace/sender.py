@@ -87,7 +87,10 @@ def headers_from_env() -> dict[str, str]:
     return {}
 
 
-class GrpcSender:
+class _Sender:
+    """What both senders' constructors share: the export timeout and the TLS settings
+    (``transport``, else resolved from the environment); ``_configure`` does the rest."""
+
     def __init__(
         self,
         endpoint: str,
@@ -95,10 +98,19 @@ class GrpcSender:
         timeout_s: float,
         transport: Transport | None = None,
     ) -> None:
+        self._transport = transport or transport_settings(timeout_s)
+        self._timeout = timeout_s
+        self._configure(endpoint, headers)
+
+    def _configure(self, endpoint: str, headers: Mapping[str, str]) -> None:
+        raise NotImplementedError
+
+
+class GrpcSender(_Sender):
+    def _configure(self, endpoint: str, headers: Mapping[str, str]) -> None:
         import grpc
 
         self._grpc = grpc
-        self._transport = transport or transport_settings(timeout_s)
         parsed = urlparse(endpoint)
         if parsed.scheme in ("http", "https") and parsed.netloc:
             target, secure = parsed.netloc, parsed.scheme == "https"
@@ -107,7 +119,6 @@ class GrpcSender:
         self._target, self._secure = target, secure
         self._open()
         self._metadata = tuple((k.lower(), v) for k, v in headers.items())
-        self._timeout = timeout_s
         self._compression = grpc.Compression.Gzip if _gzip() else None
         self._retryable = {
             grpc.StatusCode.CANCELLED,
@@ -166,24 +177,16 @@ class GrpcSender:
         self._channel.close()
 
 
-class HttpSender:
-    def __init__(
-        self,
-        endpoint: str,
-        headers: Mapping[str, str],
-        timeout_s: float,
-        transport: Transport | None = None,
-    ) -> None:
+class HttpSender(_Sender):
+    def _configure(self, endpoint: str, headers: Mapping[str, str]) -> None:
         import requests
 
         self._requests = requests
         trimmed = endpoint.rstrip("/")
         self._url = trimmed if trimmed.endswith("/v1/traces") else trimmed + "/v1/traces"
         self._headers = {"Content-Type": "application/x-protobuf", **headers}
-        t = transport or transport_settings(timeout_s)
-        self._verify: bool | str = t.certificate or True
-        self._cert = t.client_pair()
-        self._timeout = timeout_s
+        self._verify: bool | str = self._transport.certificate or True
+        self._cert = self._transport.client_pair()
         self._gzip = _gzip()
         if self._gzip:
             self._headers["Content-Encoding"] = "gzip"
