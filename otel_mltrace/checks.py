@@ -46,6 +46,7 @@ from typing import Any, Protocol
 from opentelemetry import trace
 
 from otel_mltrace import check_data, semconv
+from otel_mltrace.check_outcome import CheckOutcome
 from otel_mltrace.config import resolve
 
 PHASES = ("before", "after")
@@ -64,14 +65,9 @@ class CheckFailed(Exception):
 
 
 @dataclass(frozen=True)
-class CheckResult:
-    name: str
-    phase: str
-    status: str
-    """``pass``, ``fail`` or ``error``."""
-    message: str
-    duration_s: float
-    on_fail: str
+class CheckResult(CheckOutcome):
+    """One check's result in the SDK: the event's fields, and whether it could be run."""
+
     evaluated: bool = True
     """False when the check could not be evaluated (it raised; see ``on_error``)."""
 

@@ -39,6 +39,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
             "otel_mltrace.metricdefs",
             "otel_mltrace.metric_series",
             "otel_mltrace.artifact_ids",
+            "otel_mltrace.check_outcome",
         ),
         frozenset({"contract"}),
     ),

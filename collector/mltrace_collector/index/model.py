@@ -11,6 +11,7 @@ from typing import Any
 
 # re-exported: it lived here before the SDK needed it without the collector
 from otel_mltrace.artifact_ids import split_artifact_id as split_artifact_id
+from otel_mltrace.check_outcome import CheckOutcome
 
 JSONValue = Any
 
@@ -50,16 +51,8 @@ class RecordChunk:
 
 
 @dataclass(frozen=True)
-class CheckRecord:
+class CheckRecord(CheckOutcome):
     """One before/after check result of a run (from an ``mltrace.check`` event)."""
-
-    name: str
-    phase: str
-    status: str
-    """``pass``, ``fail`` or ``error``."""
-    message: str
-    duration_s: float
-    on_fail: str
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,30 @@
+"""The fields of one ``mltrace.check`` event (``semconv.CHECK_*``), shared by the SDK's
+:class:`otel_mltrace.checks.CheckResult` (what it records) and the index's
+``CheckRecord`` (what the collector reads back), so the two sides cannot drift apart.
+
+Example::
+
+    from otel_mltrace.check_outcome import CheckOutcome
+
+    outcome = CheckOutcome("rows", "after", "pass", "ok", 0.002, "raise")
+    outcome.status  # 'pass'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One before/after check result, as the ``mltrace.check`` event carries it."""
+
+    name: str
+    phase: str
+    """``before`` or ``after``."""
+    status: str
+    """``pass``, ``fail`` or ``error``."""
+    message: str
+    duration_s: float
+    on_fail: str
+    """``raise`` or ``flag``."""
