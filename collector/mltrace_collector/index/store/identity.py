@@ -46,7 +46,7 @@ def stored_identities(
 ) -> dict[str, StoredRun]:
     """The stored span of each of ``run_ids``. Every one must be stored by now: a run
     neither inserted nor stored would be lost silently, so that fails the commit."""
-    found = _stored(sql, cur, run_ids)
+    found = stored_runs(sql, cur, run_ids)
     absent = sorted(set(run_ids) - set(found))
     if absent:
         raise RuntimeError(f"runs not written (a NULL in a NOT NULL column?): {absent[:5]}")
@@ -74,7 +74,7 @@ def chunk_owners(
     named = sorted({c.run_id for c in chunks if c.run_id and c.trace_id is not None})
     if not named:
         return list(chunks), {}
-    found = _stored(sql, cur, named)
+    found = stored_runs(sql, cur, named)
     kept = [
         c
         for c in chunks
@@ -83,7 +83,10 @@ def chunk_owners(
     return kept, found
 
 
-def _stored(sql: Callable[[str], str], cur: Cursor, run_ids: Sequence[str]) -> dict[str, StoredRun]:
+def stored_runs(
+    sql: Callable[[str], str], cur: Cursor, run_ids: Sequence[str]
+) -> dict[str, StoredRun]:
+    """The stored span of those of ``run_ids`` that are stored (512 IDs a query)."""
     found: dict[str, StoredRun] = {}
     for i in range(0, len(run_ids), 512):
         chunk = run_ids[i : i + 512]

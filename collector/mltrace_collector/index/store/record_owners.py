@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mltrace_collector.index.store.cursor import Cursor
+from mltrace_collector.index.store.identity import stored_runs
 
 if TYPE_CHECKING:
     from mltrace_collector.index.model import RecordChunk
@@ -142,14 +143,8 @@ def recheck_owners(
     last sees the other's rows here. (SQLite writers take turns: nothing to recheck.)"""
     spans = dict(indexed)
     ids = sorted(set(unowned) - set(spans))
-    for i in range(0, len(ids), 512):
-        part = ids[i : i + 512]
-        marks = ", ".join("?" * len(part))
-        cur.execute(
-            sql(f"SELECT run_id, trace_id, span_id FROM runs WHERE run_id IN ({marks})"),
-            part,
-        )
-        spans.update((run_id, (trace_id, span_id)) for run_id, trace_id, span_id in cur.fetchall())
+    stored = stored_runs(sql, cur, ids)
+    spans.update((run_id, (run.trace_id, run.span_id)) for run_id, run in stored.items())
     return drop_foreign_records(sql, cur, spans)
 
 
