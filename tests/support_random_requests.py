@@ -15,25 +15,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otel_mltrace import semconv
+from tests import support_processor_fast as fast
 from tests.otlp_builders import kvs, plain_span, run_span, value
-from tests.support_processor_fast import (
-    HOSTILE,
-    INF,
-    NAN,
-    C,
-    check_event,
-    event,
-    output_event,
-    random_span,
-    records_event,
-)
 
 # --- seeded random corpus -----------------------------------------------------------------
 
 KEYS = [
-    C,
-    C,
-    C,
+    fast.C,
+    fast.C,
+    fast.C,
     semconv.RUN_ID,
     semconv.INPUTS,
     semconv.OUTPUTS,
@@ -56,7 +46,7 @@ STRINGS = [
     "train",
     "",
     "x\x00y",
-    HOSTILE,
+    fast.HOSTILE,
     "s3://b/k@sha256:aa",
     "é😀",
     "a" * 300,
@@ -64,7 +54,7 @@ STRINGS = [
     "%",
     ";",
 ]
-DOUBLES = [0.5, -0.0, 1e308, NAN, INF, -INF, 3.0]
+DOUBLES = [0.5, -0.0, 1e308, fast.NAN, fast.INF, -fast.INF, 3.0]
 INTS = [0, 1, -1, 2**63 - 1, -(2**63), 42]
 
 
@@ -75,7 +65,7 @@ def _random_value(rng: random.Random, key: str) -> Any:
             rng.choice(STRINGS[:6]) if rng.random() < 0.2 else f"s3://b/{rng.randrange(5)}"
             for _ in range(rng.randrange(4))
         ]
-    if key in (C, semconv.RUN_ID, semconv.RECORDS_RUN_ID) and kind < 0.7:
+    if key in (fast.C, semconv.RUN_ID, semconv.RECORDS_RUN_ID) and kind < 0.7:
         return rng.choice(["c1", "c2", "run-a"]) if rng.random() < 0.8 else rng.choice(STRINGS)
     choices: list[Callable[[], Any]] = [
         lambda: rng.choice(STRINGS),
@@ -94,21 +84,23 @@ def _random_value(rng: random.Random, key: str) -> Any:
 
 def _random_events(rng: random.Random) -> list[Span.Event]:
     makers: list[Callable[[], Span.Event]] = [
-        lambda: output_event(
-            rng.choice(["a", "b"]), [rng.choice([1.0, NAN, None, 2.5]) for _ in range(4)]
+        lambda: fast.output_event(
+            rng.choice(["a", "b"]), [rng.choice([1.0, fast.NAN, None, 2.5]) for _ in range(4)]
         ),
-        lambda: output_event("cat", [rng.choice(["x", "y", None]) for _ in range(3)]),
-        lambda: records_event(
+        lambda: fast.output_event("cat", [rng.choice(["x", "y", None]) for _ in range(3)]),
+        lambda: fast.records_event(
             rng.choice(["s3://b/o", ""]), rng.choice([["a"], ["a", "b"], [], ["", "x"]])
         ),
-        lambda: records_event(
+        lambda: fast.records_event(
             ids=["a"],
             RECORDS_CHUNK_INDEX=rng.choice([0, 1, -1]),
             RECORDS_CHUNK_TOTAL=rng.choice([1, 2]),
         ),
-        lambda: check_event(CHECK_STATUS=rng.choice(["pass", "fail", "bogus"])),
-        lambda: event("exception", {"exception.message": "m"}),
-        lambda: event(semconv.OUTPUT_EVENT, {semconv.OUT_KIND: rng.choice(["numeric", "weird"])}),
+        lambda: fast.check_event(CHECK_STATUS=rng.choice(["pass", "fail", "bogus"])),
+        lambda: fast.event("exception", {"exception.message": "m"}),
+        lambda: fast.event(
+            semconv.OUTPUT_EVENT, {semconv.OUT_KIND: rng.choice(["numeric", "weird"])}
+        ),
     ]
     return [rng.choice(makers)() for _ in range(rng.randrange(1, 4))]
 
@@ -127,14 +119,14 @@ def _random_span(rng: random.Random, n: int, sdk_spans: Sequence[Span]) -> Span:
         return copy
     keys = rng.sample(KEYS, rng.randrange(len(KEYS) // 2))
     attrs = [(k, _random_value(rng, k)) for k in keys]
-    if rng.random() < 0.5 and C not in keys:
-        attrs.insert(rng.randrange(len(attrs) + 1), (C, "comp"))
+    if rng.random() < 0.5 and fast.C not in keys:
+        attrs.insert(rng.randrange(len(attrs) + 1), (fast.C, "comp"))
     if rng.random() < 0.15 and attrs:  # a duplicated key
         key = rng.choice(attrs)[0]
         attrs.insert(rng.randrange(len(attrs) + 1), (key, _random_value(rng, key)))
     rng.shuffle(attrs)
     events = _random_events(rng) if rng.random() < 0.25 else []
-    return random_span(
+    return fast.random_span(
         rng,
         n,
         attrs,
