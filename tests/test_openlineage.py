@@ -12,18 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from openlineage.client import facet_v2
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
-from openlineage.client.facet_v2 import (
-    data_quality_metrics_dataset,
-    dataset_version_dataset,
-    error_message_run,
-    job_type_job,
-    output_statistics_output_dataset,
-    parent_run,
-    source_code_location_job,
-    tags_job,
-    tags_run,
-)
 from openlineage.client.serde import Serde
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -40,19 +30,22 @@ from mltrace_collector.service.exporters.openlineage import (
 )
 
 FACETS: dict[str, Any] = {
-    "parent": parent_run.ParentRunFacet,
-    "errorMessage": error_message_run.ErrorMessageRunFacet,
-    "jobType": job_type_job.JobTypeJobFacet,
-    "sourceCodeLocation": source_code_location_job.SourceCodeLocationJobFacet,
-    "version": dataset_version_dataset.DatasetVersionDatasetFacet,
-    "dataQualityMetrics": data_quality_metrics_dataset.DataQualityMetricsDatasetFacet,
-    "outputStatistics": output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet,
+    "parent": facet_v2.parent_run.ParentRunFacet,
+    "errorMessage": facet_v2.error_message_run.ErrorMessageRunFacet,
+    "jobType": facet_v2.job_type_job.JobTypeJobFacet,
+    "sourceCodeLocation": facet_v2.source_code_location_job.SourceCodeLocationJobFacet,
+    "version": facet_v2.dataset_version_dataset.DatasetVersionDatasetFacet,
+    "dataQualityMetrics": facet_v2.data_quality_metrics_dataset.DataQualityMetricsDatasetFacet,
+    "outputStatistics": (
+        facet_v2.output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet
+    ),
 }
 
 
 TAGS: dict[str, Any] = {
-    "run": (tags_run.TagsRunFacet, tags_run.TagsRunFacetFields),  # added by the client
-    "job": (tags_job.TagsJobFacet, tags_job.TagsJobFacetFields),
+    # "run" tags are added by the client
+    "run": (facet_v2.tags_run.TagsRunFacet, facet_v2.tags_run.TagsRunFacetFields),
+    "job": (facet_v2.tags_job.TagsJobFacet, facet_v2.tags_job.TagsJobFacetFields),
 }
 
 
@@ -65,9 +58,12 @@ def _facet(key: str, data: dict[str, Any], where: str) -> Any:
         fields["tags"] = [TAGS[where][1](**t) for t in fields["tags"]]
     assert data["_schemaURL"] == cls._get_schema(), key
     if key == "parent":
-        fields = {"run": parent_run.Run(**fields["run"]), "job": parent_run.Job(**fields["job"])}
+        fields = {
+            "run": facet_v2.parent_run.Run(**fields["run"]),
+            "job": facet_v2.parent_run.Job(**fields["job"]),
+        }
     if key == "dataQualityMetrics":
-        cols = data_quality_metrics_dataset.ColumnMetrics
+        cols = facet_v2.data_quality_metrics_dataset.ColumnMetrics
         fields["columnMetrics"] = {c: cols(**m) for c, m in fields["columnMetrics"].items()}
     return cls(**fields, producer=data["_producer"])
 
