@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
+import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -30,6 +31,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from mltrace_collector.service.exporters.forward_transport import EXPORT_METHOD
 from otel_mltrace import semconv
+
+if TYPE_CHECKING:
+    from mltrace_collector.service.collector import Collector
 
 
 def _kv(key: str, value: str | list[str]) -> KeyValue:
@@ -198,3 +202,21 @@ def send_grpc(endpoint: str, body: bytes) -> ExportTraceServiceResponse:
         return sender.send(body)
     finally:
         sender.close()
+
+
+def send_http(collector: Collector, req: ExportTraceServiceRequest) -> ExportTraceServiceResponse:
+    """POST ``req`` to an in-process collector's OTLP/HTTP receiver; it must answer 200.
+
+    Example::
+
+        assert not send_http(service, request([span])).HasField("partial_success")
+    """
+    assert collector.http is not None
+    got = httpx.post(
+        f"http://127.0.0.1:{collector.http.port}/v1/traces",
+        content=req.SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+        timeout=30,
+    )
+    assert got.status_code == 200, got.text
+    return ExportTraceServiceResponse.FromString(got.content)

@@ -24,7 +24,6 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -40,7 +39,7 @@ from mltrace_collector.index.store.extras import record_sets_of
 from mltrace_collector.index.store.ingest_rows import Prepared, prepare
 from mltrace_collector.index.store.record_owners import UNKNOWN_OWNER
 from mltrace_collector.service.collector import Collector, CollectorSettings
-from tests.otlp_builders import chunk_span, request, run_span
+from tests.otlp_builders import chunk_span, request, run_span, send_http
 from tests.servers.postgres import PostgresServer
 
 T0 = 1_700_000_000_000_000_000
@@ -191,15 +190,7 @@ def test_records_written_before_migration_7_are_kept(target: str) -> None:
 
 
 def send(service: Collector, span: Span) -> ExportTraceServiceResponse:
-    assert service.http is not None
-    got = httpx.post(
-        f"http://127.0.0.1:{service.http.port}/v1/traces",
-        content=request([span]).SerializeToString(),
-        headers={"Content-Type": "application/x-protobuf"},
-        timeout=30,
-    )
-    assert got.status_code == 200, got.text
-    return ExportTraceServiceResponse.FromString(got.content)
+    return send_http(service, request([span]))
 
 
 def test_the_collector_deletes_a_duplicates_early_chunk_and_says_so(

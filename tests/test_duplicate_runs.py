@@ -11,34 +11,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from mltrace_collector.index.model import DecodedBatch
 from mltrace_collector.service.collector import Collector
 from tests.collector_variants import variant_collector
 from tests.otlp_builders import request, run_span
-
-PB = {"Content-Type": "application/x-protobuf"}
+from tests.otlp_builders import send_http as _send
 
 
 @pytest.fixture(params=["sqlite-in-process", "sqlite-workers", "postgres-in-process"])
 def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Collector]:
     with variant_collector(request, tmp_path) as collector:
         yield collector
-
-
-def _send(service: Collector, req: ExportTraceServiceRequest) -> ExportTraceServiceResponse:
-    assert service.http is not None
-    url = f"http://127.0.0.1:{service.http.port}/v1/traces"
-    got = httpx.post(url, content=req.SerializeToString(), headers=PB, timeout=30)
-    assert got.status_code == 200, got.text
-    return ExportTraceServiceResponse.FromString(got.content)
 
 
 def _stored_span(service: Collector, run_id: str) -> str:

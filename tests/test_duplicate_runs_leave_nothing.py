@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -41,9 +40,9 @@ from otel_mltrace.records import MAX_IDS_PER_CHUNK
 from otel_mltrace.run import Run
 from tests.otlp_builders import chunk_span as chunk_span_of
 from tests.otlp_builders import kvs, request, run_span
+from tests.otlp_builders import send_http as send
 from tests.servers.postgres import PostgresServer
 
-PB = {"Content-Type": "application/x-protobuf"}
 T0 = 1_700_000_000_000_000_000
 SKIP_COLUMNS = {"ingested_ns", "flagged_ns", "applied_ns"}  # when it was written, not what
 
@@ -220,14 +219,6 @@ def start(
     yield start_one
     for collector in running:
         collector.stop()
-
-
-def send(service: Collector, req: ExportTraceServiceRequest) -> ExportTraceServiceResponse:
-    assert service.http is not None
-    url = f"http://127.0.0.1:{service.http.port}/v1/traces"
-    got = httpx.post(url, content=req.SerializeToString(), headers=PB, timeout=30)
-    assert got.status_code == 200, got.text
-    return ExportTraceServiceResponse.FromString(got.content)
 
 
 # -- tests -------------------------------------------------------------------------------
