@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ except ModuleNotFoundError:  # repo root not on sys.path: pytest put tests/ ther
         postgres_url,
     )
 
-__all__ = ["lineage_store", "postgres_server", "postgres_url"]
+__all__ = ["backend_database", "lineage_store", "postgres_server", "postgres_url"]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -41,3 +42,24 @@ def lineage_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
         yield store
     finally:
         store.close()
+
+
+@contextmanager
+def backend_database(request: pytest.FixtureRequest, sqlite_path: Path) -> Iterator[str]:
+    """The database of a ``sqlite``/``postgres``-parametrised fixture: ``sqlite_path``, or a
+    new database on the session's PostgreSQL server, dropped on exit.
+
+    Example::
+
+        with backend_database(request, tmp_path / "lineage.db") as target:
+            store = open_store(target)
+    """
+    if request.param != "postgres":
+        yield str(sqlite_path)
+        return
+    pg = request.getfixturevalue("postgres_server")
+    target: str = pg.create_database()
+    try:
+        yield target
+    finally:
+        pg.drop_database(target.rsplit("/", 1)[1])

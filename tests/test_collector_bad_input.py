@@ -36,9 +36,9 @@ from mltrace_collector.index.store import Store, open_store
 from mltrace_collector.service.receivers.otlp_json import to_otlp_json
 from otel_mltrace import semconv
 from otel_mltrace.cli import main as cli_main
+from tests.backends import backend_database
 from tests.otlp_builders import GrpcSender, request, run_span
 from tests.serve_process import ServeProcess
-from tests.servers.postgres import PostgresServer
 
 PB = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
@@ -68,24 +68,17 @@ def live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Live]:
     base = tmp_path_factory.mktemp(f"bad-input-{request.param}")
-    pg: PostgresServer | None = None
-    if request.param == "postgres":
-        pg = request.getfixturevalue("postgres_server")
-        db = pg.create_database()
-    else:
-        db = str(base / "collector.db")
-    serve = ServeProcess.start(
-        db, base / "serve.log", extra_args=["--max-body-bytes", str(MAX_BODY)]
-    )
-    sender = GrpcSender(serve.grpc_url)
-    try:
-        yield Live(request.param, db, serve, sender)
-        assert serve.terminate() == 0
-    finally:
-        sender.close()
-        serve.kill()
-        if pg is not None:
-            pg.drop_database(db.rsplit("/", 1)[1])
+    with backend_database(request, base / "collector.db") as db:
+        serve = ServeProcess.start(
+            db, base / "serve.log", extra_args=["--max-body-bytes", str(MAX_BODY)]
+        )
+        sender = GrpcSender(serve.grpc_url)
+        try:
+            yield Live(request.param, db, serve, sender)
+            assert serve.terminate() == 0
+        finally:
+            sender.close()
+            serve.kill()
 
 
 def post(live: Live, body: bytes, headers: dict[str, str] = PB) -> httpx.Response:

@@ -25,7 +25,6 @@ from mltrace_collector.index.store import Store, open_store
 from tests import backends
 from tests.lineage_model import MRun
 from tests.semantics_check import NOW, Pipeline, check_against_model, pipelines
-from tests.servers.postgres import PostgresServer
 
 postgres_server = backends.postgres_server  # session fixture: one server for every example
 
@@ -56,27 +55,20 @@ def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[
     """A function giving an empty, migrated store: one database per test (a real
     PostgreSQL from the session server, or a SQLite file), emptied for each example and
     opened anew (a store caches what it wrote, so it must not outlive the rows)."""
-    pg: PostgresServer | None = None
-    if request.param == "postgres":
-        pg = request.getfixturevalue("postgres_server")
-        target = pg.create_database()
-    else:
-        target = str(tmp_path / "lineage.db")
     opened: list[Store] = []
+    with backends.backend_database(request, tmp_path / "lineage.db") as target:
 
-    def make() -> Store:
-        while opened:
-            opened.pop().close()
-        opened.append(emptied(open_store(target)))
-        return opened[-1]
+        def make() -> Store:
+            while opened:
+                opened.pop().close()
+            opened.append(emptied(open_store(target)))
+            return opened[-1]
 
-    try:
-        yield make
-    finally:
-        while opened:
-            opened.pop().close()
-        if pg is not None:
-            pg.drop_database(target.rsplit("/", 1)[1])
+        try:
+            yield make
+        finally:
+            while opened:
+                opened.pop().close()
 
 
 @settings(
