@@ -26,13 +26,18 @@ ALERTS = (
 )
 
 
-def _promtool() -> str:
-    path = shutil.which("promtool")
+def _tool(name: str, package: str) -> str:
+    """The path of ``name``, or skip the test saying which Debian package brings it."""
+    path = shutil.which(name)
     if path is None:
-        reason = "promtool not found on PATH (Debian package `prometheus`, scripts/bootstrap.sh)"
+        reason = f"{name} not found on PATH (Debian package `{package}`, scripts/bootstrap.sh)"
         print(f"SKIP: {reason}")
         pytest.skip(reason)
     return path
+
+
+def _promtool() -> str:
+    return _tool("promtool", "prometheus")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -80,11 +85,7 @@ def test_promtool_check_config() -> None:
 
 
 def test_amtool_check_config() -> None:
-    amtool = shutil.which("amtool")
-    if amtool is None:
-        reason = "amtool not found on PATH (Debian package `prometheus-alertmanager`)"
-        print(f"SKIP: {reason}")
-        pytest.skip(reason)
+    amtool = _tool("amtool", "prometheus-alertmanager")
     config = DEPLOY.parent / "alertmanager" / "alertmanager.yml"
     proc = subprocess.run(
         [amtool, "check-config", str(config)], capture_output=True, text=True, timeout=60
