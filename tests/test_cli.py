@@ -12,18 +12,13 @@ from click.testing import CliRunner
 
 import otel_mltrace as mlt
 from otel_mltrace.cli import main, parse_duration
+from tests.support_clean_step import clean_step
 
 
 @pytest.fixture
 def index(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     """An embedded index with raw -> clean -> model; yields (db, model path, train run ID)."""
-    db = str(tmp_path / "index.db")
-    mlt.configure(service_name="cli-test", index=db)
-    raw, clean, model = tmp_path / "raw.csv", tmp_path / "clean.csv", tmp_path / "model.bin"
-    raw.write_text("x\n1\n")
-    with mlt.run("clean", inputs=[raw]) as r:
-        clean.write_text("x\n1\n\n")
-        r.add_output(clean)
+    db, clean, model, _ = clean_step(tmp_path, "cli-test")
     with mlt.run("train", inputs=[clean], params={"C": 2}) as r:
         model.write_bytes(b"w")
         r.add_output(model)

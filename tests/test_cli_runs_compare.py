@@ -10,19 +10,14 @@ from click.testing import CliRunner
 
 import otel_mltrace as mlt
 from otel_mltrace.cli import main
+from tests.support_clean_step import clean_step
 
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[str]]]:
     """clean -> two train runs (rf/0.95 tagged nightly, lr/0.85); yields (db, [rf, lr])."""
     tmp = tmp_path_factory.mktemp("cli_runs")
-    db = str(tmp / "index.db")
-    mlt.configure(service_name="cli-runs", index=db)
-    raw, clean, model = tmp / "raw.csv", tmp / "clean.csv", tmp / "model.bin"
-    raw.write_text("x\n1\n")
-    with mlt.run("clean", inputs=[raw]) as r:
-        clean.write_text("x\n1\n\n")
-        r.add_output(clean)
+    db, clean, model, _ = clean_step(tmp, "cli-runs")
     ids = []
     for name, acc, tags in (("rf", 0.95, ["nightly"]), ("lr", 0.85, [])):
         with mlt.run("train", inputs=[clean], params={"model": name}, tags=tags) as r:

@@ -14,6 +14,7 @@ import pytest
 import otel_mltrace as mlt
 from otel_mltrace import query
 from tests.serve_process import ServeProcess
+from tests.support_clean_step import clean_step
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,7 @@ class Built:
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     """raw -> clean -> three train runs (rf 0.95 nightly, lr 0.85, rf 0.80) + one failure."""
     tmp = tmp_path_factory.mktemp("query")
-    db = str(tmp / "index.db")
-    mlt.configure(service_name="query-test", index=db)
-    raw, clean, model = tmp / "raw.csv", tmp / "clean.csv", tmp / "model.bin"
-    raw.write_text("x\n1\n")
-    with mlt.run("clean", inputs=[raw]) as r:
-        clean.write_text("x\n1\n\n")
-        r.add_output(clean)
-        clean_id = r.id
+    db, clean, model, clean_id = clean_step(tmp, "query-test")
     ids = []
     for i, (model_name, c, acc, tags) in enumerate(
         [("rf", 1, 0.95, ["nightly"]), ("lr", 2, 0.85, []), ("rf", 3, 0.80, ["nightly", "x"])]
