@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from .cache import cache_dir
 from .ports import free_port
 
 JAEGER_VERSION = "v1.76.0"
@@ -75,10 +76,6 @@ exporters:
 
 class JaegerUnavailable(RuntimeError):
     """No Jaeger binary here, or it did not start; the message says why and what to run."""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("MLTRACE_CACHE") or Path.home() / ".cache" / "otel-mltrace")
 
 
 def find_jaeger() -> Path:

@@ -39,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from .cache import cache_dir
 from .ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -48,11 +49,6 @@ BINARY_NAME = "otelcol-mltrace"
 
 class OtelcolUnavailable(RuntimeError):
     """The collector binary is missing or would not start; ``str()`` says why."""
-
-
-def cache_dir() -> Path:
-    """``$MLTRACE_CACHE`` or ``~/.cache/otel-mltrace``: where bootstrap puts built tools."""
-    return Path(os.environ.get("MLTRACE_CACHE") or Path.home() / ".cache" / "otel-mltrace")
 
 
 def find_otelcol() -> Path:
