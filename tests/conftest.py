@@ -1,4 +1,5 @@
-"""Shared fixtures: an in-memory span sink for SDK tests and a live collector on loopback."""
+"""Shared fixtures: an in-memory span sink for SDK tests, a live collector on loopback and
+the OTel Collector binary bootstrap built."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import otel_mltrace
 from mltrace_collector.service.collector import Collector
 from tests.collector_variants import loopback_collector
+from tests.servers.otelcol import OtelcolUnavailable, find_otelcol
 
 pytest_plugins = ["tests.servers.fixtures", "tests.servers.fixtures_prometheus"]
 
@@ -51,3 +53,12 @@ def no_start_records(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     lifecycle._announce_setting.clear()
     yield
     lifecycle._announce_setting.clear()
+
+
+@pytest.fixture(scope="session")
+def otelcol_binary() -> Path:
+    """The OTel Collector binary bootstrap built; skips saying why when there is none."""
+    try:
+        return find_otelcol()
+    except OtelcolUnavailable as exc:
+        pytest.skip(str(exc))

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.servers.otelcol import GATEWAY_YAML, OtelcolUnavailable, find_otelcol, validate
+from tests.servers.otelcol import GATEWAY_YAML, validate
 from tests.support_deploy import (
     DEPLOY,
     Doc,
@@ -150,23 +150,15 @@ def test_k8s_gateway_config_is_the_shipped_one_with_a_dns_resolver() -> None:
 
 
 # -- the real collector binary ----------------------------------------------------------
-@pytest.fixture(scope="module")
-def otelcol() -> Path:
-    try:
-        return find_otelcol()
-    except OtelcolUnavailable as exc:
-        pytest.skip(str(exc))
-
-
-def test_otelcol_validates_the_gateway_configs(otelcol: Path, tmp_path: Path) -> None:
-    out = validate(GATEWAY_YAML, binary=otelcol)
+def test_otelcol_validates_the_gateway_configs(otelcol_binary: Path, tmp_path: Path) -> None:
+    out = validate(GATEWAY_YAML, binary=otelcol_binary)
     assert out.returncode == 0, out.stdout + out.stderr
     k8s_file = tmp_path / "k8s-gateway.yaml"
     k8s_file.write_text(yaml.safe_dump(k8s_gateway_config()), "utf-8")
-    out = validate(k8s_file, binary=otelcol)
+    out = validate(k8s_file, binary=otelcol_binary)
     assert out.returncode == 0, out.stdout + out.stderr
     broken = load_yaml(GATEWAY_YAML)
     broken["exporters"]["load_balancing"]["routing_key"] = "no-such-key"
     bad = tmp_path / "broken.yaml"
     bad.write_text(yaml.safe_dump(broken), "utf-8")
-    assert validate(bad, binary=otelcol).returncode != 0, "validate must reject a bad key"
+    assert validate(bad, binary=otelcol_binary).returncode != 0, "validate must reject a bad key"

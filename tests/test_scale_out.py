@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from tests.serve_process import ServeProcess
-from tests.servers.otelcol import OtelcolServer, OtelcolUnavailable, find_otelcol, gateway_config
+from tests.servers.otelcol import OtelcolServer, gateway_config
 from tests.servers.postgres import PostgresServer
 from tests.servers.prometheus import PrometheusServer, PrometheusUnavailable
 from tests.support_scale_out import (
@@ -63,14 +63,6 @@ class Deployment:
     single: ServeProcess
     gateway: OtelcolServer
     recorded: Recorded
-
-
-@pytest.fixture(scope="module")
-def otelcol_binary() -> Path:
-    try:
-        return find_otelcol()
-    except OtelcolUnavailable as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")
