@@ -253,16 +253,21 @@ def _child_runs(n: int) -> None:
     _burst(n)  # no flush: the child ends with os._exit, like every multiprocessing child
 
 
-def test_runs_of_a_forked_multiprocessing_child_are_indexed(tmp_path: Path) -> None:
+def _forked_child_runs(n: int) -> None:
+    """``n`` runs in a forked multiprocessing child, which must end with status 0."""
     import multiprocessing
 
-    db = tmp_path / "index.db"
-    mlt.configure(index=str(db))
-    _burst(100)  # the parent has its worker and its connection before the fork
-    child = multiprocessing.get_context("fork").Process(target=_child_runs, args=(500,))
+    child = multiprocessing.get_context("fork").Process(target=_child_runs, args=(n,))
     child.start()
     child.join(120)
     assert child.exitcode == 0
+
+
+def test_runs_of_a_forked_multiprocessing_child_are_indexed(tmp_path: Path) -> None:
+    db = tmp_path / "index.db"
+    mlt.configure(index=str(db))
+    _burst(100)  # the parent has its worker and its connection before the fork
+    _forked_child_runs(500)
     _burst(100)
     report = mlt.shutdown(timeout_s=60)
     assert report and report.delivered == 200
@@ -272,15 +277,10 @@ def test_runs_of_a_forked_multiprocessing_child_are_indexed(tmp_path: Path) -> N
 def test_forked_child_over_otlp_http_uses_its_own_connection(
     serve: ServeProcess, tmp_path: Path, spool_dir: str
 ) -> None:
-    import multiprocessing
-
     mlt.configure(endpoint=serve.http_url, protocol="http/protobuf", spool_dir=spool_dir)
     _burst(100)
     assert mlt.flush(timeout_s=30)  # the parent's kept-alive connection exists before the fork
-    child = multiprocessing.get_context("fork").Process(target=_child_runs, args=(300,))
-    child.start()
-    child.join(120)
-    assert child.exitcode == 0
+    _forked_child_runs(300)
     _burst(100)
     report = mlt.shutdown(timeout_s=30)
     assert report and (report.delivered, report.total_delivered) == (100, 200)  # flushed 100
