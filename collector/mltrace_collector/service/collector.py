@@ -152,16 +152,18 @@ class Collector:
     @property
     def http_endpoint(self) -> str:
         assert self.http is not None
-        host = self.settings.http_address.rpartition(":")[0] or "127.0.0.1"
-        scheme = "https" if self.settings.tls_cert else "http"
-        return f"{scheme}://{host}:{self.http.port}"
+        return self._endpoint(self.settings.http_address, self.http.port)
 
     @property
     def grpc_endpoint(self) -> str:
         assert self.grpc is not None
-        host = self.settings.grpc_address.rpartition(":")[0] or "127.0.0.1"
+        return self._endpoint(self.settings.grpc_address, self.grpc.port)
+
+    def _endpoint(self, address: str, port: int) -> str:
+        """The URL a client reaches a listener bound to ``address`` at (its real ``port``)."""
+        host = address.rpartition(":")[0] or "127.0.0.1"
         scheme = "https" if self.settings.tls_cert else "http"
-        return f"{scheme}://{host}:{self.grpc.port}"
+        return f"{scheme}://{host}:{port}"
 
     def stop(self, grace_s: float = 10.0) -> None:
         """Graceful shutdown: stop accepting, finish in-flight exports, commit, close."""
