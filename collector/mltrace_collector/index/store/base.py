@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from importlib import resources
 from typing import Any
@@ -324,8 +324,3 @@ class Store(ABC):
             "AS artifacts, (SELECT COUNT(*) FROM run_io) AS io"
         )
         return rows[0]
-
-
-def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

@@ -122,13 +122,6 @@ def record_sets_of(store: Store, record_id: str) -> list[Row]:
     )
 
 
-def record_count(store: Store, run_id: str, output_artifact_id: str) -> int:
-    rows = store.query(
-        "SELECT COUNT(*) AS n FROM records WHERE set_id = ?", (set_id(run_id, output_artifact_id),)
-    )
-    return int(rows[0]["n"])
-
-
 def flags(store: Store) -> list[Row]:
     return store.query(
         "SELECT target_id, kind, reason, origin, flagged_ns FROM flags "

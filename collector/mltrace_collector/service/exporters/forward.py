@@ -19,9 +19,8 @@ Example::
 from __future__ import annotations
 
 import logging
-import weakref
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -40,14 +39,6 @@ if TYPE_CHECKING:
     from mltrace_collector.service.exporters.host import CollectorHost
 
 log = logging.getLogger("mltrace_collector.forward")
-
-
-_FORWARDERS: weakref.WeakKeyDictionary[Any, Forwarder] = weakref.WeakKeyDictionary()
-
-
-def forwarder_of(collector: CollectorHost) -> Forwarder | None:
-    """The forwarder installed on ``collector`` (for the Prometheus exporter), if any."""
-    return _FORWARDERS.get(collector)
 
 
 def install_forwarding(
@@ -70,6 +61,5 @@ def install_forwarding(
     from mltrace_collector.service.exporters.prometheus import add_provider
 
     add_provider(collector, ForwardMetricsCollector(forwarder.stats).collect, store_derived=False)
-    _FORWARDERS[collector] = forwarder
     log.info("forwarding spans to %s (%s)", settings.forward_endpoint, settings.forward_protocol)
     return forwarder
