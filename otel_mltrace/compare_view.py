@@ -25,6 +25,25 @@ if TYPE_CHECKING:
 __all__ = ["Comparison"]
 
 DIFF_MARK = "≠"
+MIN_ID_CHARS = 13  # a UUIDv7's millisecond timestamp: "01a24296-5c43"
+
+
+def id_prefix_length(run_ids: list[str], minimum: int = MIN_ID_CHARS) -> int:
+    """The shortest prefix length (at least ``minimum``) that tells these run IDs apart.
+
+    UUIDv7 run IDs begin with their start millisecond, so two runs started in the same
+    millisecond (a loop in a notebook) share the first 13 characters.
+
+    >>> id_prefix_length(["01a24296-5c43-77c1-9d21", "01a24296-5c43-78b9-bbc4"])
+    16
+    """
+    distinct = set(run_ids)
+    length = minimum
+    while length < max(map(len, distinct), default=0):
+        if len({i[:length] for i in distinct}) == len(distinct):
+            break
+        length += 1
+    return length
 
 
 def version(aid: str | None) -> str:
@@ -63,8 +82,14 @@ class Comparison:
         """Where the upstream of run ``index + 1`` parts from the first run's."""
         return list(self.lineage[index]["first_divergence"])
 
+    def _id(self, run_id: str) -> str:
+        """``run_id`` cut to a prefix that still tells apart every run shown."""
+        shown = [r["run_id"] for r in self.runs]
+        shown += [s["run_id"] for diff in self.lineage for s in diff["shared_runs"]]
+        return run_id[: id_prefix_length(shown)]
+
     def _labels(self) -> list[str]:
-        return [f"{r['component']} {r['run_id'][:13]}" for r in self.runs]
+        return [f"{r['component']} {self._id(r['run_id'])}" for r in self.runs]
 
     def value_rows(self) -> list[list[Any]]:
         """``[kind, name, value per run…, differs]`` rows: code revision, params, metrics."""
@@ -89,7 +114,9 @@ class Comparison:
         for diff in self.lineage:
             for art in diff["artifacts"]:
                 a, b = version(art["a"]), version(art["b"])
-                rows.append([diff["b"][:13], art["uri"], a, b, "" if art["same"] else DIFF_MARK])
+                rows.append(
+                    [self._id(diff["b"]), art["uri"], a, b, "" if art["same"] else DIFF_MARK]
+                )
         return rows
 
     def tables(self) -> list[Table]:
@@ -108,7 +135,7 @@ class Comparison:
             )  # fmt: skip
         out = [values]
         for diff in self.lineage:
-            table = Table(title=f"upstream lineage: {diff['a'][:13]} vs {diff['b'][:13]}")
+            table = Table(title=f"upstream lineage: {self._id(diff['a'])} vs {self._id(diff['b'])}")
             for col in ("uri", "first run", "other run", ""):
                 table.add_column(col)
             for art in diff["artifacts"]:
@@ -123,8 +150,15 @@ class Comparison:
     def __rich__(self) -> Group:
         notes: list[Any] = list(self.tables())
         for diff in self.lineage:
-            shared = ", ".join(f"{s['component']} {s['run_id'][:13]}" for s in diff["shared_runs"])
-            notes.append(f"shared upstream runs: {shared or 'none'}")
+            shared = ", ".join(
+                f"{s['component']} {self._id(s['run_id'])}" for s in diff["shared_runs"]
+            )
+            pair = (
+                f" ({self._id(diff['a'])} vs {self._id(diff['b'])})"
+                if len(self.lineage) > 1
+                else ""
+            )
+            notes.append(f"shared upstream runs{pair}: {shared or 'none'}")
         notes += [f"• {line}" for line in self.summary]
         return Group(*notes)
 
