@@ -11,9 +11,11 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -55,6 +57,41 @@ class CollectorSettings:
     @classmethod
     def resolve(cls, **explicit: Any) -> CollectorSettings:
         return resolve_settings(cls, "collector", explicit)
+
+
+class ListenError(OSError):
+    """A listener of ``serve`` could not bind its address; the message names the address,
+    the likely cause and the flag / variable that moves it."""
+
+    def __init__(self, what: str, address: str, flag: str, cause: OSError) -> None:
+        busy = cause.errno == errno.EADDRINUSE or (cause.errno is None and _busy(address))
+        why = (
+            "address already in use (another otel-mltrace serve, or a Jaeger / "
+            "OTel Collector on the standard OTLP ports 4317/4318?)"
+            if busy
+            else str(cause)
+        )
+        env = f"MLTRACE_{flag.upper()}_ADDRESS"
+        super().__init__(
+            f"cannot listen for {what} on {address}: {why}; "
+            f"choose another with --{flag}-address HOST:PORT (or {env})"
+        )
+
+
+def _busy(address: str) -> bool:
+    """Whether something listens on ``host:port`` (gRPC's bind error carries no errno)."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+        except ValueError:
+            return False
+    return False
 
 
 class Collector:
@@ -130,18 +167,26 @@ class Collector:
             auth_token=s.auth_token,
             extra_routes=self.routes,
         )
-        self.http = start_http_server(app, s.http_address, tls_cert=s.tls_cert, tls_key=s.tls_key)
-        self.grpc = start_grpc_server(
-            self.pipeline,
-            s.grpc_address,
-            max_body_bytes=s.max_body_bytes,
-            auth_token=s.auth_token,
-            tls_cert=s.tls_cert,
-            tls_key=s.tls_key,
-            # as many exports in flight as the pipeline admits (bigger group commits; the
-            # one past the limit gets UNAVAILABLE rather than waiting in gRPC's queue)
-            max_workers=max(16, s.max_inflight),
-        )
+        try:
+            self.http = start_http_server(
+                app, s.http_address, tls_cert=s.tls_cert, tls_key=s.tls_key
+            )
+        except OSError as exc:
+            raise ListenError("OTLP/HTTP + API", s.http_address, "http", exc) from exc
+        try:
+            self.grpc = start_grpc_server(
+                self.pipeline,
+                s.grpc_address,
+                max_body_bytes=s.max_body_bytes,
+                auth_token=s.auth_token,
+                tls_cert=s.tls_cert,
+                tls_key=s.tls_key,
+                # as many exports in flight as the pipeline admits (bigger group commits;
+                # the one past the limit gets UNAVAILABLE rather than waiting in gRPC's queue)
+                max_workers=max(16, s.max_inflight),
+            )
+        except OSError as exc:
+            raise ListenError("OTLP/gRPC", s.grpc_address, "grpc", exc) from exc
         log.info(
             "otel-mltrace collector: OTLP/gRPC on %s, OTLP/HTTP + API on %s, store %s",
             self.grpc_endpoint,
@@ -213,7 +258,11 @@ def serve_command(log_level: str, **options: Any) -> None:
         collector = Collector(settings)
     except MissingExtra as exc:  # a configured feature whose extra is not installed
         raise click.ClickException(str(exc)) from None
-    collector.start()
+    try:
+        collector.start()
+    except ListenError as exc:
+        collector.stop(grace_s=1.0)
+        raise click.ClickException(str(exc)) from None
     tune_gc()
     click.echo(
         f"otel-mltrace collector ready: OTLP/gRPC {collector.grpc_endpoint}  "
