@@ -76,6 +76,9 @@ def test_bad_filters_name_the_expression_and_the_valid_fields(
     assert code == 2 and "malformed --sort" in out
     code, out = invoke("runs", "--db", db, "--columns", "bogus")
     assert code == 2 and "unknown field 'bogus' in --columns" in out
+    code, out = invoke("history", "train", "--db", db, "--status", "failed")
+    assert code == 2
+    assert "unknown status 'failed' in --status 'failed' (did you mean 'error'?)" in out
 
 
 def test_compare(index: tuple[str, list[str]]) -> None:

@@ -162,6 +162,19 @@ def test_errors_are_typed(index: query.Index, built: Built) -> None:
         index.history("nope")
 
 
+def test_a_status_no_run_can_have_is_an_error(index: query.Index, built: Built) -> None:
+    """MLflow's FAILED / FINISHED used to match nothing, silently."""
+    with pytest.raises(
+        query.BadQuery,
+        match=r"unknown status 'FAILED' in --status 'FAILED' "
+        r"\(did you mean 'error'\?\); run statuses: ok, error, running",
+    ):
+        index.runs(status="FAILED")
+    with pytest.raises(query.BadQuery, match=r"unknown status 'done' in --where 'status = done'"):
+        index.runs(where=["status = done"])
+    assert [r.run_id for r in index.runs(status=["error"])] == [built.failed]
+
+
 def test_module_functions_use_the_default_index(
     built: Built, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from mltrace_collector.index.queries.query_host import QueryHost
     from mltrace_collector.index.store.base import Store
 
-__all__ = ["BadQuery", "RunFilter", "parse_where", "search_runs", "VALID_FIELDS"]
+__all__ = ["BadQuery", "RUN_STATUSES", "RunFilter", "parse_where", "search_runs", "VALID_FIELDS"]
 
 NO_BOUND = 2**62
 MAX_LIMIT = 10_000
@@ -45,10 +45,25 @@ SORT_FIELDS = ("start", "end", "duration", "component", "status")
 VALID_FIELDS = "params.<name>, metrics.<name>, " + ", ".join(PLAIN_FIELDS)
 _WHERE = re.compile(r"^\s*([A-Za-z_][\w]*)(?:\.(\S+?))?\s*(<=|>=|!=|=|<|>)\s*(.*?)\s*$")
 _NUMERIC_OPS = ("<", "<=", ">", ">=")
+# "unset": a span ended without a status (not through run()); open runs from start records
+RUN_STATUSES = ("ok", "error", *run_starts.OPEN_STATUSES, "unset")
+_STATUS_HINTS = {"finished": "ok", "success": "ok", "failed": "error", "killed": "error"}
 
 
 class BadQuery(ValueError):
     """A malformed filter, sort or column expression (the message names it and the fix)."""
+
+
+def check_status(value: str, what: str) -> None:
+    """``BadQuery`` unless ``value`` is a run status (a status no run can have would
+    silently match nothing: MLflow's ``FAILED`` is ``error`` here)."""
+    if value in RUN_STATUSES:
+        return
+    near = _STATUS_HINTS.get(value.strip().lower(), value.strip().lower())
+    hint = f" (did you mean {near!r}?)" if near in RUN_STATUSES else ""
+    raise BadQuery(
+        f"unknown status {value!r} in {what}{hint}; run statuses: {', '.join(RUN_STATUSES)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,8 @@ def parse_where(expression: str) -> Condition:
         raise BadQuery(f"{what}: {op!r} compares numbers but {raw!r} is not a number")
     if op in _NUMERIC_OPS and key is None:
         raise BadQuery(f"{what}: {op!r} works on params.* and metrics.*, not on {field!r}")
+    if field == "status":
+        check_status(value, what)
     return Condition(field, key, op, value, number)
 
 
@@ -131,6 +148,8 @@ class RunFilter:
             raise BadQuery("offset, since and until must not be negative")
         if any(not t.strip() for t in (*self.tags, *self.status)):
             raise BadQuery("an empty --tag or --status; give a value, e.g. --status error")
+        for status in self.status:
+            check_status(status, f"--status {status!r}")
         return self
 
 
