@@ -3,6 +3,7 @@ the lineage, the runs DataFrame and the comparison as HTML tables."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -35,3 +36,14 @@ def test_notebook_traces_lists_and_compares(
     assert "≠" in compare and "upstream lineage" in compare
     assert "mse: last=" in "".join(o.get("text", "") for o in code[5].get("outputs", []))
     assert (tmp_path / "lineage.db").exists()
+    # a first experience shows answers, not internal objects' reprs
+    plain = [
+        "".join(o.get("data", {}).get("text/plain", ""))
+        for c in code
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "execute_result" and "text/html" not in o.get("data", {})
+    ]
+    assert plain == []
+    assert "4 runs indexed, 0 dropped" in "".join(o.get("text", "") for o in code[1]["outputs"])
+    headings = re.findall(r"<th>(train [0-9a-f-]+)</th>", compare)
+    assert len(headings) == 2 and len(set(headings)) == 2  # the two runs told apart
