@@ -79,6 +79,10 @@ def test_bad_filters_name_the_expression_and_the_valid_fields(
     code, out = invoke("history", "train", "--db", db, "--status", "failed")
     assert code == 2
     assert "unknown status 'failed' in --status 'failed' (did you mean 'error'?)" in out
+    code, out = invoke("history", "train", "--db", db, "--where", "params.modle = rf")
+    assert code == 2
+    assert "no run of 'train' has params.modle (in --where 'params.modle = rf'); " in out
+    assert "params there are: model" in out
 
 
 def test_compare(index: tuple[str, list[str]]) -> None:

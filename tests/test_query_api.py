@@ -173,6 +173,8 @@ def test_a_status_no_run_can_have_is_an_error(index: query.Index, built: Built) 
     with pytest.raises(query.BadQuery, match=r"unknown status 'done' in --where 'status = done'"):
         index.runs(where=["status = done"])
     assert [r.run_id for r in index.runs(status=["error"])] == [built.failed]
+    with pytest.raises(query.BadQuery, match=r"no run of 'train' has metrics.acc \(in --sort"):
+        index.runs("train", sort="metrics.acc desc")  # a misspelt metric, not "no order"
 
 
 def test_module_functions_use_the_default_index(

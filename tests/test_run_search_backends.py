@@ -65,8 +65,29 @@ def test_filters(queries: LineageQueries) -> None:
     assert ids(q, sort="metrics.acc desc") == ["r1", "r2", "r3", "p1", "r4"]
     assert ids(q, sort="metrics.acc asc", limit=2, offset=1) == ["r2", "r1"]
     assert ids(q, sort="component asc", limit=1) == ["p1"]
-    assert ids(q, where=("params.what = x",)) == []
-    assert ids(q, where=("params.it's = x",)) == []  # a quote in a key stays a parameter
+    assert ids(q, where=("params.model = xgb",)) == []  # a known param, no such value
+
+
+def test_a_param_or_metric_no_run_has_is_named_with_those_there_are(
+    queries: LineageQueries,
+) -> None:
+    """A misspelt name used to answer an empty list, as if no run matched."""
+    q = queries
+    with pytest.raises(
+        BadQuery,
+        match=r"^no run of 'train' has params.modle \(in --where 'params.modle = rf'\); "
+        r"params there are: C, model$",
+    ):
+        ids(q, component="train", where=("params.modle = rf",))
+    with pytest.raises(
+        BadQuery, match=r"no run has metrics.accuracy .*metrics there are: acc, rows"
+    ):
+        ids(q, where=("metrics.accuracy > 0.9",))
+    with pytest.raises(BadQuery, match=r"has params.it's \(in --where \"params.it's = x\"\)"):
+        ids(q, where=("params.it's = x",))  # a quote in a key stays a parameter
+    with pytest.raises(BadQuery, match=r"no run of 'prep' has metrics.acc \(in --sort"):
+        ids(q, component="prep", sort="metrics.acc desc")  # found runs, none has it
+    assert ids(q, component="prep", where=("metrics.rows > 99",)) == []
 
 
 def test_keys_and_values_never_reach_the_sql_text(queries: LineageQueries) -> None:
@@ -75,7 +96,8 @@ def test_keys_and_values_never_reach_the_sql_text(queries: LineageQueries) -> No
         queries.store, RunFilter(where=(f"params.{evil} = {evil}",), tags=(evil,))
     )
     assert "DROP" not in sql and any(evil in str(p) for p in params)
-    assert ids(queries, where=(f"params.{evil} = {evil}",)) == []
+    with pytest.raises(BadQuery, match="no run has params"):  # looked up as a parameter too
+        ids(queries, where=(f"params.{evil} = {evil}",))
     assert len(ids(queries)) == 5
 
 

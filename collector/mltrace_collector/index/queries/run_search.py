@@ -25,7 +25,7 @@ import re
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from mltrace_collector.index.queries import identify
+from mltrace_collector.index.queries import identify, run_fields
 from mltrace_collector.index.queries.jsonsafe import finite_or_text
 from mltrace_collector.index.queries.lineage_walk import run_summary
 from mltrace_collector.index.store import run_starts
@@ -288,12 +288,33 @@ def search_runs(queries: QueryHost, f: RunFilter) -> list[dict[str, Any]]:
                 f"no component {f.component!r}{identify.did_you_mean(f.component, known)}; "
                 "list them with `otel-mltrace components`"
             )
+    if _names_to_check(f, rows, started):
+        missing = run_fields.unknown_names(queries, f.component, _named(f))
+        if missing:
+            used = [*(f"--where {w!r}" for w in f.where), *([f"--sort {f.sort!r}"] * bool(f.sort))]
+            raise BadQuery(run_fields.unknown_names_message(f.component, used, missing))
     if not started:
         return rows
     # both lists are newest first and each holds its first offset + limit: merge, then page
     rows = [run_row(_run_row(r)) for r in queries.store.query(*_unpaged(queries, f))]
     merged = run_starts.merge_newest(rows, started, f.offset + f.limit)
     return merged[f.offset :]
+
+
+def _named(f: RunFilter) -> list[tuple[str, str]]:
+    """The ``(params|metrics, name)`` pairs ``f`` filters or sorts by."""
+    named = [(c.field, c.key) for c in map(parse_where, f.where) if c.key is not None]
+    kind, key, _ = parse_sort(f.sort)
+    return [*named, *([(kind, key)] if key is not None else [])]
+
+
+def _names_to_check(f: RunFilter, rows: list[dict[str, Any]], started: list[Any]) -> bool:
+    """Whether an answer may come from a misspelt param/metric name: nothing found with a
+    ``--where`` on one, or a ``--sort`` by one that no run found has."""
+    if not rows and not started:
+        return any(parse_where(w).key is not None for w in f.where)
+    kind, key, _ = parse_sort(f.sort)
+    return key is not None and not any(key in (r.get(kind) or {}) for r in rows)
 
 
 def _open_runs(queries: QueryHost, f: RunFilter) -> list[dict[str, Any]]:

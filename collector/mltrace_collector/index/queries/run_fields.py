@@ -1,0 +1,71 @@
+"""Which ``params.*`` / ``metrics.*`` names the runs have: the hint behind an empty search.
+
+``--where 'params.modle = rf'`` is well formed, yet no run has a param ``modle``: the
+search would answer an empty table and exit 0, and a typo would look like "no such runs".
+When a search finds nothing, ``unknown_names`` looks up each param or metric it names
+(in ``--where`` and ``--sort``) among the runs searched (the component's, or all), and
+``search_runs`` turns a name no run has into a ``BadQuery`` listing the names there are.
+Runs only reach this on an empty answer, so a search that finds runs costs nothing more.
+
+Example::
+
+    unknown_names(queries, "train", [("params", "modle")])
+    # [("params", "modle", ["C", "model"])]
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mltrace_collector.index.queries.query_host import QueryHost
+
+__all__ = ["unknown_names", "unknown_names_message"]
+
+SHOWN_NAMES = 30
+
+
+def _names(queries: QueryHost, column: str, component: str | None) -> list[str]:
+    """The distinct keys of ``column`` (``params`` or ``metrics``) over the runs searched."""
+    where, args = ("WHERE r.component = ?", [component]) if component is not None else ("", [])
+    if queries.store.backend == "postgres":
+        statement = (
+            f"SELECT DISTINCT jsonb_object_keys(r.{column}::jsonb) AS name "  # noqa: S608
+            f"FROM runs r {where}"
+        )
+    else:
+        statement = (
+            f"SELECT DISTINCT j.key AS name FROM runs r, json_each(r.{column}) j "  # noqa: S608
+            f"{where}"
+        )
+    return sorted(str(row["name"]) for row in queries.store.query(statement, args))
+
+
+def unknown_names(
+    queries: QueryHost, component: str | None, wanted: list[tuple[str, str]]
+) -> list[tuple[str, str, list[str]]]:
+    """``(kind, name, names the runs have)`` for each ``(kind, name)`` of ``wanted``
+    (``kind``: ``params`` or ``metrics``, a closed list) that no run searched has."""
+    known: dict[str, list[str]] = {}
+    missing = []
+    for column, name in dict.fromkeys(wanted):  # each once, in order
+        if column not in known:
+            known[column] = _names(queries, column, component)
+        if name not in known[column]:
+            missing.append((column, name, known[column]))
+    return missing
+
+
+def unknown_names_message(
+    component: str | None, used: list[str], missing: list[tuple[str, str, list[str]]]
+) -> str:
+    """One sentence per unknown name: the expression (of ``used``, e.g. ``--where '…'``)
+    naming it, and the names the runs do have."""
+    runs = f"no run of {component!r}" if component is not None else "no run"
+    parts = []
+    for column, name, names in missing:
+        field = f"{column}.{name}"
+        where = ", ".join(u for u in used if field in u)
+        shown = ", ".join(names[:SHOWN_NAMES]) + (" …" if len(names) > SHOWN_NAMES else "")
+        parts.append(f"{runs} has {field} (in {where}); {column} there are: {shown or 'none'}")
+    return "; ".join(parts)
