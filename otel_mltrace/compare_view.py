@@ -17,7 +17,7 @@ from rich.console import Group
 from rich.table import Table
 
 from mltrace_collector.index.queries.render import short
-from otel_mltrace.query_results import _cell, _pandas, html_table
+from otel_mltrace.query_results import _cell, _pandas, html_table, printable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,6 +54,7 @@ def version(aid: str | None) -> str:
     return "@" + tail if sep and "," not in aid else short(aid)
 
 
+@printable
 @dataclass(frozen=True)
 class Comparison:
     """Runs side by side: params, metrics, code revisions and upstream-lineage diffs."""

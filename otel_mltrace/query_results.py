@@ -11,10 +11,13 @@ Each wraps the JSON structure the CLI and the HTTP API produce, so ``to_dict()``
 from __future__ import annotations
 
 import html
+import io
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from rich.console import Console
 from rich.table import Table
 
 from mltrace_collector.index.queries import render
@@ -64,6 +67,36 @@ def rich_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     return table
 
 
+MAX_TEXT_WIDTH = 240
+
+
+def _rich_text(self: Any) -> str:
+    out = io.StringIO()
+    console = Console(file=out, color_system=None, width=MAX_TEXT_WIDTH)
+    # as wide as the tables need (IDs cut short are no use), at least the terminal's
+    natural = console.measure(self).maximum
+    console.width = max(shutil.get_terminal_size((120, 24)).columns, min(natural, MAX_TEXT_WIDTH))
+    console.print(self)
+    return out.getvalue().rstrip("\n")
+
+
+def _repr_pretty(self: Any, printer: Any, cycle: bool) -> None:
+    printer.text(_rich_text(self))
+
+
+T = TypeVar("T", bound=type)
+
+
+def printable(cls: T) -> T:
+    """``print(result)`` and IPython's terminal show the CLI's tables (``__rich__``), not a
+    dump of the dataclass's fields; ``repr()`` stays the dataclass's, for debugging. Set on
+    the class itself: IPython prefers a ``__repr__`` found earlier in the MRO to a
+    ``_repr_pretty_`` inherited from a mixin."""
+    setattr(cls, "__str__", _rich_text)  # noqa: B010
+    setattr(cls, "_repr_pretty_", _repr_pretty)  # noqa: B010
+    return cls
+
+
 @dataclass(frozen=True)
 class Run:
     """One run as lists show it (``runs()``, ``history()``)."""
@@ -97,6 +130,7 @@ class Run:
 BASE_COLUMNS = ("run_id", "component", "start", "status", "duration_s", "code_revision")
 
 
+@printable
 @dataclass(frozen=True)
 class RunTable(Sequence[Run]):
     """Runs in a table: ``to_pandas()`` is like ``mlflow.search_runs`` (``params.*``,
@@ -160,6 +194,7 @@ class RunTable(Sequence[Run]):
         return rich_table(self.title, *self._rows())
 
 
+@printable
 @dataclass(frozen=True)
 class RunDetails:
     """``inspect()``: everything known about one run."""
@@ -216,6 +251,7 @@ class RunDetails:
         return rich_table(f"run {self.run_id}", ("field", "value"), self._pairs())
 
 
+@printable
 @dataclass(frozen=True)
 class Lineage:
     """``trace()`` / ``downstream()``: a lineage graph of runs and artifacts."""
@@ -273,6 +309,7 @@ class Lineage:
         return render.lineage_tree(self.data)
 
 
+@printable
 @dataclass(frozen=True)
 class Records:
     """Rows of ``components()``, ``stale()``, ``flags()``: a titled list of dicts."""

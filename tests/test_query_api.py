@@ -109,6 +109,27 @@ def test_runs_dataframe_and_reprs(index: query.Index, built: Built) -> None:
     assert "<table>" in html and "metrics.accuracy" in html and built.rf in html
 
 
+def test_print_and_ipython_terminal_show_tables(index: query.Index, built: Built) -> None:
+    """Outside Jupyter (IPython in a terminal, print()) results used to show as dataclass
+    dumps of nested dicts; now as the CLI's tables, complete (IDs not cut short)."""
+    from IPython.lib import pretty as ipython
+
+    def pretty(obj: object) -> str:
+        return str(ipython.pretty(obj))  # type: ignore[no-untyped-call]
+
+    runs = index.runs("train", where=["params.model = rf"])
+    cmp = index.compare(built.rf, built.lr)
+    for shown in (str(runs), pretty(runs)):
+        assert "RunTable(" not in shown and "params.model" in shown and built.rf in shown
+    for shown in (str(cmp), pretty(cmp)):
+        assert "Comparison(" not in shown and "≠" in shown and "upstream lineage:" in shown
+    assert built.clean in str(index.trace(built.model)) and "Lineage(" not in pretty(
+        index.trace(built.model)
+    )
+    assert built.lr in pretty(index.inspect(built.lr)) and "train" in str(index.components())
+    assert repr(runs).startswith("RunTable(")  # repr() stays the dataclass's, for debugging
+
+
 def test_lineage_inspect_and_lists(index: query.Index, built: Built) -> None:
     graph = index.trace(built.model)  # a local path: identified by content, like the CLI
     assert sorted(r["component"] for r in graph.runs.values()) == ["clean", "train"]
