@@ -93,6 +93,7 @@ def inspect(ctx: Context, run_id: str, fmt: str | None) -> None:
         if info.get("status_message"):
             c.print(f"[red]{info['status_message']}[/red]")
         c.print(f"params  {info['params']}\nmetrics {info['metrics']}")
+        c.print(f"tags    {', '.join(info.get('tags') or []) or '-'}", markup=False)
         for name, s in info.get("metric_series", {}).items():
             c.print(f"  series {name}: " + (s if isinstance(s, str) else series_line(s)))
         for i in info["inputs"]:

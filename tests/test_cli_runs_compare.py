@@ -63,6 +63,15 @@ def test_filters_and_sort(index: tuple[str, list[str]]) -> None:
     assert len(ids("runs", "--since", "1h")) == 3 and ids("runs", "--until", "1h") == []
 
 
+def test_inspect_shows_tags(index: tuple[str, list[str]]) -> None:
+    """Tags were in `history` and `--format json`, but not in `inspect`'s own view."""
+    db, (rf, lr) = index
+    code, out = invoke("inspect", rf, "--db", db)
+    assert code == 0 and "\ntags    nightly\n" in out, out
+    code, out = invoke("inspect", lr, "--db", db)
+    assert code == 0 and "\ntags    -\n" in out, out
+
+
 def test_bad_filters_name_the_expression_and_the_valid_fields(
     index: tuple[str, list[str]],
 ) -> None:
