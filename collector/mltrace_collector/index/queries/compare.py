@@ -168,7 +168,7 @@ def lineage_diff(
                 "read_by": readers,
                 "produced_by": {"a": la.producers_of(uri), "b": lb.producers_of(uri)},
                 "cause": cause,
-                "description": f"{', '.join(readers) or 'the run'} read {shown} ({cause}); "
+                "description": f"{', '.join(readers) or 'the run'} read {shown}: {cause}; "
                 "everything downstream of it differs because of that",
             }
         )
