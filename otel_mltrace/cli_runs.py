@@ -16,6 +16,7 @@ import click
 
 from mltrace_collector.index.queries import render
 from mltrace_collector.index.queries.run_search import (
+    RUN_STATUSES,
     VALID_FIELDS,
     BadQuery,
     RunFilter,
@@ -35,7 +36,8 @@ def filter_options(fn: F) -> F:
         click.option("--where", "where", multiple=True,
                      help=f"FIELD OP VALUE, e.g. 'metrics.acc > 0.9' (fields: {VALID_FIELDS})"),
         click.option("--tag", "tags", multiple=True, help="only runs with this tag (repeatable)"),
-        click.option("--status", "status", multiple=True, help="only runs with this status"),
+        click.option("--status", "status", multiple=True, help="only runs with this status: "
+                     f"{', '.join(RUN_STATUSES)} (repeatable: any)"),
         click.option("--since", help="ISO time or duration ago (e.g. 7d)"),
         click.option("--until", help="ISO time or duration ago"),
         click.option("--sort", help="FIELD [asc|desc], e.g. 'metrics.accuracy desc'"),
