@@ -125,7 +125,8 @@ def open_queries(db: str | None = None, server: str | None = None, token: str | 
     if "://" not in target and not os.path.exists(target):
         raise NotFound(
             f"no lineage index at {target}; run an instrumented pipeline first, "
-            "or point at one with --db PATH / --server URL"
+            "or point at one with --db PATH / --server URL "
+            "(in Python: query.connect(db=PATH) / query.connect(server=URL))"
         )
     return LineageQueries(open_store(target))
 

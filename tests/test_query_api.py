@@ -212,6 +212,20 @@ def test_module_functions_use_the_default_index(
         query.runs()
 
 
+def test_no_index_yet_says_how_to_point_python_at_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("MLTRACE_DB", "MLTRACE_SERVER"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MLTRACE_INDEX", str(tmp_path / "none.db"))
+    with pytest.raises(
+        query.NotFound,
+        match=r"no lineage index at .*none\.db; .*"
+        r"\(in Python: query\.connect\(db=PATH\) / query\.connect\(server=URL\)\)",
+    ):
+        query.runs()
+
+
 def test_two_index_variables_are_no_silent_pick(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLTRACE_DB", "/tmp/a.db")
     monkeypatch.setenv("MLTRACE_SERVER", "http://127.0.0.1:9")
