@@ -90,6 +90,29 @@ def test_a_param_or_metric_no_run_has_is_named_with_those_there_are(
     assert ids(q, component="prep", where=("metrics.rows > 99",)) == []
 
 
+def test_runs_with_nan_or_infinite_metrics_leave_filters_working(
+    queries: LineageQueries,
+) -> None:
+    """log_metric("acc", float("nan")) is recorded (as MLflow does) and stored as JSON's
+    bare NaN, which SQLite and PostgreSQL cannot parse: every metrics.* filter or sort of
+    the index failed (a traceback; HTTP 500) once one such run was in it."""
+    queries.store.ingest(
+        [
+            _run("n1", 60, metrics={"acc": float("nan"), "f1": 0.7}, params={"C": float("nan")}),
+            _run("n2", 70, metrics={"acc": float("inf"), "f1": float("-inf")}),
+        ]
+    )
+    q = queries
+    assert ids(q, where=("metrics.acc > 0.9",)) == ["r1"]  # NaN and inf compare as text
+    assert ids(q, where=("metrics.f1 > 0.5",)) == ["n1"]  # the row's other metrics still count
+    assert ids(q, where=("metrics.acc = NaN",)) == ["n1"]
+    assert ids(q, where=("params.C = NaN",)) == ["n1"]
+    assert ids(q, where=("metrics.acc = Infinity",)) == ["n2"]
+    assert ids(q, component="train", sort="metrics.acc desc")[:3] == ["r1", "r2", "r3"]
+    with pytest.raises(BadQuery, match="metrics there are: acc, f1, rows"):
+        ids(q, where=("metrics.ac > 1",))
+
+
 def test_keys_and_values_never_reach_the_sql_text(queries: LineageQueries) -> None:
     evil = "x');DROP/**/TABLE/**/runs;--"
     sql, params = build_sql(

@@ -20,9 +20,28 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mltrace_collector.index.queries.query_host import QueryHost
 
-__all__ = ["unknown_names", "unknown_names_message"]
+__all__ = ["json_column", "unknown_names", "unknown_names_message"]
 
 SHOWN_NAMES = 30
+_NON_FINITE = ("NaN", "Infinity", "-Infinity")
+
+
+def json_column(column: str) -> str:
+    """SQL for a ``params`` / ``metrics`` column as JSON both dialects can parse.
+
+    Python's ``json`` writes NaN and ±inf as bare ``NaN`` / ``Infinity`` / ``-Infinity``
+    (``log_metric("loss", float("nan"))`` is recorded, as MLflow does), which SQLite and
+    PostgreSQL reject: one such run made every ``metrics.*`` filter and sort fail. The
+    columns are flat objects written with ``": "`` between key and value, so the bare
+    tokens are exactly ``": NaN,"`` or ``": NaN}"``; quoted, they become strings that
+    ``=`` matches as text and ``<``/``>`` never match (like SQL NULL), as the answers spell
+    them. Only these constants enter the SQL text.
+    """
+    expr = column
+    for token in _NON_FINITE:
+        for end in (",", "}"):
+            expr = f"replace({expr}, ': {token}{end}', ': \"{token}\"{end}')"
+    return expr
 
 
 def _names(queries: QueryHost, column: str, component: str | None) -> list[str]:
@@ -30,12 +49,12 @@ def _names(queries: QueryHost, column: str, component: str | None) -> list[str]:
     where, args = ("WHERE r.component = ?", [component]) if component is not None else ("", [])
     if queries.store.backend == "postgres":
         statement = (
-            f"SELECT DISTINCT jsonb_object_keys(r.{column}::jsonb) AS name "  # noqa: S608
+            f"SELECT DISTINCT jsonb_object_keys({json_column('r.' + column)}::jsonb) AS name "  # noqa: S608
             f"FROM runs r {where}"
         )
     else:
         statement = (
-            f"SELECT DISTINCT j.key AS name FROM runs r, json_each(r.{column}) j "  # noqa: S608
+            f"SELECT DISTINCT j.key AS name FROM runs r, json_each({json_column('r.' + column)}) j "  # noqa: S608
             f"{where}"
         )
     return sorted(str(row["name"]) for row in queries.store.query(statement, args))

@@ -182,11 +182,13 @@ class _Sql:
         self.pg = store.backend == "postgres"
 
     def text(self, col: str, key: str) -> tuple[str, list[Any]]:
+        col = run_fields.json_column(col)
         if self.pg:
             return f"({col}::jsonb ->> ?)", [key]
         return f"json_extract({col}, ?)", [f'$."{key}"']
 
     def number(self, col: str, key: str) -> tuple[str, list[Any]]:
+        col = run_fields.json_column(col)
         if self.pg:
             return (
                 f"(CASE WHEN jsonb_typeof({col}::jsonb -> ?) = 'number' "
