@@ -23,7 +23,7 @@ from mltrace_collector.index.queries.run_search import (
     parse_field,
 )
 from otel_mltrace.query import to_ns
-from otel_mltrace.query_results import BASE_COLUMNS, RunTable
+from otel_mltrace.query_results import BASE_COLUMNS, RunTable, series_summary
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_EXTRA_COLUMNS = 8
@@ -118,6 +118,7 @@ def show_runs(ctx: Any, title: str, rows: Sequence[dict[str, Any]], columns: str
 
 
 def series_line(s: dict[str, Any]) -> str:
-    """``last=0.12 min=0.1 max=2.3 count=100`` for ``inspect`` (the series: ``--format json``)."""
-    line = f"last={s['last']:.6g} min={s['min']:.6g} max={s['max']:.6g} count={s['count']}"
-    return line + (f" ({s['thinned']} points thinned out)" if s.get("thinned") else "")
+    """``last=0.12 min=0.1 max=2.3 count=100`` for ``inspect`` (the series: ``--format json``).
+
+    A value may be NaN or ±inf, which answers spell as text (``"NaN"``): shown as is."""
+    return series_summary(s) + (f" ({s['thinned']} points thinned out)" if s.get("thinned") else "")

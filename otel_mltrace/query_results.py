@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mltrace_collector.index.queries import render
+from mltrace_collector.index.queries.query_host import NotFound
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -194,6 +195,16 @@ class RunTable(Sequence[Run]):
         return rich_table(self.title, *self._rows())
 
 
+def series_summary(series: dict[str, Any]) -> str:
+    """``last=0.12 min=0.1 max=2.3 count=100``; a NaN / ±inf (spelt ``"NaN"``) as is."""
+
+    def g(value: Any) -> str:
+        return f"{value:.6g}" if isinstance(value, int | float) else str(value)
+
+    s = series
+    return f"last={g(s['last'])} min={g(s['min'])} max={g(s['max'])} count={s['count']}"
+
+
 @printable
 @dataclass(frozen=True)
 class RunDetails:
@@ -225,6 +236,26 @@ class RunDetails:
         """Metric name -> ``{count, min, max, last, thinned, steps, timestamps_ns, values}``."""
         return dict(self.data.get("metric_series") or {})
 
+    def metric_history(self, name: str) -> pd.DataFrame:
+        """One logged metric's series as a DataFrame: ``step``, ``timestamp`` (UTC) and
+        ``value`` per point, in logging order (like ``MlflowClient.get_metric_history``).
+
+        >>> idx.inspect(run_id).metric_history("loss").plot(x="step", y="value")  # doctest: +SKIP
+        """
+        series = self.metric_series.get(name)
+        if not isinstance(series, dict):
+            known = ", ".join(sorted(self.metric_series)) or "none"
+            raise NotFound(f"run {self.run_id} has no series {name!r}; its series: {known}")
+        pandas = _pandas()
+        frame: pd.DataFrame = pandas.DataFrame(
+            {
+                "step": series["steps"],
+                "timestamp": pandas.to_datetime(series["timestamps_ns"], unit="ns", utc=True),
+                "value": [float(v) for v in series["values"]],  # "NaN" / "Infinity" too
+            }
+        )
+        return frame
+
     def _pairs(self) -> list[tuple[str, Any]]:
         pairs: list[tuple[str, Any]] = [
             ("run", f"{self.component} {self.run_id}"),
@@ -235,8 +266,7 @@ class RunDetails:
         pairs += [(f"params.{k}", v) for k, v in sorted(self.params.items())]
         pairs += [(f"metrics.{k}", v) for k, v in sorted(self.metrics.items())]
         pairs += [
-            (f"series {k}", f"last={v['last']:.6g} min={v['min']:.6g} max={v['max']:.6g} "
-             f"count={v['count']}")
+            (f"series {k}", series_summary(v))
             for k, v in sorted(self.metric_series.items()) if isinstance(v, dict)
         ]  # fmt: skip
         pairs += [("input", f"{i['artifact_id']} <- {i['producer_run_id'] or 'raw'}")

@@ -49,6 +49,19 @@ def test_series_in_the_embedded_index_and_the_cli(tmp_path: Path) -> None:
     assert json.loads(out)["metric_series"]["loss"]["steps"][-1] == 990
 
 
+def test_a_diverged_series_shows_in_inspect(tmp_path: Path) -> None:
+    """A loss that ends in NaN (a diverged training): inspect used to fail formatting it."""
+    db = str(tmp_path / "index.db")
+    mlt.configure(service_name="series", index=db)
+    with mlt.run("train") as run:
+        for step, loss in enumerate((2.0, 0.5, float("inf"), float("nan"))):
+            run.log_metric("loss", loss, step=step)
+    mlt.shutdown()
+    result = CliRunner().invoke(main, ["inspect", run.id, "--db", db])
+    assert result.exit_code == 0, result.output
+    assert "series loss: last=NaN min=0.5 max=Infinity count=4" in result.output
+
+
 def test_series_is_bounded_and_thinned_evenly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,6 +4,7 @@ live collector (``otel-mltrace serve`` in a child process), checked by the same 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
             ids.append(r.id)
     with pytest.raises(RuntimeError), mlt.run("train", inputs=[clean], params={"model": "gb"}) as r:
         failed = r.id
+        for step, loss in ((0, 2.0), (10, 1.5), (20, float("nan"))):  # diverged, then OOM
+            r.log_metric("loss", loss, step=step)
         raise RuntimeError("out of memory")
     mlt.flush()
     mlt.shutdown()
@@ -128,6 +131,26 @@ def test_print_and_ipython_terminal_show_tables(index: query.Index, built: Built
     )
     assert built.lr in pretty(index.inspect(built.lr)) and "train" in str(index.components())
     assert repr(runs).startswith("RunTable(")  # repr() stays the dataclass's, for debugging
+
+
+def test_metric_history_as_a_dataframe(index: query.Index, built: Built) -> None:
+    """The series of log_metric(..., step=…), like MlflowClient.get_metric_history."""
+    info = index.inspect(built.failed)
+    frame = info.metric_history("loss")
+    assert list(frame.columns) == ["step", "timestamp", "value"]
+    assert frame["step"].tolist() == [0, 10, 20] and frame["value"].tolist()[:2] == [2.0, 1.5]
+    assert math.isnan(frame["value"].iloc[2])  # sent as "NaN" in JSON, a float again here
+    assert (
+        str(frame["timestamp"].dtype).startswith("datetime64")
+        and frame["timestamp"].is_monotonic_increasing
+    )
+    with pytest.raises(query.NotFound, match=r"has no series 'accuracy'; its series: loss"):
+        info.metric_history("accuracy")
+    # the same answer from every index: NaN as JSON spells it (it was null over HTTP)
+    assert info.metric_series["loss"]["values"][2] == "NaN"
+    assert info.metric_series["loss"]["last"] == "NaN" and info.metrics["loss"] == "NaN"
+    assert "last=NaN min=1.5 max=2 count=3" in info._repr_html_()  # crashed over HTTP
+    assert "last=NaN" in str(info)
 
 
 def test_lineage_inspect_and_lists(index: query.Index, built: Built) -> None:

@@ -215,7 +215,7 @@ class LineageQueries:
             "outputs": [e["artifact_id"] for e in io if e["direction"] == "out"],
             "output_summaries": self.store.run_outputs(row["run_id"]),
             "checks": run_checks(self.store, row["run_id"]),
-            "metric_series": parse_series(row["attributes"], METRIC_SERIES),
+            "metric_series": finite_or_text(parse_series(row["attributes"], METRIC_SERIES)),
             "attributes": {k: v for k, v in row["attributes"].items() if k != METRIC_SERIES},
         }
 
