@@ -183,6 +183,8 @@ def test_compare(index: query.Index, built: Built) -> None:
     same = index.compare(built.lr, built.lr)
     assert same.same_run and same.identical
     assert same.summary == ["the same run compared with itself: no differences"]
+    # the run itself is not one of its upstream runs (it was listed as shared with itself)
+    assert [s["run_id"] for s in same.lineage[0]["shared_runs"]] == [built.clean]
     three = index.compare(built.rf, built.lr, built.rf_weak)
     assert len(three.lineage) == 2 and three.params[0]["values"] == [1, 2, 3]
 

@@ -133,8 +133,8 @@ def lineage_diff(
 ) -> dict[str, Any]:
     """Diff of two upstream graphs (``LineageQueries.trace_run`` results)."""
     la, lb = _Lineage(graph_a), _Lineage(graph_b)
-    shared = sorted(set(la.runs) & set(lb.runs))
     roots = {graph_a["root"]["id"], graph_b["root"]["id"]}  # compared in params/metrics
+    shared = sorted(set(la.runs) & set(lb.runs) - roots)  # compare A A: A is not upstream
     components = sorted({r["component"] for r in (*la.runs.values(), *lb.runs.values())})
     differing_runs = []
     for comp in components:
