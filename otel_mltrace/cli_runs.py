@@ -100,6 +100,9 @@ def show_runs(ctx: Any, title: str, rows: Sequence[dict[str, Any]], columns: str
     if fmt == "json":
         render.emit(ctx.console, list(rows), "json")
         return
+    if not rows:  # an empty frame of headers says less than a sentence
+        ctx.console.print(f"{title}: no runs match", markup=False)
+        return
     cols = pick_columns(table, columns)
     body = [[table.value(r, c) for c in cols] for r in table]
     from otel_mltrace.query_results import rich_table

@@ -63,6 +63,14 @@ def test_filters_and_sort(index: tuple[str, list[str]]) -> None:
     assert len(ids("runs", "--since", "1h")) == 3 and ids("runs", "--until", "1h") == []
 
 
+def test_no_match_is_said_in_words(index: tuple[str, list[str]]) -> None:
+    db, _ = index
+    code, out = invoke("history", "train", "--db", db, "--where", "params.model = xgb")
+    assert (code, out) == (0, "train: no runs match\n")
+    code, out = invoke("runs", "--db", db, "--status", "error", "--format", "json")
+    assert (code, out.strip()) == (0, "[]")
+
+
 def test_inspect_shows_tags(index: tuple[str, list[str]]) -> None:
     """Tags were in `history` and `--format json`, but not in `inspect`'s own view."""
     db, (rf, lr) = index
