@@ -87,6 +87,12 @@ def pick_columns(table: RunTable, spec: str | None) -> list[str]:
                     f"unknown column {item!r} in --columns {spec!r}; valid: "
                     f"{', '.join(BASE_COLUMNS)}, tags, params.<name>, metrics.<name>, params.*"
                 )
+            names = {k for r in table for k in (r.params if field == "params" else r.metrics)}
+            if table.runs and key not in names:  # a misspelt name: a column of blanks
+                raise BadQuery(
+                    f"no run shown has {item} (in --columns {spec!r}); "
+                    f"{field} there are: {', '.join(sorted(names)) or 'none'}"
+                )
             chosen.append(item)
     shown = [c for c in chosen if c in BASE_COLUMNS]
     rest = [c for c in chosen if c not in BASE_COLUMNS]

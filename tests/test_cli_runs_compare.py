@@ -96,6 +96,10 @@ def test_bad_filters_name_the_expression_and_the_valid_fields(
     code, out = invoke("history", "train", "--db", db, "--status", "failed")
     assert code == 2
     assert "unknown status 'failed' in --status 'failed' (did you mean 'error'?)" in out
+    code, out = invoke("history", "train", "--db", db, "--columns", "run_id,metrics.acc")
+    assert code == 2
+    assert "no run shown has metrics.acc (in --columns 'run_id,metrics.acc'); " in out
+    assert "metrics there are: accuracy" in out
     code, out = invoke("runs", "--help")
     assert "only runs with this status: ok, error, running, abandoned" in " ".join(out.split())
     code, out = invoke("history", "train", "--db", db, "--where", "params.modle = rf")
