@@ -27,7 +27,7 @@ from otel_mltrace.cli_core import (
     pass_ctx,
 )
 from otel_mltrace.cli_runs import filter_options, make_filter, series_line, show_runs
-from otel_mltrace.cli_settings import FLAG, explain
+from otel_mltrace.cli_settings import FLAG, describe_target, explain
 from otel_mltrace.config import resolve
 from otel_mltrace.extras import missing_message
 from otel_mltrace.idents import first_found, identified, local_artifact, local_candidates
@@ -199,6 +199,9 @@ def show_config(ctx: Context, fmt: str | None) -> None:
     rows = explain({g.name: g.value for g in given if g.rank >= FLAG})
     columns = ("env", "value", "source", "default", "help")
     render.emit(ctx.console, rows, fmt or ctx.fmt, render.rows_table("settings", rows, columns))
+    if (fmt or ctx.fmt) != "json":  # MLTRACE_DB, MLTRACE_SERVER and MLTRACE_INDEX all name one
+        where = describe_target(ctx.db, ctx.server)
+        ctx.console.print(f"Queries read: {escape(where)}", highlight=False)
 
 
 def _register_serve() -> None:

@@ -81,6 +81,25 @@ def choose_target(db: Given, server: Given) -> Target:
     return Target(db.value if db.value is not None else str(resolve("index")), None)
 
 
+def describe_target(db: Given, server: Given, environ: Mapping[str, str] | None = None) -> str:
+    """Which index the query commands read, and which setting chose it, in words.
+
+    >>> describe_target(Given("db", None, DEFAULT), Given("server", "http://c:4318", ENV))
+    'the collector at http://c:4318 (MLTRACE_SERVER)'
+    """
+    try:
+        target = choose_target(db, server)
+    except click.UsageError as exc:
+        return f"nothing until this is settled: {exc.message}"
+    if target.server is not None:
+        return f"the collector at {target.server} ({server.how()})"
+    if db.value is not None:
+        return f"{target.db} ({db.how()})"
+    env = os.environ if environ is None else environ
+    index_env = SETTINGS["index"].env
+    return f"{target.db} ({index_env if env.get(index_env) else 'the default index path'})"
+
+
 def _show(name: str, value: Any) -> str:
     if value is None:
         return "-"

@@ -186,3 +186,25 @@ def test_older_than_flag_beats_the_stale_env(tmp_path: Path) -> None:
     assert train_stale([], old_at_once)  # env applies
     assert not train_stale(["--older-than", "100d"], old_at_once)  # the flag beats it
     assert not train_stale([], {})  # default: a day
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        ([], {}, "(the default index path)"),
+        ([], {"MLTRACE_INDEX": "/tmp/i.db"}, "/tmp/i.db (MLTRACE_INDEX)"),
+        ([], {"MLTRACE_INDEX": "/tmp/i.db", "MLTRACE_DB": "/tmp/d.db"}, "/tmp/d.db (MLTRACE_DB)"),
+        ([], {"MLTRACE_SERVER": "http://127.0.0.1:9"}, "http://127.0.0.1:9 (MLTRACE_SERVER)"),
+        (["--db", "f.db"], {"MLTRACE_SERVER": "http://127.0.0.1:9"}, "f.db (--db)"),
+        ([], {"MLTRACE_SERVER": "http://127.0.0.1:9", "MLTRACE_DB": "d.db"}, "keep one"),
+    ],
+)
+def test_config_says_which_index_queries_read(
+    argv: list[str], env: dict[str, str], expected: str
+) -> None:
+    """Three settings can name the index (MLTRACE_DB, MLTRACE_SERVER, MLTRACE_INDEX); the
+    table shows each on its own row, so ``config`` ends with the one the queries use."""
+    code, out = _components([*argv, "config"], env)
+    assert code == 0, out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("Queries read: ") and expected in last, last
