@@ -15,7 +15,7 @@ recorded on the run span as an ``mltrace.check`` event and indexed by the collec
   ``mltrace_check_failures_total``, shown by ``inspect``). ``on_error="fail"`` (or
   ``MLTRACE_CHECK_ERRORS=fail`` for every check) makes it a failed check instead, handled
   by ``on_fail``. After-checks are skipped when the body raised.
-* Outputs and inputs given as file paths (CSV, Parquet, NPY/NPZ, JSON lines) are read for
+* Outputs and inputs given as file paths (CSV, Parquet, NPY/NPZ, JSON lines, JSON) are read for
   the declarative checks (:mod:`otel_mltrace.check_data`).
 
 Example::
@@ -228,13 +228,11 @@ def _select(ctx: CheckContext, target: str | int | None) -> list[tuple[str, Any]
     return [(key, ctx.table(key)) for key, _ in _select_raw(ctx, target)]
 
 
-_BINARY_TABLES = (".parquet", ".npy", ".npz")
-
-
 def _counted_by_lines(obj: Any) -> bool:
+    # only text formats: the lines of a pickle or a JSON array are not its rows
     return (
         isinstance(obj, str | Path)
-        and not str(obj).lower().endswith(_BINARY_TABLES)
+        and str(obj).lower().endswith(check_data.LINE_COUNTED)
         and Path(obj).is_file()
     )
 
