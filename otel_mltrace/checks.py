@@ -400,11 +400,9 @@ def run_phase(run: Run, checks: Sequence[Check], phase: str, ctx: CheckContext) 
             continue
         result = check.evaluate(ctx)
         run.check_results.append(result)
-        if not result.evaluated:
-            log.warning(
-                "check %s (%s) of run %s %s could not be evaluated: %s",
-                result.name, phase, run.component, run.id, result.message,
-            )  # fmt: skip
+        warning = result.warning(run.component, run.id, result.evaluated)
+        if warning is not None:
+            log.warning("%s", warning)
         run.span.add_event(
             semconv.CHECK_EVENT,
             {
