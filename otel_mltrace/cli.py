@@ -87,18 +87,22 @@ def inspect(ctx: Context, run_id: str, fmt: str | None) -> None:
             return
         c = ctx.console
         c.print(render.runs_table(f"run {info['run_id']}", [info]))
-        c.print(f"trace {info['trace_id']}  span {info['span_id']}  service {info['service']}")
-        c.print(f"code {info['code_repository'] or '-'} @ {info['code_revision'] or '-'}")
-        c.print(f"     {info['code_file'] or '-'}:{info['code_function'] or '-'}")
+        for line in (
+            f"trace {info['trace_id']}  span {info['span_id']}  service {info['service']}",
+            f"code {info['code_repository'] or '-'} @ {info['code_revision'] or '-'}",
+            f"     {info['code_file'] or '-'}:{info['code_function'] or '-'}",
+        ):
+            c.print(line, markup=False)
         if info.get("status_message"):
-            c.print(f"[red]{info['status_message']}[/red]")
-        c.print(f"params  {info['params']}\nmetrics {info['metrics']}")
+            c.print(f"[red]{escape(info['status_message'])}[/red]")
+        c.print(f"params  {info['params']}\nmetrics {info['metrics']}", markup=False)
         for name, s in info.get("metric_series", {}).items():
-            c.print(f"  series {name}: " + (s if isinstance(s, str) else series_line(s)))
+            line = f"  series {name}: " + (s if isinstance(s, str) else series_line(s))
+            c.print(line, markup=False)
         for i in info["inputs"]:
-            c.print(f"  in  {i['artifact_id']}  <- {i['producer_run_id'] or 'raw'}")
+            c.print(f"  in  {i['artifact_id']}  <- {i['producer_run_id'] or 'raw'}", markup=False)
         for o in info["outputs"]:
-            c.print(f"  out {o}")
+            c.print(f"  out {o}", markup=False)
         for chk in info.get("checks", []):
             color = {"pass": "green", "fail": "red"}.get(chk["status"], "yellow")
             c.print(
@@ -110,7 +114,8 @@ def inspect(ctx: Context, run_id: str, fmt: str | None) -> None:
         for s in info["output_summaries"]:
             c.print(
                 f"  output {s['name']} ({s['kind']}): n={s['value_count']} "
-                f"nulls={s['null_count']} min={s['value_min']} max={s['value_max']}"
+                f"nulls={s['null_count']} min={s['value_min']} max={s['value_max']}",
+                markup=False,
             )
 
     _run(ctx, go)

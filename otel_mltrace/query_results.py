@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
+from rich.text import Text
 
 from mltrace_collector.index.queries import render
 
@@ -60,7 +61,7 @@ def rich_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     for col in columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(*(_cell(v) for v in row))
+        table.add_row(*(Text(_cell(v)) for v in row))
     return table
 
 
