@@ -88,3 +88,19 @@ def test_an_older_version_asked_for_says_it_is_not_the_newest(
     assert code == 0 and "not the newest of 3 at s3://lake/wine.parquet: that is v:3" in out
     code, out = cli("--db", db, "trace", "s3://lake/wine.parquet@v:3", "--format", "json")
     assert json.loads(out)["resolved"]["note"].startswith("showing version v:3, the newest of 3")
+
+
+def test_an_ambiguous_prefix_lists_candidates_without_a_path_note(
+    index: tuple[str, Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`trace 01a2429` ended its list of candidate runs with "; nothing was logged at
+    file:///…/01a2429", as if the prefix might have been a file name."""
+    db, work, _ = index
+    monkeypatch.chdir(work)
+    code, out = cli("--db", db, "runs", "--format", "json")
+    prefix = os.path.commonprefix([r["run_id"] for r in json.loads(out)])[:8]
+    code, out = cli("--db", db, "trace", prefix)
+    assert code == 2 and f"run ID prefix {prefix!r} matches several runs" in out, out
+    assert "nothing was logged" not in out
+    code, out = cli("--db", db, "trace", "no-such-thing")
+    assert code == 2 and "nothing was logged at" in out, out
