@@ -16,6 +16,7 @@ import click
 from rich.markup import escape
 
 from mltrace_collector.index.queries import render
+from mltrace_collector.index.queries.stale import age_text
 from mltrace_collector.index.queries.stale import why as stale_why
 from otel_mltrace.cli_core import (
     Context,
@@ -173,7 +174,7 @@ def components(ctx: Context, fmt: str | None) -> None:
 
 @main.command()
 @click.option("--older-than", default=None, help="input age threshold, e.g. 1d (default 24h)")
-@click.option("--all", "show_all", is_flag=True, help="also list components that are fresh")
+@click.option("--all", "show_all", is_flag=True, help="also list the live runs that are fresh")
 @fmt_option(("tree", "json"))
 @pass_ctx
 def stale(ctx: Context, older_than: str | None, show_all: bool, fmt: str | None) -> None:
@@ -182,9 +183,17 @@ def stale(ctx: Context, older_than: str | None, show_all: bool, fmt: str | None)
     threshold = parse_duration(older_than) if older_than else float(resolve("stale_after_seconds"))
 
     def go() -> None:
-        rows = [r for r in ctx.queries().stale(threshold) if show_all or r["stale"]]
+        live = ctx.queries().stale(threshold)
+        rows = [r for r in live if show_all or r["stale"]]
         for r in rows:
             r["why"] = stale_why(r)
+        if not rows and (fmt or ctx.fmt) != "json":  # an empty table reads as "did it run?"
+            ctx.console.print(
+                f"nothing is stale: {len(live)} live run(s), none with a newer input version, "
+                f"an input older than {age_text(threshold)} or a stale run upstream",
+                markup=False,
+            )
+            return
         table = render.rows_table("stale", rows, ("component", "run_id", "stale", "why"))
         render.emit(ctx.console, rows, fmt or ctx.fmt, table)
 

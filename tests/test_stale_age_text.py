@@ -38,4 +38,13 @@ def test_ages_and_threshold_are_in_readable_units(tmp_path: Path) -> None:
         r"input s3://lake/wine\.parquet@v:1 is \d+(\.\d+)? s old \(threshold 1 s\)", reason
     ), reason
     result = CliRunner().invoke(main, ["--db", db, "stale", "--older-than", "2h"])
-    assert result.exit_code == 0 and "ingest" not in result.output, result.output
+    assert result.exit_code == 0, result.output
+    assert (
+        result.output.split()
+        == (  # said in words, not an empty table
+            "nothing is stale: 1 live run(s), none with a newer input version, an input older "
+            "than 2 h or a stale run upstream"
+        ).split()
+    )
+    result = CliRunner().invoke(main, ["--db", db, "stale", "--older-than", "2h", "--all"])
+    assert result.exit_code == 0 and "ingest" in result.output, result.output
