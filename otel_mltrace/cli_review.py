@@ -119,8 +119,13 @@ def review(ctx: Context, limit: int, fmt: str | None) -> None:
             return
         ctx.console.print(result["verdict"], markup=False)
         if result["runs"]:
-            for table in review_tables(result):
-                ctx.console.print(table)
+            keys = ("runs", "components", "revisions")
+            for key, table in zip(keys, review_tables(result), strict=True):
+                if result[key]:
+                    ctx.console.print(table)
+                else:  # an empty table with headers reads like a failed query
+                    title = str(table.title).split(" (")[0]
+                    ctx.console.print(f"{title}: none over-represented", markup=False)
         if result["unresolved_flags"]:
             ctx.console.print(f"[dim]flags without upstream: {result['unresolved_flags']}[/dim]")
 
