@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -151,6 +152,24 @@ _READERS = {
     ".ndjson": _read_json_lines,
     ".json": _read_json,
 }
+
+
+def column(obj: Any, name: str | int | None) -> Any:
+    """Column ``name`` of a table (data frame, mapping of columns, 2-D array); ``None``: all.
+
+    A missing column names the columns there are (``KeyError: 'nope'`` said nothing more).
+    """
+    if name is None:
+        return obj
+    if hasattr(obj, "columns") or isinstance(obj, Mapping):
+        names = list(obj.columns) if hasattr(obj, "columns") else list(obj)
+        if name not in names:
+            shown = ", ".join(map(repr, names[:20])) + (", …" if len(names) > 20 else "")
+            raise LookupError(f"no column {name!r}; the columns are {shown or '(none)'}")
+        return obj[name]
+    if getattr(obj, "ndim", 1) == 2:
+        return obj[:, name]
+    raise TypeError(f"cannot take column {name!r} of a {type(obj).__name__}")
 
 
 def load(obj: str | Path) -> Any:

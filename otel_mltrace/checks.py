@@ -253,14 +253,7 @@ def row_count(obj: Any) -> int:
     raise TypeError(f"cannot count rows of a {type(obj).__name__}; pass the data object")
 
 
-def column(obj: Any, name: str | int | None) -> Any:
-    if name is None:
-        return obj
-    if hasattr(obj, "columns") or isinstance(obj, Mapping):
-        return obj[name]
-    if getattr(obj, "ndim", 1) == 2:
-        return obj[:, name]
-    raise TypeError(f"cannot take column {name!r} of a {type(obj).__name__}")
+column = check_data.column
 
 
 def _is_null(v: Any) -> bool:

@@ -42,3 +42,21 @@ def test_a_flagging_check_that_fails_logs_a_warning(
     ]
     out = CliRunner().invoke(main, ["--db", index, "flags", "--format", "json"])
     assert out.exit_code == 0 and "check 'range[proba]' failed" in out.output, out.output
+
+
+@pytest.mark.parametrize("on_error", ["warn", "fail"])
+def test_a_missing_column_names_the_columns_there_are(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, spans: object, on_error: str
+) -> None:
+    """It said ``KeyError: 'nope'`` (and, with on_error="fail", "could not be evaluated:
+    could not be evaluated: …")."""
+    preds = tmp_path / "preds.csv"
+    preds.write_text("wine_id,proba\nwine-0001,0.9\n")
+    check = expect_range("nope", min=0.5, on_fail="flag", on_error=on_error)
+    with caplog.at_level(logging.WARNING, logger="otel_mltrace.checks"):
+        with mlt.run("predict", checks=[check]) as run:
+            run.add_output(str(preds))
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "otel_mltrace.checks"]
+    said = "LookupError: no column 'nope'; the columns are 'wine_id', 'proba'"
+    assert said in warning and warning.count("could not be evaluated") == 1, warning
+    assert run.check_results[0].message.endswith(said)
