@@ -48,3 +48,28 @@ def test_ages_and_threshold_are_in_readable_units(tmp_path: Path) -> None:
     )
     result = CliRunner().invoke(main, ["--db", db, "stale", "--older-than", "2h", "--all"])
     assert result.exit_code == 0 and "ingest" in result.output, result.output
+
+
+def test_an_overwritten_unversioned_input_reads_plainly(tmp_path: Path) -> None:
+    """It read "has a newer version (an unversioned write) (written by make run …)"."""
+    db = str(tmp_path / "index.db")
+    mlt.configure(service_name="overwritten", index=db)
+    try:
+        with mlt.run("make", outputs=["mem://v/out"]):
+            pass
+        with mlt.run("use", inputs=["mem://v/out"], outputs=["mem://v/used"]) as use:
+            pass
+        with mlt.run("make", outputs=["mem://v/out"]) as again:
+            pass
+        assert mlt.flush(30)
+    finally:
+        mlt.shutdown()
+    result = CliRunner().invoke(main, ["--db", db, "stale", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = [r for r in json.loads(result.output) if r["stale"]]
+    assert row["run_id"] == use.id
+    assert row["reasons"] == [
+        f"input mem://v/out has a newer version (overwritten by make run {again.id} at "
+        + row["reasons"][0].rsplit(" at ", 1)[1]
+    ]
+    assert "(an unversioned write)" not in row["why"]

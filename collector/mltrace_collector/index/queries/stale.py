@@ -127,11 +127,10 @@ class StaleIndex:
             end, writer, newest = latest
             # the newest version is another run's: not what it got, nor its own write
             if writer not in (got_from, run_id) and (not versioned or newest != aid):
-                made_by = self.runs[writer]
-                return (
-                    f"input {uri} has a newer version {_version(newest)} "
-                    f"(written by {made_by['component']} run {writer} at {iso(end)})"
-                )
+                made_by = f"{self.runs[writer]['component']} run {writer} at {iso(end)}"
+                if split_artifact_id(newest)[1] is None:  # an overwrite has no version to name
+                    return f"input {uri} has a newer version (overwritten by {made_by})"
+                return f"input {uri} has a newer version {_version(newest)} (written by {made_by})"
         elif versioned and uri in self.raw_newest:
             seen, newest = self.raw_newest[uri]
             if newest != aid and seen > self.first_seen.get(aid, seen):
@@ -280,6 +279,6 @@ def _version(artifact_id: str) -> str:
     """The version part of an ID, digest shortened (``sha256:7623e966506d``)."""
     uri, version = split_artifact_id(artifact_id)
     if version is None:
-        return "(an unversioned write)"
+        return uri
     algo, _, rest = version.partition(":")
     return f"{algo}:{rest[:12]}" if len(rest) > 16 else version
