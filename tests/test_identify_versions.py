@@ -104,3 +104,51 @@ def test_an_ambiguous_prefix_lists_candidates_without_a_path_note(
     assert "nothing was logged" not in out
     code, out = cli("--db", db, "trace", "no-such-thing")
     assert code == 2 and "nothing was logged at" in out, out
+
+
+def test_a_record_key_kept_across_versions_says_which_occurrence_is_shown(
+    tmp_path: Path,
+) -> None:
+    """`trace wine-0001` of a stable key logged by three ingest runs showed the newest
+    occurrence without saying that two others exist."""
+    db = str(tmp_path / "index.db")
+    mlt.configure(service_name="occurrences", index=db)
+    outs, ids = [], []
+    try:
+        for batch in (1, 2, 3):
+            with mlt.run("ingest") as r:
+                out = r.add_output("mem://raw/wine.csv", version=str(batch))
+                r.log_records(out, ["wine-0001", f"wine-{batch}000"])
+                outs.append(out)
+                ids.append(r.id)
+        assert mlt.flush(30)
+    finally:
+        mlt.shutdown()
+    code, out = cli("--db", db, "trace", "wine-0001", "--all-versions")
+    assert code == 0, out
+    text = " ".join(out.split())
+    assert (
+        f"showing the newest occurrence of record wine-0001: in mem://raw/wine.csv@v:3 by "
+        f"ingest run {ids[2]}; it occurs in 2 other record set(s) (--all-versions lists them)"
+    ) in text
+    assert all(o in out for o in outs) and "<- shown" in out  # the occurrences table
+    code, out = cli("--db", db, "trace", "wine-0001", "--format", "json")
+    resolved = json.loads(out)["resolved"]
+    assert [v["artifact_id"] for v in resolved["versions"]] == outs[::-1]
+    code, out = cli("--db", db, "trace", "wine-3000", "--format", "json")
+    assert "resolved" not in json.loads(out)  # one occurrence: nothing to say
+
+
+def test_a_long_note_is_wrapped_not_cut(
+    index: tuple[str, Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The note under the tree's root was cut at the console's width (200 when piped):
+    "… was logged at file:///…/raw.csv (moved or copi" lost its end for a long path."""
+    db, work, _ = index
+    deep = work / ("a-long-folder-name/" * 8)
+    deep.mkdir(parents=True)
+    moved = deep / "raw-moved-here.csv"
+    moved.write_text((work / "raw.csv").read_text())
+    code, out = cli("--db", db, "trace", str(moved))
+    assert code == 0, out
+    assert str(moved.as_uri()) in out and "(moved or copied?)" in out, out

@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -70,8 +70,11 @@ def lineage_tree(graph: dict[str, Any]) -> Tree:
 
     root_id = graph["root"]["id"]
     resolved = graph.get("resolved")
-    note = f"\n[yellow]{escape(resolved['note'])}[/yellow]" if resolved else ""
-    tree = Tree(label(root_id) + note)
+    root: Any = Text.from_markup(label(root_id))
+    if resolved:  # wrapped, not cut at the console's width: the note may name long paths
+        note = Text(resolved["note"], style="yellow", no_wrap=False, overflow="fold")
+        root = Group(root, note)
+    tree = Tree(root)
     expanded: set[str] = set()
 
     def grow(branch: Tree, node: str, path: set[str]) -> None:
