@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import reprlib
+from collections.abc import Mapping
 from typing import Any
 
 Scalar = str | bool | int | float
@@ -51,11 +53,19 @@ def metric_value(k: str, v: object) -> float:
 def string_list(kind: str, values: Any) -> list[Any]:
     if values is None:
         return []
-    if isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
-        raise TypeError(
-            f"{kind} must be a list, got {type(values).__name__} {values!r}; "
-            f"wrap a single item: {kind}=[item]"
-        )
+    # A dict would give its keys, an array its rows, a DataFrame its column names: each
+    # silently taken as a separate artifact. They are one item (or a mistake), not a list.
+    if (
+        isinstance(values, str | bytes | Mapping)
+        or hasattr(values, "shape")
+        or not hasattr(values, "__iter__")
+    ):
+        shape = getattr(values, "shape", None)
+        shown = f"of shape {tuple(shape)}" if shape is not None else reprlib.repr(values)
+        fix = f"wrap a single item: {kind}=[item]"
+        if isinstance(values, Mapping):
+            fix += f", or pass the values: {kind}=list(d.values())"
+        raise TypeError(f"{kind} must be a list, got {type(values).__name__} {shown}; {fix}")
     return list(values)
 
 

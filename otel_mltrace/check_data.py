@@ -10,7 +10,14 @@ Runs name outputs by path (``run.add_output("predictions.csv")``), so a check on
 ``.npy`` / ``.npz``    numpy (an ``.npz`` with one array is that array, else a mapping
                        of its arrays by name)
 ``.jsonl`` ``.ndjson`` pandas ``read_json(lines=True)``, else ``json`` line by line
+``.json``              ``json``: an array of records (or of values), or an object of
+                       columns
 =====================  ==============================================================
+
+``expect_rows`` counts the lines of a text file (``LINE_COUNTED``: CSV, TSV, JSON lines,
+``.txt``, ``.log``) without reading it; any other file is read as above or, when its type
+is unknown (a pickled model, a ``.bin``), the check is an ``error``, never a line count of
+bytes that are not rows.
 
 Anything else (a directory, an unknown suffix, an ``s3://`` URI, a missing library) raises
 ``TypeError`` / ``FileNotFoundError`` with a message naming the value and the fix; the check
@@ -26,11 +33,13 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".npy", ".npz", ".jsonl", ".ndjson")
+SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".npy", ".npz", ".jsonl", ".ndjson", ".json")
+LINE_COUNTED = (".csv", ".tsv", ".jsonl", ".ndjson", ".txt", ".log")
 
 
 def is_location(obj: Any) -> bool:
@@ -119,6 +128,19 @@ def _read_json_lines(path: Path) -> Any:
     return pd.read_json(path, lines=True)
 
 
+def _read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    if isinstance(data, list):
+        return _columns(data) if data and all(isinstance(r, dict) for r in data) else data
+    if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):
+        return data
+    raise TypeError(
+        f"cannot read {str(path)!r} for a check: a .json file must hold an array of records "
+        f"or an object of columns, not a {type(data).__name__}; or pass the data object"
+    )
+
+
 _READERS = {
     ".csv": _read_delimited,
     ".tsv": _read_delimited,
@@ -128,7 +150,26 @@ _READERS = {
     ".npz": _read_numpy,
     ".jsonl": _read_json_lines,
     ".ndjson": _read_json_lines,
+    ".json": _read_json,
 }
+
+
+def column(obj: Any, name: str | int | None) -> Any:
+    """Column ``name`` of a table (data frame, mapping of columns, 2-D array); ``None``: all.
+
+    A missing column names the columns there are (``KeyError: 'nope'`` said nothing more).
+    """
+    if name is None:
+        return obj
+    if hasattr(obj, "columns") or isinstance(obj, Mapping):
+        names = list(obj.columns) if hasattr(obj, "columns") else list(obj)
+        if name not in names:
+            shown = ", ".join(map(repr, names[:20])) + (", …" if len(names) > 20 else "")
+            raise LookupError(f"no column {name!r}; the columns are {shown or '(none)'}")
+        return obj[name]
+    if getattr(obj, "ndim", 1) == 2:
+        return obj[:, name]
+    raise TypeError(f"cannot take column {name!r} of a {type(obj).__name__}")
 
 
 def load(obj: str | Path) -> Any:
@@ -150,6 +191,7 @@ def load(obj: str | Path) -> Any:
     if reader is None:
         raise TypeError(
             f"cannot read {str(obj)!r} for a check: unknown file type {path.suffix or '(none)'}"
-            f"; supported: {', '.join(SUFFIXES)} — or pass the data object"
+            f"; supported: {', '.join(SUFFIXES)} — aim the check at the outputs it can read "
+            "(target='preds.csv') or pass the data object"
         )
     return reader(path)

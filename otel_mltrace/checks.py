@@ -15,7 +15,7 @@ recorded on the run span as an ``mltrace.check`` event and indexed by the collec
   ``mltrace_check_failures_total``, shown by ``inspect``). ``on_error="fail"`` (or
   ``MLTRACE_CHECK_ERRORS=fail`` for every check) makes it a failed check instead, handled
   by ``on_fail``. After-checks are skipped when the body raised.
-* Outputs and inputs given as file paths (CSV, Parquet, NPY/NPZ, JSON lines) are read for
+* Outputs and inputs given as file paths (CSV, Parquet, NPY/NPZ, JSON lines, JSON) are read for
   the declarative checks (:mod:`otel_mltrace.check_data`).
 
 Example::
@@ -228,13 +228,11 @@ def _select(ctx: CheckContext, target: str | int | None) -> list[tuple[str, Any]
     return [(key, ctx.table(key)) for key, _ in _select_raw(ctx, target)]
 
 
-_BINARY_TABLES = (".parquet", ".npy", ".npz")
-
-
 def _counted_by_lines(obj: Any) -> bool:
+    # only text formats: the lines of a pickle or a JSON array are not its rows
     return (
         isinstance(obj, str | Path)
-        and not str(obj).lower().endswith(_BINARY_TABLES)
+        and str(obj).lower().endswith(check_data.LINE_COUNTED)
         and Path(obj).is_file()
     )
 
@@ -255,14 +253,7 @@ def row_count(obj: Any) -> int:
     raise TypeError(f"cannot count rows of a {type(obj).__name__}; pass the data object")
 
 
-def column(obj: Any, name: str | int | None) -> Any:
-    if name is None:
-        return obj
-    if hasattr(obj, "columns") or isinstance(obj, Mapping):
-        return obj[name]
-    if getattr(obj, "ndim", 1) == 2:
-        return obj[:, name]
-    raise TypeError(f"cannot take column {name!r} of a {type(obj).__name__}")
+column = check_data.column
 
 
 def _is_null(v: Any) -> bool:
@@ -402,11 +393,9 @@ def run_phase(run: Run, checks: Sequence[Check], phase: str, ctx: CheckContext) 
             continue
         result = check.evaluate(ctx)
         run.check_results.append(result)
-        if not result.evaluated:
-            log.warning(
-                "check %s (%s) of run %s %s could not be evaluated: %s",
-                result.name, phase, run.component, run.id, result.message,
-            )  # fmt: skip
+        warning = result.warning(run.component, run.id, result.evaluated)
+        if warning is not None:
+            log.warning("%s", warning)
         run.span.add_event(
             semconv.CHECK_EVENT,
             {

@@ -16,6 +16,7 @@ import click
 from rich.markup import escape
 
 from mltrace_collector.index.queries import render
+from mltrace_collector.index.queries.stale import age_text
 from mltrace_collector.index.queries.stale import why as stale_why
 from otel_mltrace.cli_core import (
     Context,
@@ -87,19 +88,23 @@ def inspect(ctx: Context, run_id: str, fmt: str | None) -> None:
             return
         c = ctx.console
         c.print(render.runs_table(f"run {info['run_id']}", [info]))
-        c.print(f"trace {info['trace_id']}  span {info['span_id']}  service {info['service']}")
-        c.print(f"code {info['code_repository'] or '-'} @ {info['code_revision'] or '-'}")
-        c.print(f"     {info['code_file'] or '-'}:{info['code_function'] or '-'}")
+        for line in (
+            f"trace {info['trace_id']}  span {info['span_id']}  service {info['service']}",
+            f"code {info['code_repository'] or '-'} @ {info['code_revision'] or '-'}",
+            f"     {info['code_file'] or '-'}:{info['code_function'] or '-'}",
+        ):
+            c.print(line, markup=False)
         if info.get("status_message"):
-            c.print(f"[red]{info['status_message']}[/red]")
-        c.print(f"params  {info['params']}\nmetrics {info['metrics']}")
+            c.print(f"[red]{escape(info['status_message'])}[/red]")
+        c.print(f"params  {info['params']}\nmetrics {info['metrics']}", markup=False)
         c.print(f"tags    {', '.join(info.get('tags') or []) or '-'}", markup=False)
         for name, s in info.get("metric_series", {}).items():
-            c.print(f"  series {name}: " + (s if isinstance(s, str) else series_line(s)))
+            line = f"  series {name}: " + (s if isinstance(s, str) else series_line(s))
+            c.print(line, markup=False)
         for i in info["inputs"]:
-            c.print(f"  in  {i['artifact_id']}  <- {i['producer_run_id'] or 'raw'}")
+            c.print(f"  in  {i['artifact_id']}  <- {i['producer_run_id'] or 'raw'}", markup=False)
         for o in info["outputs"]:
-            c.print(f"  out {o}")
+            c.print(f"  out {o}", markup=False)
         for chk in info.get("checks", []):
             color = {"pass": "green", "fail": "red"}.get(chk["status"], "yellow")
             c.print(
@@ -111,7 +116,8 @@ def inspect(ctx: Context, run_id: str, fmt: str | None) -> None:
         for s in info["output_summaries"]:
             c.print(
                 f"  output {s['name']} ({s['kind']}): n={s['value_count']} "
-                f"nulls={s['null_count']} min={s['value_min']} max={s['value_max']}"
+                f"nulls={s['null_count']} min={s['value_min']} max={s['value_max']}",
+                markup=False,
             )
 
     _run(ctx, go)
@@ -169,7 +175,7 @@ def components(ctx: Context, fmt: str | None) -> None:
 
 @main.command()
 @click.option("--older-than", default=None, help="input age threshold, e.g. 1d (default 24h)")
-@click.option("--all", "show_all", is_flag=True, help="also list components that are fresh")
+@click.option("--all", "show_all", is_flag=True, help="also list the live runs that are fresh")
 @fmt_option(("tree", "json"))
 @pass_ctx
 def stale(ctx: Context, older_than: str | None, show_all: bool, fmt: str | None) -> None:
@@ -178,9 +184,17 @@ def stale(ctx: Context, older_than: str | None, show_all: bool, fmt: str | None)
     threshold = parse_duration(older_than) if older_than else float(resolve("stale_after_seconds"))
 
     def go() -> None:
-        rows = [r for r in ctx.queries().stale(threshold) if show_all or r["stale"]]
+        live = ctx.queries().stale(threshold)
+        rows = [r for r in live if show_all or r["stale"]]
         for r in rows:
             r["why"] = stale_why(r)
+        if not rows and (fmt or ctx.fmt) != "json":  # an empty table reads as "did it run?"
+            ctx.console.print(
+                f"nothing is stale: {len(live)} live run(s), none with a newer input version, "
+                f"an input older than {age_text(threshold)} or a stale run upstream",
+                markup=False,
+            )
+            return
         table = render.rows_table("stale", rows, ("component", "run_id", "stale", "why"))
         render.emit(ctx.console, rows, fmt or ctx.fmt, table)
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from mltrace_collector.index.queries import render
 from mltrace_collector.index.queries.client import RemoteError
@@ -82,16 +83,16 @@ def _run(ctx: Context, fn: Callable[[], None]) -> None:
     try:
         fn()
     except NotFound as exc:
-        ctx.console.print(f"[red]not found:[/red] {exc.args[0] if exc.args else exc}")
+        ctx.console.print(f"[red]not found:[/red] {escape(str(exc.args[0] if exc.args else exc))}")
         sys.exit(2)
     except BadQuery as exc:  # before RemoteError: a collector's 400 is both
-        ctx.console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        ctx.console.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False)
         sys.exit(2)
     except RemoteError as exc:
-        ctx.console.print(f"[red]error:[/red] {exc}")
+        ctx.console.print(f"[red]error:[/red] {escape(str(exc))}")
         sys.exit(3)
     except ValueError as exc:  # a bad setting or argument: its message names it and the fix
-        ctx.console.print(f"[red]error:[/red] {exc}")
+        ctx.console.print(f"[red]error:[/red] {escape(str(exc))}")
         sys.exit(2)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from mltrace_collector.index.queries import render
 from otel_mltrace.artifacts import local_artifact
@@ -97,7 +98,7 @@ def review_tables(result: dict[str, Any]) -> list[Table]:
                     value = (value or "")[:10]
                 elif col == "components":
                     value = ",".join(value)
-                cells.append(_fmt(value))
+                cells.append(Text(_fmt(value)))
             table.add_row(*cells)
         tables.append(table)
     return tables
@@ -116,10 +117,15 @@ def review(ctx: Context, limit: int, fmt: str | None) -> None:
         if (fmt or ctx.fmt) == "json":
             render.emit(ctx.console, result, "json")
             return
-        ctx.console.print(result["verdict"])
+        ctx.console.print(result["verdict"], markup=False)
         if result["runs"]:
-            for table in review_tables(result):
-                ctx.console.print(table)
+            keys = ("runs", "components", "revisions")
+            for key, table in zip(keys, review_tables(result), strict=True):
+                if result[key]:
+                    ctx.console.print(table)
+                else:  # an empty table with headers reads like a failed query
+                    title = str(table.title).split(" (")[0]
+                    ctx.console.print(f"{title}: none over-represented", markup=False)
         if result["unresolved_flags"]:
             ctx.console.print(f"[dim]flags without upstream: {result['unresolved_flags']}[/dim]")
 

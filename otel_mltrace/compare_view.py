@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from mltrace_collector.index.queries.render import short
 from otel_mltrace.query_results import _cell, _pandas, html_table, printable
@@ -131,7 +132,7 @@ class Comparison:
                 vals = [(v or "")[:10] or None for v in vals]
             style = "bold red" if differs else None
             values.add_row(
-                kind, name, *(_cell(v) if v is not None else "—" for v in vals),
+                kind, Text(name), *(Text(_cell(v)) if v is not None else "—" for v in vals),
                 DIFF_MARK if differs else "", style=style,
             )  # fmt: skip
         out = [values]
@@ -141,7 +142,7 @@ class Comparison:
                 table.add_column(col)
             for art in diff["artifacts"]:
                 table.add_row(
-                    art["uri"], version(art["a"]), version(art["b"]),
+                    Text(art["uri"]), Text(version(art["a"])), Text(version(art["b"])),
                     "" if art["same"] else DIFF_MARK,
                     style=None if art["same"] else "red",
                 )  # fmt: skip

@@ -52,9 +52,10 @@ def first_found(idents: list[str], query: Callable[[str], T]) -> T:
         except NotFound as exc:
             first = first or exc
     assert first is not None
-    if len(idents) > 1:
+    message = str(first.args[0] if first.args else first)
+    if len(idents) > 1 and "matches several runs" not in message:  # not for a listed prefix
         tried = ", ".join(idents[1:])
-        raise NotFound(f"{first.args[0] if first.args else first}; nothing was logged at {tried}")
+        raise NotFound(f"{message}; nothing was logged at {tried}")
     raise first
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mltrace_collector.index.queries import render
 from mltrace_collector.index.queries.query_host import NotFound
@@ -64,7 +65,7 @@ def rich_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     for col in columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(*(_cell(v) for v in row))
+        table.add_row(*(Text(_cell(v)) for v in row))
     return table
 
 

@@ -147,7 +147,10 @@ class Model:
         best: tuple[MRun, str] | None = None
         for r in self.runs.values():
             for o in r.outputs:
-                if split(o)[0] == uri and (best is None or later(r, best[0])):
+                # one run writing the URI twice (``u`` and ``u@v:1``): its largest ID counts
+                if split(o)[0] == uri and (
+                    best is None or later(r, best[0]) or (r is best[0] and o > best[1])
+                ):
                     best = (r, o)
         return best
 

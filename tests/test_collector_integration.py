@@ -241,7 +241,7 @@ def test_stale_flags_runs_left_behind_and_age_threshold(deployment: Deployment, 
         time.sleep(0.1)
     aged = ask(dep, mode, "stale", older_than_s=1)
     assert all(r["stale"] for r in aged) and len(aged) == 6
-    assert all(any("days old" in why for why in r["reasons"]) for r in aged)
+    assert all(any("s old (threshold 1 s)" in why for why in r["reasons"]) for r in aged)
 
 
 @pytest.mark.parametrize("mode", ACCESS)

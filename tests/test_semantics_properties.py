@@ -83,6 +83,18 @@ def test_queries_equal_the_reference_model(fresh: Callable[[], Store], pipeline:
     check_against_model(fresh(), pipeline, random.Random(len(pipeline.runs)))
 
 
+def test_a_run_writing_one_uri_twice_counts_its_largest_id(fresh: Callable[[], Store]) -> None:
+    """Found by ``scripts/semantics_soak.py --examples 1000``: r1 writes ``o@v:1``; r2 reads
+    it and writes ``o`` (unversioned) *and* ``o@v:1``. The index took r2's largest ID as the
+    newest version of ``o`` (so r1 stays live), the model its first-declared one (so r1 was
+    not live): docs/semantics.md now says the largest artifact ID counts, as in the index."""
+    runs = [
+        MRun("r1", "ingest", 1000, 1000, (), ("o@v:1",)),
+        MRun("r2", "ingest", 2000, 2000, ("o@v:1",), ("o", "o@v:1")),
+    ]
+    check_against_model(fresh(), Pipeline(runs, [], older_than_ns=NOW), random.Random(2))
+
+
 def _overwritten_unversioned() -> Pipeline:
     """r1 writes mem://v/out; r2 reads it; r3 overwrites it: r2 is stale."""
     runs = [

@@ -123,6 +123,31 @@ def locate(store: Store, ident: str) -> Located | None:
     return None
 
 
+def among_versions(store: Store, ident: str) -> Located | None:
+    """For an indexed versioned ID (a path whose content is as logged): where it stands
+    among the versions at its location, when there are others; ``None`` when it is alone.
+
+    Without this, ``trace raw/wine.csv`` of an unchanged file never said that the index
+    holds two older versions there, and ``--all-versions`` listed nothing.
+    """
+    uri, version = split_artifact_id(ident)
+    if version is None:
+        return None
+    at_uri = versions_at(store, uri)
+    if len(at_uri) < 2:
+        return None
+    n, newest = len(at_uri), at_uri[0]
+    if newest["artifact_id"] == ident:
+        why = f"showing version {_short(version)}, the newest of {n} at {uri}"
+    else:
+        why = (
+            f"showing version {_short(version)} as asked, not the newest of {n} at {uri}: "
+            f"that is {_short(newest['version'])} (first seen {iso(newest['first_seen_ns'])})"
+        )
+    why += f"; {n - 1} other version(s) (--all-versions lists them)"
+    return Located(ident, why, _listing(at_uri))
+
+
 def run_candidates(store: Store, prefix: str) -> str:
     """A listing of up to ``MAX_CANDIDATES`` runs whose ID starts with ``prefix``."""
     from mltrace_collector.index.store.graph_reads import find_run_summaries

@@ -101,8 +101,10 @@ class LineageQueries:
 
     def _located(self, ident: str) -> tuple[str, identify.Located | None]:
         """``ident``, or the indexed version it most likely means (``identify.locate``)."""
-        if "://" not in ident or self.store.artifact(ident) is not None:
+        if "://" not in ident:
             return ident, None
+        if self.store.artifact(ident) is not None:
+            return ident, identify.among_versions(self.store, ident)
         found = identify.locate(self.store, ident)
         return (found.artifact_id, found) if found is not None else (ident, None)
 

@@ -19,12 +19,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mltrace_collector.index.model import split_artifact_id
+from mltrace_collector.index.queries.lineage_walk import iso
 from mltrace_collector.index.queries.record_scope import (
     SetKey,
     indexed_inputs,
     resolve_sources,
     scoped_records,
 )
+from mltrace_collector.index.queries.render import short
 from mltrace_collector.index.store.base import Store
 from mltrace_collector.index.store.cursor import Row
 from mltrace_collector.index.store.extras import record_sets_of, set_id
@@ -141,7 +143,44 @@ def trace_record(q: QueryHost, record_id: str, depth: int) -> dict[str, Any]:
             graph["records"].setdefault(
                 s, {"id": s, "produced_by": [], "outputs": [], "sources": []}
             )
+    resolved = _occurrences(q.store, record_id, sets, root_keys)
+    if resolved is not None:
+        graph["resolved"] = resolved
     return graph
+
+
+def _occurrences(
+    store: Store, record_id: str, sets: list[Row], shown: list[SetKey]
+) -> dict[str, Any] | None:
+    """Which occurrence of a record ID kept across versions (``wine_id``) the trace shows,
+    and the others, like a location's versions (``identify.Located.describe``); ``None``
+    when it occurs once. Without it, ``trace wine-0005`` picked the newest of 15 record
+    sets without a word."""
+    keys = list(dict.fromkeys((s["run_id"], s["output_artifact_id"]) for s in sets))
+    if len(keys) <= len(shown):
+        return None
+    runs = run_summaries(store, [run_id for run_id, _ in keys])
+
+    def when(run_id: str) -> str | None:
+        row = runs.get(run_id)
+        return iso(row["end_ns"]) if row is not None else None
+
+    run_id, output = shown[0]
+    component = runs[run_id]["component"] if run_id in runs else "?"
+    others = len(keys) - len(shown)
+    return {
+        "asked": record_id,
+        "chosen": output,
+        "note": (
+            f"showing the newest occurrence of record {record_id}: in {short(output)} by "
+            f"{component} run {run_id}; it occurs in {others} other record set(s) "
+            "(--all-versions lists them)"
+        ),
+        "versions": [
+            {"artifact_id": aid, "run_id": rid, "version": None, "first_seen": when(rid)}
+            for rid, aid in keys
+        ],
+    }
 
 
 def record_sources(store: Store, record_id: str, key: SetKey) -> list[str]:

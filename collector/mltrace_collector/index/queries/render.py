@@ -14,9 +14,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from mltrace_collector.index.queries.jsonsafe import finite_or_text
@@ -38,7 +39,7 @@ def _run_label(run: dict[str, Any]) -> str:
     color = {"ok": "green", "error": "red"}.get(status, "yellow")
     rev = (run.get("code_revision") or "")[:10] or "no-rev"
     return (
-        f"[bold]run[/bold] [cyan]{run['component']}[/cyan] {run['run_id']}  "
+        f"[bold]run[/bold] [cyan]{escape(run['component'])}[/cyan] {escape(run['run_id'])}  "
         f"{(run.get('start') or '')[:23]}  [{color}]{status}[/{color}]  "
         f"{run['duration_s']:.2f}s  rev {rev}"
     )
@@ -46,7 +47,7 @@ def _run_label(run: dict[str, Any]) -> str:
 
 def _artifact_label(artifact: dict[str, Any]) -> str:
     raw = "  [magenta](raw)[/magenta]" if artifact.get("raw") else ""
-    return f"[bold]artifact[/bold] {short(artifact['id'])}{raw}"
+    return f"[bold]artifact[/bold] {escape(short(artifact['id']))}{raw}"
 
 
 def lineage_tree(graph: dict[str, Any]) -> Tree:
@@ -64,13 +65,16 @@ def lineage_tree(graph: dict[str, Any]) -> Tree:
         if node in runs:
             return _run_label(runs[node])
         if node in graph.get("records", {}):
-            return f"[bold]record[/bold] {node}"
+            return f"[bold]record[/bold] {escape(node)}"
         return _artifact_label(artifacts.get(node, {"id": node}))
 
     root_id = graph["root"]["id"]
     resolved = graph.get("resolved")
-    note = f"\n[yellow]{escape(resolved['note'])}[/yellow]" if resolved else ""
-    tree = Tree(label(root_id) + note)
+    root: Any = Text.from_markup(label(root_id))
+    if resolved:  # wrapped, not cut at the console's width: the note may name long paths
+        note = Text(resolved["note"], style="yellow", no_wrap=False, overflow="fold")
+        root = Group(root, note)
+    tree = Tree(root)
     expanded: set[str] = set()
 
     def grow(branch: Tree, node: str, path: set[str]) -> None:
@@ -147,7 +151,7 @@ def versions_table(resolved: dict[str, Any]) -> Table:
         table.add_column(col)
     for v in resolved["versions"]:
         chosen = "<- shown" if v["artifact_id"] == resolved["chosen"] else ""
-        table.add_row(v["artifact_id"], v["first_seen"], chosen)
+        table.add_row(Text(v["artifact_id"]), v["first_seen"], chosen)
     return table
 
 
@@ -157,12 +161,17 @@ def runs_table(title: str, runs: Sequence[dict[str, Any]]) -> Table:
         table.add_column(col)
     for r in runs:
         table.add_row(
-            r["run_id"],
-            r["component"],
-            (r.get("start") or "")[:23],
-            r["status"],
-            f"{r['duration_s']:.2f}s",
-            (r.get("code_revision") or "")[:10],
+            *map(
+                Text,
+                (
+                    r["run_id"],
+                    r["component"],
+                    (r.get("start") or "")[:23],
+                    r["status"],
+                    f"{r['duration_s']:.2f}s",
+                    (r.get("code_revision") or "")[:10],
+                ),
+            )
         )
     return table
 
@@ -172,7 +181,8 @@ def rows_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str
     for col in columns:
         table.add_column(col)
     for r in rows:
-        table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+        # Text, not markup: a reason like "check 'range[proba]' failed" kept its brackets
+        table.add_row(*(Text("" if r.get(c) is None else str(r.get(c))) for c in columns))
     return table
 
 

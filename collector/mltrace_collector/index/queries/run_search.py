@@ -176,29 +176,51 @@ def parse_sort(sort: str | None) -> tuple[str, str | None, bool]:
 
 
 class _Sql:
-    """JSON access in the store's dialect; the key is always a parameter."""
+    """JSON access in the store's dialect; the key is always a parameter.
+
+    Metrics may hold NaN and ±Infinity (``log_metric`` records them, as MLflow does),
+    stored as Python's JSON spelling (``{"loss": NaN}``), which neither SQLite's JSON
+    functions nor PostgreSQL's ``jsonb`` accept: one such run made every metrics filter or
+    sort fail. The stored text is rewritten before it is parsed: NaN becomes null (it
+    compares to nothing and sorts with the runs without the metric); ±Infinity becomes
+    ±9e999 on SQLite (read as ±inf) and the strings "Infinity" / "-Infinity" on PostgreSQL
+    (``jsonb`` numbers are decimals; the cast to double precision reads them as ±inf).
+    ``ingest_rows.dumps_sorted`` writes every value after ``": "``, which is what is
+    matched (a metric *name* ending in ``": NaN`` would be rewritten too, harmlessly).
+    """
 
     def __init__(self, store: Store) -> None:
         self.pg = store.backend == "postgres"
 
+    def doc(self, col: str) -> str:
+        if col != "metrics":  # params are compared as text: NaN is the string "NaN"
+            quoted = run_fields.json_column(col)
+            return f"({quoted})::jsonb" if self.pg else quoted
+        inf = ("'\"Infinity\"'", "'\"-Infinity\"'") if self.pg else ("'9e999'", "'-9e999'")
+        text = (
+            f"replace(replace(replace({col}, '\": NaN', '\": null'), "
+            f"'\": -Infinity', '\": ' || {inf[1]}), '\": Infinity', '\": ' || {inf[0]})"
+        )
+        return f"({text})::jsonb" if self.pg else text
+
     def text(self, col: str, key: str) -> tuple[str, list[Any]]:
-        col = run_fields.json_column(col)
         if self.pg:
-            return f"({col}::jsonb ->> ?)", [key]
-        return f"json_extract({col}, ?)", [f'$."{key}"']
+            return f"({self.doc(col)} ->> ?)", [key]
+        return f"json_extract({self.doc(col)}, ?)", [f'$."{key}"']
 
     def number(self, col: str, key: str) -> tuple[str, list[Any]]:
-        col = run_fields.json_column(col)
+        doc = self.doc(col)
         if self.pg:
             return (
-                f"(CASE WHEN jsonb_typeof({col}::jsonb -> ?) = 'number' "
-                f"THEN ({col}::jsonb ->> ?)::double precision END)",
-                [key, key],
+                f"(CASE WHEN jsonb_typeof({doc} -> ?) = 'number' "
+                f"OR ({doc} ->> ?) IN ('Infinity', '-Infinity') "
+                f"THEN ({doc} ->> ?)::double precision END)",
+                [key, key, key],
             )
         path = f'$."{key}"'
         return (
-            f"(CASE WHEN json_type({col}, ?) IN ('integer', 'real') "
-            f"THEN json_extract({col}, ?) END)",
+            f"(CASE WHEN json_type({doc}, ?) IN ('integer', 'real') "
+            f"THEN json_extract({doc}, ?) END)",
             [path, path],
         )
 

@@ -127,11 +127,10 @@ class StaleIndex:
             end, writer, newest = latest
             # the newest version is another run's: not what it got, nor its own write
             if writer not in (got_from, run_id) and (not versioned or newest != aid):
-                made_by = self.runs[writer]
-                return (
-                    f"input {uri} has a newer version {_version(newest)} "
-                    f"(written by {made_by['component']} run {writer} at {iso(end)})"
-                )
+                made_by = f"{self.runs[writer]['component']} run {writer} at {iso(end)}"
+                if split_artifact_id(newest)[1] is None:  # an overwrite has no version to name
+                    return f"input {uri} has a newer version (overwritten by {made_by})"
+                return f"input {uri} has a newer version {_version(newest)} (written by {made_by})"
         elif versioned and uri in self.raw_newest:
             seen, newest = self.raw_newest[uri]
             if newest != aid and seen > self.first_seen.get(aid, seen):
@@ -153,8 +152,8 @@ class StaleIndex:
             made = self.made_at(run_id, aid)
             if made is not None and too_old(made, now_ns, older_than_s):
                 reasons.append(
-                    f"input {aid} is {(now_ns - made) / 86400e9:.1f} days old "
-                    f"(threshold {older_than_s / 86400:.1f} days)"
+                    f"input {aid} is {age_text((now_ns - made) / 1e9)} old "
+                    f"(threshold {age_text(older_than_s)})"
                 )
         return reasons
 
@@ -177,6 +176,19 @@ class StaleIndex:
                     seen.add(producer["run_id"])
                     todo.append(producer["run_id"])
         return seen
+
+
+def age_text(seconds: float) -> str:
+    """``12 s``, ``5.5 min``, ``3.2 h``, ``1.5 days``: an age read at a glance.
+
+    Always in days, a threshold of ``--older-than 1h`` read "(threshold 0.0 days)".
+    """
+    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0), ("s", 0.0)):
+        if seconds >= size:
+            value = seconds / size if size else seconds
+            text = f"{value:.3g}" if value < 1000 else f"{value:.0f}"
+            return f"{text} {'day' if unit == 'days' and text == '1' else unit}"
+    return f"{seconds:.3g} s"  # negative (clock skew)
 
 
 def too_old(made_ns: int, now_ns: int, older_than_s: float) -> bool:
@@ -267,6 +279,6 @@ def _version(artifact_id: str) -> str:
     """The version part of an ID, digest shortened (``sha256:7623e966506d``)."""
     uri, version = split_artifact_id(artifact_id)
     if version is None:
-        return "(an unversioned write)"
+        return uri
     algo, _, rest = version.partition(":")
     return f"{algo}:{rest[:12]}" if len(rest) > 16 else version
