@@ -11,6 +11,7 @@ processes (tests/serve_process.py) and the OpenTelemetry Collector build.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ import pytest
 
 import otel_mltrace as mlt
 from otel_mltrace.metricdefs import INGEST_SPANS
+from otel_mltrace.request_split import SizeLimit, limit_from_message, split_request
+from tests.otlp_builders import chunk_span, request, run_span
 from tests.serve_process import ServeProcess
 from tests.servers.otelcol import OtelcolServer, OtelcolUnavailable, find_otelcol, load_gateway_yaml
 from tests.servers.ports import free_port
@@ -188,3 +191,64 @@ def test_an_otel_collector_with_a_small_receive_limit_gets_every_run(
             assert runs_in(tmp_path / "c.db") == 200
     finally:
         serve.terminate()
+
+
+def test_halves_keep_every_span_under_its_own_resource_and_scope() -> None:
+    """A run span and its record chunk spans may land in different halves: each keeps its
+    resource and scope, and together the halves are the request, in order."""
+    runs = [run_span("a", run_id=f"r{i}") for i in range(3)]
+    first = request([runs[0], chunk_span(runs[0], "r0", {"s3://b/o": ["1", "2"]})], "svc-a")
+    second = request(runs[1:], "svc-b")
+    whole = first.__class__()
+    whole.resource_spans.extend([*first.resource_spans, *second.resource_spans])
+    halves = split_request(whole.SerializeToString())
+    assert [n for _, n in halves] == [2, 2]
+    spans: list[tuple[str, str, bytes]] = []
+    for payload, _ in halves:
+        part = whole.__class__.FromString(payload)
+        for rs in part.resource_spans:
+            service = rs.resource.attributes[0].value.string_value
+            for ss in rs.scope_spans:
+                assert ss.scope.name == "tests.otlp_builders"
+                spans += [(service, sp.name, sp.span_id) for sp in ss.spans]
+    expected = [
+        (rs.resource.attributes[0].value.string_value, sp.name, sp.span_id)
+        for rs in whole.resource_spans
+        for ss in rs.scope_spans
+        for sp in ss.spans
+    ]
+    assert spans == expected
+    one = request(runs[:1]).SerializeToString()
+    assert split_request(one) == [(one, 1)]
+
+
+def test_the_learned_limit_only_goes_down_and_has_a_floor() -> None:
+    assert limit_from_message("gRPC RESOURCE_EXHAUSTED: Received message larger than max "
+                              "(55755 vs. 2048)") == 2048  # fmt: skip
+    assert limit_from_message("HTTP 413: body of 9 bytes exceeds the limit of 4096 bytes") == 4096
+    assert limit_from_message("HTTP 400: http: request body too large") is None
+    limit = SizeLimit()
+    assert limit.bytes(3 << 20) == 3 << 20 and not limit.learned
+    limit.refused(10_000)  # named nothing: just under what was refused
+    assert limit.bytes(3 << 20) == 9_999
+    limit.refused(50_000, named=40_000)  # a larger refusal does not raise it
+    assert limit.bytes(3 << 20) == 9_999
+    limit.refused(5_000, named=100)
+    assert limit.bytes(3 << 20) == 1024 and limit.named == 100  # the floor
+
+
+def test_record_chunks_split_from_their_runs_are_all_indexed(tmp_path: Path) -> None:
+    serve = _limited(tmp_path)
+    try:
+        mlt.configure(endpoint=serve.grpc_url, spool_dir=str(tmp_path / "spool"))
+        for i in range(20):
+            with mlt.run("step") as run:
+                out = run.add_output(f"s3://bucket/{i}.csv")
+                run.log_records(out, [f"{i}-{k}" for k in range(40)])
+        report = mlt.shutdown(timeout_s=60)
+        assert report and report.dropped == 0 and report.split >= 1, report
+    finally:
+        serve.terminate()
+    with sqlite3.connect(tmp_path / "c.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 800
+        assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 20
