@@ -90,10 +90,12 @@ class DeliveryReport:
             )
         if self.in_memory:
             parts.append(f"{self.in_memory} still in memory (flush ran out of time)")
-        if self.split:
+        if self.total_split:
+            since = f" ({self.split} since the previous report)" if self.split else ""
             parts.append(
-                f"{self.split} requests split to fit the collector's body limit (raise it to "
-                "send fewer, larger requests)"
+                f"{self.total_split} requests split since configure(){since} to fit the "
+                "collector's body limit (nothing lost; raise the limit to send fewer, larger "
+                "requests)"
             )
         if self.dropped:
             parts.append(f"{self.dropped} DROPPED ({_reasons(self.dropped_reasons)})")
@@ -180,8 +182,9 @@ class DeliveryCounters:
 
 def log_undelivered(report: DeliveryReport) -> None:
     """The one line at exit (or re-``configure()``) when not everything arrived — drops
-    an earlier report already told of included, so none goes unmentioned at exit."""
-    if not report or report.total_dropped:
+    an earlier report already told of included, so none goes unmentioned at exit — or when
+    requests had to be split for the collector's body limit (a setting to fix)."""
+    if not report or report.total_dropped or report.total_split:
         log.warning("%s", report.summary())
 
 

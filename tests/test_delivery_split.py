@@ -66,7 +66,9 @@ def test_a_batch_over_the_collectors_body_limit_arrives_split(
         first = mlt.flush(timeout_s=60)
         assert first and (first.delivered, first.dropped, first.spooled) == (200, 0, 0), first
         assert first.split >= 1, first
-        assert "requests split to fit the collector's body limit" in first.summary()
+        n = first.split
+        said = f"{n} requests split since configure() ({n} since the previous report) to fit"
+        assert said in first.summary(), first.summary()
         warned = [r.getMessage() for r in caplog.records if "refused a request" in r.getMessage()]
         assert len(warned) == 1 and "MLTRACE_MAX_BODY_BYTES" in warned[0], warned
 
@@ -74,6 +76,8 @@ def test_a_batch_over_the_collectors_body_limit_arrives_split(
         _runs(200, start=200)
         second = mlt.shutdown(timeout_s=60)
         assert second and (second.delivered, second.dropped, second.split) == (200, 0, 0), second
+        exit_line = caplog.records[-1].getMessage()  # a setting to fix: said at exit too
+        assert f"{first.split} requests split since configure() to fit" in exit_line, exit_line
         assert runs_in(tmp_path / "c.db") == 400
     finally:
         serve.terminate()
