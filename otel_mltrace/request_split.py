@@ -3,10 +3,11 @@
 A collector whose body limit is lower than the SDK's own request cap (``otel-mltrace
 serve`` with a small ``MLTRACE_MAX_BODY_BYTES``, an OTel Collector with a small
 ``max_recv_msg_size_mib``) answers HTTP 413 or gRPC ``RESOURCE_EXHAUSTED`` "received
-message larger than max". Nothing of such a request was accepted, so the delivery worker
-sends it again in halves (:func:`split_request`, recursively, down to one span), and
-:class:`SizeLimit` remembers the limit for the rest of the process so later requests are
-cut to fit before they are sent, not refused first.
+message larger than max" (the OTel Collector's HTTP receiver: 400 "request body too
+large"; ``otel_mltrace.sender`` recognises all three). Nothing of such a request was
+accepted, so the delivery worker sends it again in halves (:func:`split_request`,
+recursively, down to one span), and :class:`SizeLimit` remembers the limit for the rest of
+the process so later requests are cut to fit before they are sent, not refused first.
 
 Splitting works on the serialized ``ExportTraceServiceRequest`` (what the spool holds):
 each half keeps the resource and instrumentation scope of its spans, so a run span and its

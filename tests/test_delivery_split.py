@@ -79,6 +79,7 @@ def test_a_batch_over_the_collectors_body_limit_arrives_split(
         exit_line = caplog.records[-1].getMessage()  # a setting to fix: said at exit too
         assert f"{first.split} requests split since configure() to fit" in exit_line, exit_line
         assert runs_in(tmp_path / "c.db") == 400
+        assert _spans_received(serve) == 400  # no piece sent twice
     finally:
         serve.terminate()
 
@@ -193,6 +194,7 @@ def test_an_otel_collector_with_a_small_receive_limit_gets_every_run(
             while runs_in(tmp_path / "c.db") < 200 and time.monotonic() < deadline:
                 time.sleep(0.2)
             assert runs_in(tmp_path / "c.db") == 200
+            assert _spans_received(serve) == 200  # the third party got each piece once
     finally:
         serve.terminate()
 
