@@ -114,7 +114,9 @@ class DeliveryOutcomes:
             if len(pieces) == 1 and n != 1:
                 pieces = split_request(payload)
         except Exception:  # not a request we can read (a damaged spool file): no halves
-            pieces = [(payload, n)]
+            self._reject(n, message, "too large for the collector, and not a readable OTLP "
+                         "request to split")  # fmt: skip
+            return []
         if len(pieces) == 1:  # one span, too large even alone
             self._reject(pieces[0][1], message, self._too_large_reason())
             return []

@@ -258,3 +258,26 @@ def test_record_chunks_split_from_their_runs_are_all_indexed(tmp_path: Path) -> 
     with sqlite3.connect(tmp_path / "c.db") as db:
         assert db.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 800
         assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 20
+
+
+def test_an_unreadable_oversized_spool_file_is_dropped_with_its_reason(tmp_path: Path) -> None:
+    """A damaged spool file the collector refuses as too large cannot be split: dropped
+    and counted under its own reason, not retried forever, not called a span."""
+    from otel_mltrace.spool import Spool
+
+    serve = _limited(tmp_path)
+    try:
+        spool = Spool.for_endpoint(
+            str(tmp_path / "spool"), serve.http_url, "http/protobuf", 1 << 20
+        )
+        assert spool.put(b"\xff" * (4 * LIMIT), spans=2)
+        mlt.configure(endpoint=serve.http_url, protocol="http/protobuf",
+                      spool_dir=str(tmp_path / "spool"))  # fmt: skip
+        _runs(3)
+        report = mlt.shutdown(timeout_s=60)
+        assert (report.delivered, report.dropped, report.pending_in_spool) == (3, 2, 0), report
+        assert report.dropped_reasons == {
+            "too large for the collector, and not a readable OTLP request to split": 2
+        }
+    finally:
+        serve.terminate()
