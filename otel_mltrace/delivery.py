@@ -60,12 +60,16 @@ class DeliveryReport:
     in_memory: int = 0
     """Spans still queued in memory (a flush that ran out of time)."""
     spool_dir: str | None = None
+    split: int = 0
+    """Requests the collector refused as too large for its body limit that were sent again
+    in smaller pieces (nothing lost; only a single span over the limit is dropped)."""
     total_delivered: int = 0
     """``delivered`` since ``configure()`` (every report so far, this one included)."""
     total_spooled: int = 0
     total_replayed: int = 0
     total_dropped: int = 0
     total_dropped_reasons: Mapping[str, int] = field(default_factory=dict)
+    total_split: int = 0
 
     def __bool__(self) -> bool:
         return self.dropped == 0 and self.pending_in_spool == 0 and self.in_memory == 0
@@ -86,6 +90,13 @@ class DeliveryReport:
             )
         if self.in_memory:
             parts.append(f"{self.in_memory} still in memory (flush ran out of time)")
+        if self.total_split:
+            since = f" ({self.split} since the previous report)" if self.split else ""
+            parts.append(
+                f"{self.total_split} requests split since configure(){since} to fit the "
+                "collector's body limit (nothing lost; raise the limit to send fewer, larger "
+                "requests)"
+            )
         if self.dropped:
             parts.append(f"{self.dropped} DROPPED ({_reasons(self.dropped_reasons)})")
         if self.total_dropped > self.dropped:
@@ -109,14 +120,18 @@ class DeliveryCounters:
         self.delivered = 0
         self.spooled = 0
         self.replayed = 0
+        self.split = 0
         self.dropped: dict[str, int] = {}
-        self._reported: tuple[int, int, int, dict[str, int]] = (0, 0, 0, {})
+        self._reported: tuple[int, int, int, int, dict[str, int]] = (0, 0, 0, 0, {})
 
-    def add(self, *, delivered: int = 0, spooled: int = 0, replayed: int = 0) -> None:
+    def add(
+        self, *, delivered: int = 0, spooled: int = 0, replayed: int = 0, split: int = 0
+    ) -> None:
         with self._lock:
             self.delivered += delivered
             self.spooled += spooled
             self.replayed += replayed
+            self.split += split
 
     def drop(self, n: int, reason: str) -> None:
         with self._lock:
@@ -134,14 +149,16 @@ class DeliveryCounters:
     ) -> DeliveryReport:
         """The report since the previous one, which (``advance``) it becomes."""
         with self._lock:
-            delivered, spooled, replayed, dropped = self._reported
+            delivered, spooled, replayed, split, dropped = self._reported
             since = {
                 reason: n - dropped.get(reason, 0)
                 for reason, n in self.dropped.items()
                 if n > dropped.get(reason, 0)
             }
             if advance:
-                self._reported = (self.delivered, self.spooled, self.replayed, dict(self.dropped))
+                self._reported = (
+                    self.delivered, self.spooled, self.replayed, self.split, dict(self.dropped)
+                )  # fmt: skip
             return DeliveryReport(
                 mode,
                 destination,
@@ -153,18 +170,21 @@ class DeliveryCounters:
                 pending_in_spool=pending_in_spool,
                 in_memory=in_memory,
                 spool_dir=spool_dir,
+                split=self.split - split,
                 total_delivered=self.delivered,
                 total_spooled=self.spooled,
                 total_replayed=self.replayed,
                 total_dropped=sum(self.dropped.values()),
                 total_dropped_reasons=dict(self.dropped),
+                total_split=self.split,
             )
 
 
 def log_undelivered(report: DeliveryReport) -> None:
     """The one line at exit (or re-``configure()``) when not everything arrived — drops
-    an earlier report already told of included, so none goes unmentioned at exit."""
-    if not report or report.total_dropped:
+    an earlier report already told of included, so none goes unmentioned at exit — or when
+    requests had to be split for the collector's body limit (a setting to fix)."""
+    if not report or report.total_dropped or report.total_split:
         log.warning("%s", report.summary())
 
 

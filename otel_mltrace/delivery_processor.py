@@ -35,6 +35,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_mltrace.delivery import DeliveryCounters, DeliveryReport, IndexWriter, log_undelivered
 from otel_mltrace.delivery_outcomes import DeliveryOutcomes
+from otel_mltrace.request_split import SizeLimit
 from otel_mltrace.sender import Sender
 from otel_mltrace.spool import Spool
 
@@ -93,6 +94,7 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
         self._index_warned = False
         self._rejections_logged = 0
         self._spool_warned = False
+        self._size_limit = SizeLimit()  # the collector's body limit, once it refuses one
         self._start_worker()
         ref = weakref.WeakMethod(self._after_fork)
 
@@ -218,18 +220,8 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
             self._send_or_spool(payload, n)
 
     def _send_or_spool(self, payload: bytes, n: int) -> None:
-        if self._healthy or self._probe_due():
-            assert self._sender is not None
-            outcome = self._sender.send(payload)
-            if outcome.ok:
-                self._mark_ok()
-                self._accepted(n, outcome.rejected, outcome.message)
-                return
-            if not outcome.retryable:
-                self._reject(n, outcome.message, outcome.drop_reason)
-                return
-            self._mark_failed(n, outcome.message)
-        self._to_spool(payload, n)
+        for piece, k in self._send_pieces(payload, n):
+            self._to_spool(piece, k)
 
     def _index_write(self, batch: Sequence[ReadableSpan]) -> None:
         assert self._index is not None
@@ -266,16 +258,19 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
                         continue
                     self._spool_hint = False
                     return
-                outcome = sender.send(batch.payload)
-                if outcome.ok:
-                    batch.done()
-                    self._mark_ok()
-                    self._accepted(batch.spans, outcome.rejected, outcome.message, replayed=True)
-                elif not outcome.retryable:
-                    batch.done()
-                    self._reject(batch.spans, outcome.message, outcome.drop_reason)
-                else:
-                    self._mark_failed(batch.spans, outcome.message)
+                fitted = self._fit(batch.payload, batch.spans)
+                left: list[tuple[bytes, int]] = []
+                for piece, k in fitted:
+                    left += self._send_pieces(piece, k, replayed=True)
+                if left == fitted:  # nothing of it settled: the file stays as it is
+                    return
+                # sent, settled or split: what the collector did not take yet is kept as
+                # new files before this one goes (a crash in between sends it twice, as a
+                # crash between a send and its unlink always could; never loses it)
+                for piece, k in left:
+                    self._to_spool(piece, k, count=False)
+                batch.done()
+                if left:
                     return
             if not drain or time.monotonic() > self._flush_deadline:
                 return

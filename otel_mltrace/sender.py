@@ -36,6 +36,9 @@ class SendOutcome(NamedTuple):
     """Accepted request, but this many spans refused (OTLP partial success); ``message`` why."""
     drop_reason: str = ""
     """Not retryable: the reason the spans are dropped under ("": rejected as invalid)."""
+    too_large: bool = False
+    """Refused for its size (HTTP 413, gRPC "larger than max"): nothing of it was accepted,
+    so its halves may be sent instead (``otel_mltrace.request_split``)."""
 
 
 def _accepted(body: bytes) -> SendOutcome:
@@ -165,10 +168,11 @@ class GrpcSender(_Sender):
             code = exc.code() if hasattr(exc, "code") else None
             details = exc.details() if hasattr(exc, "details") else str(exc)
             name = code.name if code is not None else "error"
-            # RESOURCE_EXHAUSTED is also "message larger than max": resending cannot help
+            # RESOURCE_EXHAUSTED is also "message larger than max": resending cannot help,
+            # sending it in smaller pieces does
             too_large = "larger than max" in (details or "")
             retry = code in self._retryable and not too_large
-            return SendOutcome(False, retry, f"gRPC {name}: {details}")
+            return SendOutcome(False, retry, f"gRPC {name}: {details}", too_large=too_large)
         except Exception as exc:  # a grpc bug must not surface in a pipeline
             return SendOutcome(False, True, f"{type(exc).__name__}: {exc}")
         return _accepted(body)
@@ -207,9 +211,12 @@ class HttpSender(_Sender):
         if 200 <= resp.status_code < 300:
             return _accepted(resp.content)
         message = f"HTTP {resp.status_code}: {resp.text[:200]}"
-        if resp.status_code == 413:  # the data is fine; the collector's body limit is lower
-            why = "too large for the collector (HTTP 413: raise its MLTRACE_MAX_BODY_BYTES)"
-            return SendOutcome(False, False, message, drop_reason=why)
+        # the data is fine; the collector's body limit is lower. The OTel Collector answers
+        # 400 with Go's MaxBytesReader error for a body over its max_request_body_size
+        if resp.status_code == 413 or (
+            resp.status_code == 400 and "request body too large" in resp.text
+        ):
+            return SendOutcome(False, False, message, too_large=True)
         return SendOutcome(False, resp.status_code not in (400, 415), message)
 
     def close(self) -> None:

@@ -7,7 +7,8 @@ and renamed, so a reader only ever sees complete files. Several processes may sh
 spool: a sender claims a file with an exclusive non-blocking ``flock`` (released by the
 kernel if the process dies), sends it and unlinks it while still holding the lock. The
 collector's ingest is idempotent, so a file sent twice (sent, then the process died before
-the unlink) does no harm.
+the unlink) does no harm. A file the collector refuses as too large is sent in pieces; the
+pieces it did not take yet are written as new files before the old one goes.
 
 Each process keeps an index of the files (name, size, spans; a heap in name order), so
 ``put`` and ``claim`` cost O(log n), not a listing of the directory each (O(n²) over a

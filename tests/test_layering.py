@@ -58,6 +58,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
             "otel_mltrace.delivery",
             "otel_mltrace.delivery_processor",
             "otel_mltrace.delivery_outcomes",
+            "otel_mltrace.request_split",
             "otel_mltrace.flags",
             "otel_mltrace.plugins",
             "otel_mltrace.lifecycle",
