@@ -19,7 +19,7 @@ import gzip
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlparse
 
 from otel_mltrace.otlp_transport import Transport, transport_settings
@@ -210,7 +210,7 @@ class HttpSender(_Sender):
             return SendOutcome(False, True, f"{type(exc).__name__}: {exc}"[:300])
         if 200 <= resp.status_code < 300:
             return _accepted(resp.content)
-        message = f"HTTP {resp.status_code}: {resp.text[:200]}"
+        message = f"HTTP {resp.status_code}: {_error_text(resp)[:200]}"
         # the data is fine; the collector's body limit is lower. The OTel Collector answers
         # 400 with Go's MaxBytesReader error for a body over its max_request_body_size
         if resp.status_code == 413 or (
@@ -221,6 +221,21 @@ class HttpSender(_Sender):
 
     def close(self) -> None:
         self._session.close()
+
+
+def _error_text(resp: Any) -> str:
+    """The message of an OTLP/HTTP error: a protobuf ``google.rpc.Status`` by the spec
+    (shown as text it starts with the message's tag bytes), else the body as text."""
+    if resp.headers.get("Content-Type", "").startswith("application/x-protobuf"):
+        from google.protobuf.message import DecodeError
+        from google.rpc.status_pb2 import Status  # comes with the OTLP exporters
+
+        try:
+            status = Status.FromString(resp.content)
+        except DecodeError:
+            return str(resp.text)
+        return str(status.message) or str(resp.text)
+    return str(resp.text)
 
 
 def make_sender(

@@ -281,3 +281,21 @@ def test_an_unreadable_oversized_spool_file_is_dropped_with_its_reason(tmp_path:
         }
     finally:
         serve.terminate()
+
+
+def test_an_http_refusal_is_reported_by_its_message_not_its_protobuf_bytes(
+    tmp_path: Path,
+) -> None:
+    """OTLP/HTTP error bodies are a protobuf ``google.rpc.Status``: shown as text, the
+    reason read "HTTP 413: D" + the message (the tag and length bytes of its field)."""
+    from otel_mltrace.otlp_transport import transport_settings
+    from otel_mltrace.sender import HttpSender
+
+    with _limited(tmp_path) as serve:
+        sender = HttpSender(serve.http_url, {}, 10.0, transport_settings(None))
+        big = sender.send(request([run_span("step") for _ in range(60)]).SerializeToString())
+        assert big.too_large and big.message.startswith("HTTP 413: body of "), big.message
+        assert big.message.isprintable(), big.message
+        bad = sender.send(b"\xff\x00 not a request")
+        assert bad.message.startswith("HTTP 400: ") and bad.message.isprintable(), bad.message
+        sender.close()
