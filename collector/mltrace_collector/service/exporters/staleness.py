@@ -32,7 +32,7 @@ from mltrace_collector.index.queries.lineage_queries import LineageQueries
 from mltrace_collector.index.queries.stale_live import LiveStaleness, live_staleness
 
 MIN_INTERVAL_S = 1.0
-WAIT_S = 0.25
+WAIT_S = 0.1
 """How long a scrape waits for the pass it started (a small index: fresh at once)."""
 log = logging.getLogger("mltrace_collector.metrics")
 
