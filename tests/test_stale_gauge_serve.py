@@ -116,3 +116,23 @@ def test_a_superseded_stale_run_stops_the_alert(serve: ServeProcess) -> None:
     assert "score" not in {r["component"] for r in cli_stale(serve)}
     got = agree(serve, {"ingest", "score", "rescore"})
     assert got == {"ingest": (0, 0), "score": (0, 0), "rescore": (0, 0)}
+
+
+def test_background_passes_reuse_one_store_connection(serve: ServeProcess) -> None:
+    """Each pass reads the store from the same worker thread: a thread per pass would leave
+    a read connection (open files) behind each time, for as long as the collector runs."""
+
+    def open_files() -> int:
+        return len(list(Path(f"/proc/{serve.proc.pid}/fd").iterdir()))
+
+    def one_pass(i: int) -> None:
+        with mlt.run(f"step{i}", inputs=["mem://f/in"]) as run:
+            run.add_output(f"mem://f/out{i}")
+        agree(serve, {f"step{i}"})  # a new component shows up only after a pass
+
+    one_pass(0)
+    one_pass(1)
+    before = open_files()
+    for i in range(2, 8):
+        one_pass(i)
+    assert open_files() - before <= 3, (before, open_files())

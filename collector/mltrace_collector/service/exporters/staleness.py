@@ -62,7 +62,13 @@ class StaleCache:
         self._full_at = 0.0
         self._interval = MIN_INTERVAL_S
         self._lock = threading.Lock()
+        # one long-lived worker: a store keeps a read connection per thread it has seen
         self._worker: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._wanted: frozenset[str] = frozenset()
+        self._stopping = False
 
     def get(
         self, components: Collection[str], watermark_ns: int, now_ns: int | None = None
@@ -72,7 +78,7 @@ class StaleCache:
         key = (watermark_ns, frozenset(components))
         with self._lock:
             due = key != self._key and time.monotonic() - self._full_at >= self._interval
-            busy = self._worker is not None and self._worker.is_alive()
+            busy = not self._idle.is_set()
             if due and not busy:
                 self._key, self._full_at = key, time.monotonic()
             first = self._facts is None
@@ -80,11 +86,7 @@ class StaleCache:
             if first or not self.background:
                 self._pass(key[1])
             else:
-                self._worker = threading.Thread(
-                    target=self._pass, args=(key[1],), name="mltrace-stale-gauge", daemon=True
-                )
-                self._worker.start()
-                self._worker.join(WAIT_S)
+                self._in_background(key[1])
         facts = self._facts
         if facts is None:
             return {}
@@ -112,8 +114,32 @@ class StaleCache:
             self._facts = facts
             self._interval = max(MIN_INTERVAL_S, 20 * (time.monotonic() - start))
 
+    def _in_background(self, components: frozenset[str]) -> None:
+        self._wanted = components
+        self._idle.clear()
+        if self._worker is None:
+            self._worker = threading.Thread(
+                target=self._loop, name="mltrace-stale-gauge", daemon=True
+            )
+            self._worker.start()
+        self._wake.set()
+        self._idle.wait(WAIT_S)
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                self._pass(self._wanted)
+            finally:
+                self._idle.set()
+
     def close(self, timeout_s: float = 30.0) -> None:
-        """Wait (bounded) for a pass in progress, before the store is closed."""
-        worker = self._worker
-        if worker is not None:
-            worker.join(timeout_s)
+        """Stop the worker, waiting (bounded) for a pass in progress, before the store is
+        closed."""
+        self._stopping = True
+        self._wake.set()
+        if self._worker is not None:
+            self._worker.join(timeout_s)
