@@ -17,10 +17,10 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Container
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mltrace_collector.index.queries.stale import StaleIndex
+from mltrace_collector.index.queries.stale import StaleIndex, too_old
 from mltrace_collector.index.queries.stale_partial import Staleness, facts_of
 
 if TYPE_CHECKING:
@@ -35,11 +35,36 @@ class LiveStaleness:
 
     live: dict[str, dict[str, Staleness]]
     newest_input_ns: dict[str, int | None]
+    _newer: dict[str, int] = field(init=False, repr=False, compare=False)
+    _oldest: dict[str, list[int]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # per component: runs stale whatever the clock, and the sorted oldest-input times
+        # of the others — a scrape then counts with a binary search, not a loop over runs
+        newer: dict[str, int] = {}
+        oldest: dict[str, list[int]] = {}
+        for comp, runs in self.live.items():
+            newer[comp] = sum(1 for f in runs.values() if f.newer_version)
+            oldest[comp] = sorted(
+                f.oldest_made_ns
+                for f in runs.values()
+                if not f.newer_version and f.oldest_made_ns is not None
+            )
+        object.__setattr__(self, "_newer", newer)
+        object.__setattr__(self, "_oldest", oldest)
 
     def stale_runs(self, component: str, now_ns: int, older_than_s: float) -> int:
-        """How many live runs of ``component`` are stale at ``now_ns``."""
-        runs = self.live.get(component, {})
-        return sum(1 for facts in runs.values() if facts.stale(now_ns, older_than_s))
+        """How many live runs of ``component`` are stale at ``now_ns`` (as
+        :meth:`Staleness.stale` of each would say)."""
+        times = self._oldest.get(component, [])
+        lo, hi = 0, len(times)  # too_old holds for a prefix of the sorted times
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if too_old(times[mid], now_ns, older_than_s):
+                lo = mid + 1
+            else:
+                hi = mid
+        return self._newer.get(component, 0) + lo
 
 
 def live_staleness(q: QueryHost, components: Container[str] | None = None) -> LiveStaleness:
