@@ -32,6 +32,7 @@ from otel_mltrace.cli_settings import FLAG, describe_target, explain
 from otel_mltrace.config import resolve
 from otel_mltrace.extras import missing_message
 from otel_mltrace.idents import first_found, identified, local_artifact, local_candidates
+from otel_mltrace.stale_view import shorten
 
 # what other modules and tests import from here (the group and its helpers live in cli_core)
 __all__ = [
@@ -176,9 +177,18 @@ def components(ctx: Context, fmt: str | None) -> None:
 @main.command()
 @click.option("--older-than", default=None, help="input age threshold, e.g. 1d (default 24h)")
 @click.option("--all", "show_all", is_flag=True, help="also list the live runs that are fresh")
+@click.option(
+    "--limit",
+    type=click.IntRange(0),
+    default=50,
+    show_default=True,
+    help="table rows at most, then a count of the rest (0: all; --format json lists all)",
+)
 @fmt_option(("tree", "json"))
 @pass_ctx
-def stale(ctx: Context, older_than: str | None, show_all: bool, fmt: str | None) -> None:
+def stale(
+    ctx: Context, older_than: str | None, show_all: bool, limit: int, fmt: str | None
+) -> None:
     """Live runs (an output is still the newest version) that read outdated inputs (a newer
     version exists, or older than the threshold) or have a stale run upstream."""
     threshold = parse_duration(older_than) if older_than else float(resolve("stale_after_seconds"))
@@ -188,15 +198,21 @@ def stale(ctx: Context, older_than: str | None, show_all: bool, fmt: str | None)
         rows = [r for r in live if show_all or r["stale"]]
         for r in rows:
             r["why"] = stale_why(r)
-        if not rows and (fmt or ctx.fmt) != "json":  # an empty table reads as "did it run?"
+        if (fmt or ctx.fmt) == "json":  # complete: a program reads every row
+            render.emit(ctx.console, rows, "json")
+            return
+        if not rows:  # an empty table reads as "did it run?"
             ctx.console.print(
                 f"nothing is stale: {len(live)} live run(s), none with a newer input version, "
                 f"an input older than {age_text(threshold)} or a stale run upstream",
                 markup=False,
             )
             return
-        table = render.rows_table("stale", rows, ("component", "run_id", "stale", "why"))
-        render.emit(ctx.console, rows, fmt or ctx.fmt, table)
+        shown, notes = shorten(rows, limit)
+        table = render.rows_table("stale", shown, ("component", "run_id", "stale", "why"))
+        render.emit(ctx.console, shown, fmt or ctx.fmt, table)
+        for line in notes:
+            ctx.console.print(line, markup=False, highlight=False)
 
     _run(ctx, go)
 

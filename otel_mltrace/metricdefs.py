@@ -38,6 +38,7 @@ LAST_SUCCESS = "mltrace_component_last_success_timestamp_seconds"
 COMPONENT_INPUTS = "mltrace_component_inputs"
 COMPONENT_OUTPUTS = "mltrace_component_outputs"
 COMPONENT_STALE = "mltrace_component_stale"
+COMPONENT_STALE_RUNS = "mltrace_component_stale_runs"
 COMPONENT_INPUT_AGE = "mltrace_component_input_age_seconds"
 LINEAGE_EDGE = "mltrace_lineage_edge"
 CHECK_FAILURES = "mltrace_check_failures"  # counter, owned by the checks feature

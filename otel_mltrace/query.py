@@ -36,6 +36,7 @@ from otel_mltrace.compare_view import Comparison
 from otel_mltrace.config import SETTINGS, resolve
 from otel_mltrace.idents import identified
 from otel_mltrace.query_results import Lineage, Records, Review, RunDetails, RunTable
+from otel_mltrace.stale_view import shorten
 
 __all__ = [
     "BadQuery",
@@ -63,6 +64,8 @@ __all__ = [
 ]
 
 TimeArg = int | float | str | datetime | None
+STALE_PREVIEW = 50
+"""Rows of ``Index.stale()`` shown when printed (all are in ``.rows``)."""
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -220,7 +223,12 @@ class Index:
         )
 
     def stale(self, older_than: float | str | None = None) -> Records:
-        """Newest run of each component with why it is stale (``older_than``: s or ``"7d"``)."""
+        """Every live run (every variant), stale or not, with why (``older_than``: s or
+        ``"7d"``). All rows are in ``.rows`` (``len()`` is the total); printed, the first
+        50 show, then how many more and the stale runs by component.
+
+        >>> idx.stale("7d").to_pandas().query("stale").groupby("component").size()
+        """
         if older_than is None:
             seconds = float(resolve("stale_after_seconds"))
         elif isinstance(older_than, str):
@@ -228,7 +236,9 @@ class Index:
         else:
             seconds = float(older_than)
         columns = ("component", "run_id", "stale", "reasons")
-        return Records("stale", self.queries.stale(seconds), columns)
+        rows = self.queries.stale(seconds)
+        shown, notes = shorten(rows, STALE_PREVIEW, hint="all are in .rows and .to_pandas()")
+        return Records("stale", rows, columns, preview=len(shown), notes=tuple(notes))
 
     def flags(self) -> Records:
         return Records("flags", self.queries.flags(), ("target_id", "kind", "reason", "origin"))

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
@@ -343,11 +343,15 @@ class Lineage:
 @printable
 @dataclass(frozen=True)
 class Records:
-    """Rows of ``components()``, ``stale()``, ``flags()``: a titled list of dicts."""
+    """Rows of ``components()``, ``stale()``, ``flags()``: a titled list of dicts. Printed
+    (terminal, notebook), only the first ``preview`` rows show (0: all) followed by
+    ``notes`` (what was left out); ``rows`` and ``len()`` are always complete."""
 
     title: str
     rows: list[dict[str, Any]]
     columns: tuple[str, ...]
+    preview: int = 0
+    notes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -362,12 +366,17 @@ class Records:
         frame: pd.DataFrame = _pandas().DataFrame(self.rows)
         return frame
 
-    def _repr_html_(self) -> str:
-        rows = [[r.get(c) for c in self.columns] for r in self.rows]
-        return html_table(self.title, self.columns, rows)
+    def _shown(self) -> list[dict[str, Any]]:
+        return self.rows[: self.preview] if self.preview else self.rows
 
-    def __rich__(self) -> Table:
-        return render.rows_table(self.title, self.rows, self.columns)
+    def _repr_html_(self) -> str:
+        rows = [[r.get(c) for c in self.columns] for r in self._shown()]
+        notes = "".join(f"<p>{html.escape(n)}</p>" for n in self.notes)
+        return html_table(self.title, self.columns, rows) + notes
+
+    def __rich__(self) -> Any:
+        table = render.rows_table(self.title, self._shown(), self.columns)
+        return Group(table, *(Text(n) for n in self.notes)) if self.notes else table
 
 
 @dataclass(frozen=True)

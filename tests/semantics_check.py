@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, replace
 
 from hypothesis import strategies as st
@@ -258,26 +259,19 @@ def check_stale(q: LineageQueries, model: Model, p: Pipeline) -> None:
 
 
 def check_stale_gauge(q: LineageQueries, model: Model, p: Pipeline, live: dict[str, bool]) -> None:
-    """``mltrace_component_stale`` for each component's newest run (largest start, live or
-    not) is the model's verdict on that run, inherited staleness included, and equals
-    ``stale``'s row when the run is live."""
-    newest: dict[str, MRun] = {}
-    for run in p.runs:
-        have = newest.get(run.component)
-        if have is None or (run.start, run.run_id) > (have.start, have.run_id):
-            newest[run.component] = run
-    gauge = StaleCache(q, p.older_than_ns / 1e9).get(
-        {c: (r.run_id, r.start) for c, r in newest.items()}, 1, now_ns=NOW
+    """``mltrace_component_stale{component}`` is 1 iff at least one live run of the
+    component is stale by the model (inherited staleness included), and
+    ``mltrace_component_stale_runs`` is the model's count of them — both equal to what
+    ``stale`` lists, for every component (whichever of its runs is newest, live or not)."""
+    components = {run.component for run in p.runs}
+    gauge = StaleCache(q, p.older_than_ns / 1e9).get(components, 1, now_ns=NOW)
+    want = model.stale(NOW, p.older_than_ns)  # every live run -> (stale, directly stale)
+    model_count = Counter(model.runs[r].component for r, (stale, _) in want.items() if stale)
+    listed = Counter(model.runs[r].component for r, stale in live.items() if stale)
+    got = {c: (g.stale, g.stale_runs) for c, g in gauge.items()}
+    assert got == {c: (model_count[c] > 0, model_count[c]) for c in components}, (
+        "stale gauge vs model",
+        got,
+        model_count,
     )
-    want = {
-        c: any(model.direct_stale(u, NOW, p.older_than_ns) for u in model.trace_run(r.run_id)[0])
-        for c, r in newest.items()
-    }
-    assert {c for c, (s, _) in gauge.items() if s} == {c for c, w in want.items() if w}, (
-        "stale gauge",
-        gauge,
-        want,
-    )
-    for c, r in newest.items():
-        if r.run_id in live:
-            assert gauge[c][0] == live[r.run_id], ("stale gauge vs stale", c, r.run_id)
+    assert {c: n for c, (_, n) in got.items() if n} == dict(listed), ("stale gauge vs stale", got)

@@ -95,6 +95,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
             "otel_mltrace.query",
             "otel_mltrace.query_results",
             "otel_mltrace.compare_view",
+            "otel_mltrace.stale_view",
         ),
         frozenset({"contract", "sdk", "index", "service", "front"}),
     ),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -176,8 +177,15 @@ def test_run_health_staleness_and_edges(sdk_to: Collector, tmp_path: Path) -> No
         clean.write_text("x\n2\n")
         r.add_output(clean)
     assert mlt.flush()
-    found = samples(scrape(sdk_to))
+    deadline = time.monotonic() + 30  # staleness is recomputed in the background, >= 1 s apart
+    while True:
+        found = samples(scrape(sdk_to))
+        hits = pick(found, "mltrace_component_stale", component="read")
+        if (hits and hits[0][1]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert value(found, "mltrace_component_stale", component="read") == 1
+    assert value(found, "mltrace_component_stale_runs", component="read") == 1
     assert value(found, "mltrace_lineage_edge", source="clean", target="read") == 1
 
 

@@ -16,10 +16,10 @@ The rules are written down in ``docs/semantics.md``; in short:
   path to it.
 
 The whole index is read once (lean rows and run I/O), so the answer does not depend on
-which component ran last or on the order spans arrived in. The Prometheus gauge
-``mltrace_component_stale`` asks
-:func:`mltrace_collector.index.queries.stale_partial.staleness_of`:
-the same rules (this module's :class:`StaleIndex`) on the rows that concern a few runs.
+which component ran last or on the order spans arrived in. The Prometheus gauges
+``mltrace_component_stale`` / ``_stale_runs`` ask
+:func:`mltrace_collector.index.queries.stale_live.live_staleness`: this module's
+:class:`StaleIndex` and live runs, the verdict without the reasons and paths.
 
 Example::
 

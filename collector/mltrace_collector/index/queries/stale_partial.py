@@ -1,13 +1,12 @@
 """``stale``'s verdict on a few runs, reading only the rows that concern them.
 
-:func:`staleness_of` serves the Prometheus gauge ``mltrace_component_stale`` (the newest
-run of each component): :class:`PartialStaleIndex` fills the tables of
-:class:`~mltrace_collector.index.queries.stale.StaleIndex` — runs and inputs of the runs' upstream
-closure, the latest writer of each URI they read, the newest raw version, first-seen
-times — with indexed queries, and the rules are ``StaleIndex``'s own, so the gauge and
-``otel-mltrace stale`` cannot disagree (tests/semantics_check.py compares both with the
-reference model). Reading the whole index, as ``stale`` does, would make a scrape cost
-grow with the store.
+:func:`staleness_of` answers for a few runs (live or not): :class:`PartialStaleIndex`
+fills the tables of :class:`~mltrace_collector.index.queries.stale.StaleIndex` — runs and
+inputs of the runs' upstream closure, the latest writer of each URI they read, the newest
+raw version, first-seen times — with indexed queries, and the rules are ``StaleIndex``'s
+own, so it and ``otel-mltrace stale`` cannot disagree. :func:`facts_of` is the verdict
+itself, on a full index too: the Prometheus gauges (``stale_live``) apply it to every live
+run, as ``stale`` lists them (tests/semantics_check.py compares both with the model).
 
 Example::
 
@@ -131,9 +130,17 @@ def staleness_of(q: QueryHost, run_ids: list[str]) -> dict[str, Staleness]:
     or a run upstream of it is directly stale, and the age rule holds for some input in
     there iff it holds for the oldest."""
     index = PartialStaleIndex(q, run_ids)
+    return facts_of(index, [r for r in run_ids if r in index.ins])
+
+
+def facts_of(index: StaleIndex, run_ids: list[str]) -> dict[str, Staleness]:
+    """:class:`Staleness` of ``run_ids`` on ``index`` (full or partial: the rows of the
+    runs and of their upstream closures must be there) — the one implementation behind
+    :func:`staleness_of` and the per-component gauges of live runs."""
     newer: dict[str, bool] = {}
+    oldest_own: dict[str, int | None] = {}
     out: dict[str, Staleness] = {}
-    for run_id in (r for r in run_ids if r in index.ins):
+    for run_id in run_ids:
         oldest: int | None = None
         any_newer = False
         for up in index.upstream(run_id):
@@ -142,11 +149,12 @@ def staleness_of(q: QueryHost, run_ids: list[str]) -> dict[str, Staleness]:
                     index.newer_version_reason(up, aid, uri, v) is not None
                     for aid, uri, v in index.ins[up]
                 )
+                made = [index.made_at(up, aid) for aid, _, _ in index.ins[up]]
+                oldest_own[up] = min((m for m in made if m is not None), default=None)
             any_newer = any_newer or newer[up]
-            for aid, _, _ in index.ins[up]:
-                made = index.made_at(up, aid)
-                if made is not None and (oldest is None or made < oldest):
-                    oldest = made
+            own_oldest = oldest_own[up]
+            if own_oldest is not None and (oldest is None or own_oldest < oldest):
+                oldest = own_oldest
         own = [index.made_at(run_id, aid) for aid, _, _ in index.ins[run_id]]
         newest = max((m for m in own if m is not None), default=None)
         out[run_id] = Staleness(any_newer, oldest, newest)

@@ -97,7 +97,7 @@ class MetricsExporter:
             bucket_spec=md.parse_bucket_spec(resolve("histogram_buckets", histogram_buckets)),
         )
         stale_s = float(resolve("stale_after_seconds", stale_after_s))
-        self.stale = StaleCache(LineageQueries(store), stale_s)
+        self.stale = StaleCache(LineageQueries(store), stale_s, background=True)
         self.leadership = Leadership(store)
         self._providers: list[tuple[Provider, bool]] = []
         self._lock = threading.Lock()
@@ -243,6 +243,7 @@ class MetricsExporter:
         return "".join(head + "".join(column) for head, column in zip(heads, columns, strict=True))
 
     def close(self) -> None:
+        self.stale.close()
         self.leadership.close()
 
     # -- families -------------------------------------------------------------------------
@@ -282,30 +283,32 @@ class MetricsExporter:
         return [edge_family(self.aggregates.edges.edges)]
 
     def _staleness(self) -> list[Metric]:
-        newest = {
-            comp: (state.last_run_id, state.last_start_ns)
-            for comp, state in self.aggregates.components.items()
-            if comp != md.OTHER  # overflowed components: a bounded cost, no staleness
-        }
-        merged = self.stale.get(newest, self.aggregates.watermark_ns)
+        comps = [c for c in self.aggregates.components if c != md.OTHER]  # the label cap
+        merged = self.stale.get(comps, self.aggregates.watermark_ns)
         flag = GaugeMetricFamily(
             md.COMPONENT_STALE,
-            "1 when the newest run of the component is stale: it or a run upstream of it "
-            "read an input that has a newer version or is older than the threshold "
-            "(the rules of otel-mltrace stale).",
+            "1 when at least one live run of the component is stale, as otel-mltrace stale "
+            "lists it: it or a run upstream of it read an input that has a newer version or "
+            "is older than the threshold.",
+            labels=["component"],
+        )
+        count = GaugeMetricFamily(
+            md.COMPONENT_STALE_RUNS,
+            "How many live runs of the component are stale (rows of otel-mltrace stale).",
             labels=["component"],
         )
         age_fam = GaugeMetricFamily(
             md.COMPONENT_INPUT_AGE,
-            "Age of the newest input of the newest run.",
+            "Age of the newest input of the component's newest run (largest start).",
             labels=["component"],
             unit="seconds",
         )
-        for comp, (stale, age) in merged.items():
-            flag.add_metric([comp], 1.0 if stale else 0.0)
-            if age is not None:
-                age_fam.add_metric([comp], age)
-        return [flag, age_fam]
+        for comp, info in merged.items():
+            flag.add_metric([comp], 1.0 if info.stale else 0.0)
+            count.add_metric([comp], float(info.stale_runs))
+            if info.input_age_s is not None:
+                age_fam.add_metric([comp], info.input_age_s)
+        return [flag, count, age_fam]
 
     def _dropped(self) -> list[Metric]:
         fam = CounterMetricFamily(
