@@ -56,12 +56,19 @@ class Model:
             writers = [r for r in self.runs.values() if aid in r.outputs]
         else:
             writers = [r for r in self.runs.values() if any(split(o)[0] == uri for o in r.outputs)]
-        writers = [r for r in writers if r.run_id != reader]  # never the reader itself
         if not writers:
             return None
-        by_end = sorted(writers, key=lambda r: (r.end, r.run_id))
         if t is None:
-            return by_end[-1]
+            return max(writers, key=lambda r: (r.end, r.run_id))
+        # only a run that comes before the reader in (start, run ID) order: never the
+        # reader itself, never a cycle (without a reader: any that started by t)
+        if reader is None:
+            writers = [r for r in writers if r.start <= t]
+        else:
+            writers = [r for r in writers if (r.start, r.run_id) < (t, reader)]
+        by_end = sorted(writers, key=lambda r: (r.end, r.run_id))
+        if not by_end:
+            return None
         ended = [r for r in by_end if r.end <= t]
         if ended:
             return ended[-1]
@@ -119,7 +126,9 @@ class Model:
                 continue  # a run is never its own reader
             for aid in r.inputs:
                 if version is not None and aid == out:
-                    found.append((aid, r))
+                    # a reader that comes first read it before ``producer`` wrote it
+                    if (producer.start, producer.run_id) < (r.start, r.run_id):
+                        found.append((aid, r))
                 elif aid == uri:
                     p = self.input_producer(r, aid)
                     if p is not None and p.run_id == producer.run_id:

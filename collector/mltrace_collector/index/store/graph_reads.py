@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mltrace_collector.index.model import split_artifact_id
+from mltrace_collector.index.store.stitch_order import BEFORE_READER, comes_before, reader_bounds
 
 if TYPE_CHECKING:
     from mltrace_collector.index.store.cursor import Row
@@ -51,15 +52,15 @@ SUMMARY_COLUMNS = (
 """The run columns ``queries.run_summary`` reads."""
 _LEAN = ", ".join(SUMMARY_COLUMNS)
 _LEAN_R = ", ".join("r." + c for c in SUMMARY_COLUMNS)
-_NO_BOUND = 2**62
 _UNVERSIONED_ONE = (
     f"SELECT CAST(? AS BIGINT) AS k, {_LEAN_R} FROM runs r WHERE r.run_id = ("
     "SELECT io.run_id FROM run_io io JOIN runs p ON p.run_id = io.run_id "
-    "WHERE io.uri = ? AND io.direction = 'out' AND p.end_ns <= ? AND p.run_id <> ? "
+    "WHERE io.uri = ? AND io.direction = 'out' AND p.end_ns <= ? "
+    f"AND {BEFORE_READER.format(p='p')} "
     "ORDER BY p.end_ns DESC, p.run_id DESC LIMIT 1)"
 )
 _NO_READER = ""
-"""Stands for "no reader" in ``p.run_id <> ?`` (no run has an empty ID)."""
+"""Sorts "no reader" first."""
 
 Read = tuple[str, int | None, str | None]
 """``(artifact ID or URI, reader start ns, reader run ID)``; ``None`` start: no bound (the
@@ -217,7 +218,7 @@ def latest_producers_by_uri(store: Store, wanted: Iterable[Read]) -> dict[Read, 
         sql = " UNION ALL ".join([_UNVERSIONED_ONE] * len(chunk))
         params: list[Any] = []
         for i, (uri, bound, reader) in enumerate(chunk):
-            params += [i, uri, _NO_BOUND if bound is None else bound, reader or _NO_READER]
+            params += [i, uri, *reader_bounds(bound, reader)]
         for row in store.query(sql, params):
             found[chunk[int(row.pop("k"))]] = row
     return found
@@ -227,11 +228,14 @@ def pick_producer(
     candidates: Sequence[Row], consumer_start_ns: int | None, reader: str | None = None
 ) -> Row | None:
     """Among the writers of one versioned ID (newest end first), the one the run ``reader``
-    that started at ``consumer_start_ns`` got it from: the newest that ended by then; with
-    clock skew (none did), the earliest. Never ``reader`` itself (it may write back what
-    it read)."""
-    if reader is not None:
-        candidates = [row for row in candidates if row["run_id"] != reader]
+    that started at ``consumer_start_ns`` got it from: of those that come before it
+    (``stitch_order``; never ``reader`` itself, which may write back what it read), the
+    newest that ended by then; with clock skew (none did), the earliest."""
+    candidates = [
+        row
+        for row in candidates
+        if comes_before(row["start_ns"], row["run_id"], consumer_start_ns, reader)
+    ]
     if not candidates:
         return None
     if consumer_start_ns is None:
