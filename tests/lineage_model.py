@@ -41,10 +41,6 @@ class MRun:
     params: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
-def later(a: MRun, b: MRun) -> bool:
-    return (a.end, a.run_id) > (b.end, b.run_id)
-
-
 class Model:
     def __init__(self, runs: list[MRun]) -> None:
         self.runs = {r.run_id: r for r in runs}
@@ -153,12 +149,9 @@ class Model:
 
     # -- newest versions, live, stale ---------------------------------------------------------
     def latest_writer(self, uri: str) -> tuple[MRun, str] | None:
-        best: tuple[MRun, str] | None = None
-        for r in self.runs.values():
-            for o in r.outputs:
-                if split(o)[0] == uri and (best is None or later(r, best[0])):
-                    best = (r, o)
-        return best
+        writes = [(r.end, r.run_id, o) for r in self.runs.values() for o in r.outputs]
+        best = max((w for w in writes if split(w[2])[0] == uri), default=None)
+        return None if best is None else (self.runs[best[1]], best[2])
 
     def first_seen(self, aid: str) -> int | None:
         times = [r.start for r in self.runs.values() if aid in r.inputs]
