@@ -4,7 +4,7 @@ Two runs used to stitch to each other, so ``trace`` showed a run as its own ance
 
 * **same instant**: two zero-length runs at one nanosecond (start = end = t), ``a`` reads
   ``x`` and writes ``y``, ``b`` reads ``y`` and writes ``x`` — "ended at or before t" held
-  both ways;
+  both ways (unversioned URIs, and versioned IDs);
 * **clock skew**: two overlapping runs, ``a`` reads ``x@v:1`` that only ``b`` wrote and
   ``b`` reads ``y@v:1`` that only ``a`` wrote — the fallback "if none ended by t, the one
   that ended first" picked the other run both ways.
@@ -13,7 +13,7 @@ Runs are ordered by (start, run ID) and a producer always comes before its reade
 order, so only the later run (``b``) gets its input from the other. The runs are made by the
 real OTel SDK with explicit times, encoded with the official OTLP encoder, ingested through
 the real pipeline on SQLite and on a real PostgreSQL, and asked through the
-``otel-mltrace`` CLI.
+``otel-mltrace`` CLI; the forwarder's span links (index and producer cache) agree.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from mltrace_collector.index.model import RunRecord
 from mltrace_collector.index.queries.lineage_queries import LineageQueries
 from mltrace_collector.index.store import open_store
 from mltrace_collector.service.ingest.pipeline import IngestPipeline
@@ -50,6 +51,10 @@ CASES: dict[str, dict[str, tuple[int, int, list[str], list[str]]]] = {
         "a": (T, T, ["mem://x"], ["mem://y"]),
         "b": (T, T, ["mem://y"], ["mem://x"]),
     },
+    "same instant, versioned": {
+        "a": (T, T, ["s3://x@v:1"], ["s3://y@v:1"]),
+        "b": (T, T, ["s3://y@v:1"], ["s3://x@v:1"]),
+    },
     "clock skew": {
         "a": (T, T + 2 * S, ["s3://x@v:1"], ["s3://y@v:1"]),
         "b": (T + S, T + 3 * S, ["s3://y@v:1"], ["s3://x@v:1"]),
@@ -60,7 +65,12 @@ CASES: dict[str, dict[str, tuple[int, int, list[str], list[str]]]] = {
         "a": (T + S, T + 3 * S, ["s3://y@v:1"], ["s3://x@v:1"]),
     },
 }
-FIRST = {"same instant": "a", "clock skew": "a", "clock skew, IDs reversed": "b"}
+FIRST = {
+    "same instant": "a",
+    "same instant, versioned": "a",
+    "clock skew": "a",
+    "clock skew, IDs reversed": "b",
+}
 
 
 def otlp(runs: dict[str, tuple[int, int, list[str], list[str]]]) -> bytes:
@@ -160,3 +170,50 @@ def test_two_runs_never_stitch_to_each_other(database: str, case: str) -> None:
     assert rows[second]["stale"] == overwritten and not rows[second]["reasons"]
     if overwritten:
         assert rows[second]["upstream"]["path"] == [second, read_by_second, first]
+
+
+@pytest.mark.parametrize("cached", [False, True])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_forwarded_span_links_go_one_way(database: str, case: str, cached: bool) -> None:
+    """The forwarder's span links (to Jaeger) follow the same rule, from the index and
+    from its producer cache of recent versioned writes alike: the later run links to the
+    earlier, the earlier links to nothing."""
+    from mltrace_collector.service.exporters.forward_links import (
+        ProducerCache,
+        consumers_of,
+        find_links,
+    )
+
+    ingest(database, otlp(CASES[case]))
+    store = open_store(database)
+    try:
+        runs = {r["run_id"]: r for r in (store.get_run(run_id) for run_id in CASES[case]) if r}
+        records = [
+            RunRecord(
+                run_id=run_id,
+                component=row["component"],
+                trace_id=row["trace_id"],
+                span_id=row["span_id"],
+                parent_span_id=None,
+                service="acyclic-test",
+                start_ns=row["start_ns"],
+                end_ns=row["end_ns"],
+                status="ok",
+                status_message=None,
+                inputs=tuple(CASES[case][run_id][2]),
+                outputs=tuple(CASES[case][run_id][3]),
+            )  # fmt: skip
+            for run_id, row in runs.items()
+        ]
+        cache = ProducerCache(LineageQueries(store).producer_for)
+        if cached:
+            cache.remember(records)
+        found = find_links(consumers_of(records), cache.lookup)
+    finally:
+        store.close()
+    first = runs[FIRST[case]]
+    (second,) = (row for run_id, row in runs.items() if run_id != FIRST[case])
+    assert found.missing == 1  # the earlier run's input: raw data
+    assert list(found.links) == [bytes.fromhex(second["span_id"])]
+    (link,) = found.links[bytes.fromhex(second["span_id"])]
+    assert (link.trace_id.hex(), link.span_id.hex()) == (first["trace_id"], first["span_id"])

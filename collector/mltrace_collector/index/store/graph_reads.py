@@ -8,9 +8,9 @@ parameters per statement; every value is a parameter.
 
 Ordering is deterministic: producers newest end first (ties: higher run ID first, the
 same tie-break as ``Store.latest_producer_by_uri``), consumers by start (ties: run ID,
-then the ID as read). A read is ``(artifact ID, reader start, reader run ID)``: a run
-never stitches a read to itself (a run that reads and writes one URI gets it from the
-previous producer), so the reader is part of what is looked up.
+then the ID as read). A read is ``(artifact ID, reader start, reader run ID)``: only a
+run before the reader in (start, run ID) order can be its producer (``stitch_order``:
+never the reader itself, never a cycle), so the reader is part of what is looked up.
 
 Example::
 
@@ -205,16 +205,17 @@ def producers_exact_many(store: Store, artifact_ids: Iterable[str]) -> dict[str,
 
 
 def latest_producers_by_uri(store: Store, wanted: Iterable[Read]) -> dict[Read, Row | None]:
-    """For each ``(uri, before_ns, reader)``: the lean row of the run other than ``reader``
-    that last wrote ``uri`` (any version) and ended by ``before_ns`` (``None``: no bound),
-    as ``Store.latest_producer_by_uri`` — one indexed sub-select per read, many per
-    statement."""
+    """For each ``(uri, before_ns, reader)``: the lean row of the run that last wrote
+    ``uri`` (any version), ended by ``before_ns`` (``None``: no bound) and comes before
+    ``reader`` (``stitch_order``), as ``Store.latest_producer_by_uri`` — one indexed
+    sub-select per read, many per statement."""
     pairs = sorted(
         set(wanted), key=lambda p: (p[0], -1 if p[1] is None else p[1], p[2] or _NO_READER)
     )
     found: dict[Read, Row | None] = dict.fromkeys(pairs)
-    for start in range(0, len(pairs), MAX_PARAMS // 4):
-        chunk = pairs[start : start + MAX_PARAMS // 4]
+    per_statement = MAX_PARAMS // 6  # 6 parameters per sub-select
+    for start in range(0, len(pairs), per_statement):
+        chunk = pairs[start : start + per_statement]
         sql = " UNION ALL ".join([_UNVERSIONED_ONE] * len(chunk))
         params: list[Any] = []
         for i, (uri, bound, reader) in enumerate(chunk):
