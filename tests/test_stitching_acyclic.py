@@ -19,6 +19,7 @@ the real pipeline on SQLite and on a real PostgreSQL, and asked through the
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ from mltrace_collector.service.ingest.pipeline import IngestPipeline
 from otel_mltrace import semconv
 from otel_mltrace.cli import main
 from tests.backends import postgres_server, postgres_url
+from tests.lineage_model import MRun
+from tests.semantics_check import NOW, Pipeline, check_against_model
 
 __all__ = ["postgres_server", "postgres_url"]  # fixtures
 
@@ -217,3 +220,40 @@ def test_forwarded_span_links_go_one_way(database: str, case: str, cached: bool)
     assert list(found.links) == [bytes.fromhex(second["span_id"])]
     (link,) = found.links[bytes.fromhex(second["span_id"])]
     assert (link.trace_id.hex(), link.span_id.hex()) == (first["trace_id"], first["span_id"])
+
+
+# (writer, reader, whether the writer is the reader's producer): only the order matters
+COMMON: dict[str, tuple[MRun, MRun, bool]] = {
+    # ended exactly when the reader started, larger ID: it still came before (earlier start)
+    "ended at the reader's start, larger ID": (
+        MRun("z", "make", 1000, 2000, (), ("mem://t",)),
+        MRun("a", "use", 2000, 2500, ("mem://t",), ("use/o@v:1",)),
+        True,
+    ),
+    # zero-length at the reader's start: the smaller ID comes first ...
+    "zero-length at the reader's start, smaller ID": (
+        MRun("a", "make", 2000, 2000, (), ("s3://t@v:1",)),
+        MRun("b", "use", 2000, 2500, ("s3://t@v:1",), ("use/o@v:1",)),
+        True,
+    ),
+    # ... the larger does not (the one common-looking case the order changes)
+    "zero-length at the reader's start, larger ID": (
+        MRun("b", "make", 2000, 2000, (), ("mem://t",)),
+        MRun("a", "use", 2000, 2500, ("mem://t",), ("use/o@v:1",)),
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COMMON))
+def test_ties_on_time_are_broken_by_the_order(database: str, case: str) -> None:
+    writer, reader, stitched = COMMON[case]
+    store = open_store(database)
+    try:
+        check_against_model(
+            store, Pipeline([writer, reader], [], older_than_ns=NOW), random.Random(0)
+        )
+        (read,) = LineageQueries(store).inspect(reader.run_id)["inputs"]
+    finally:
+        store.close()
+    assert read["producer_run_id"] == (writer.run_id if stitched else None)
