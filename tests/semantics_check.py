@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from mltrace_collector.index.model import RecordChunk, RunRecord
 from mltrace_collector.index.queries.lineage_queries import LineageQueries
 from mltrace_collector.index.store.base import Store
+from mltrace_collector.index.store.graph_reads import producers_for
 from mltrace_collector.service.exporters.staleness import StaleCache
 from tests.lineage_model import Edge, Model, MRun, split
 
@@ -260,11 +261,13 @@ def find_cycle(producers: dict[str, set[str]]) -> list[str] | None:
 
 def check_acyclic(q: LineageQueries, runs: list[MRun], model: Model) -> None:
     """The stitch graph (each run -> the producer each of its inputs stitched to, as the
-    real ``inspect`` answers) has no cycle; nor has the model's."""
-    real: dict[str, set[str]] = {}
-    for run in runs:
-        found = q.inspect(run.run_id)["inputs"]
-        real[run.run_id] = {i["producer_run_id"] for i in found if i["producer_run_id"]}
+    index answers: ``producers_for``, behind ``inspect``, ``stale`` and record lineage,
+    in one batch) has no cycle; nor has the model's."""
+    reads = [(aid, run.start, run.run_id) for run in runs for aid in run.inputs]
+    real: dict[str, set[str]] = {run.run_id: set() for run in runs}
+    for (_, _, reader), producer in producers_for(q.store, reads).items():
+        if producer is not None:
+            real[str(reader)].add(producer["run_id"])
     cycle = find_cycle(real)
     assert cycle is None, f"the stitch graph has a cycle: {' <- '.join(cycle)}"
     modelled = {

@@ -5,7 +5,7 @@ generates pipelines (fan-in/out, re-runs, variants, versioned and unversioned UR
 overwrites, stable record keys across versions, flags, duplicate runs with record chunk
 spans of their own, zero-length runs at one instant, reads of versions only a later run
 writes), ingests their spans in random order with retries, checks that the stitch graph
-(each input's producer, from ``inspect``) has no cycle, and compares ``trace``,
+(each input's producer, as the index looks it up) has no cycle, and compares ``trace``,
 ``downstream``, ``stale``, record ``trace`` and ``review`` with the model —
 ``EXAMPLES`` pipelines per backend (SQLite file, real PostgreSQL; every table emptied
 before each example). A longer run: ``scripts/semantics_soak.py``.
@@ -124,7 +124,7 @@ def test_the_acyclic_property_catches_the_old_rule(
 ) -> None:
     """Stitching without the (start, run ID) order (any writer but the reader itself, the
     old rule) makes two zero-length in-place updates at one instant each other's producer:
-    the property (``semantics_check.check_acyclic``, on the real ``inspect``) names the
+    the property (``semantics_check.check_acyclic``, on the real producer lookups) names the
     cycle. Hypothesis found this pipeline against the old code, shrunk."""
     runs = [
         MRun("r00", "ingest", 1000, 1000, ("raw/a@v:1",), ("ingest/o0", "raw/a@v:1")),
