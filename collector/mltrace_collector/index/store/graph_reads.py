@@ -232,19 +232,15 @@ def pick_producer(
     that started at ``consumer_start_ns`` got it from: of those that come before it
     (``stitch_order``; never ``reader`` itself, which may write back what it read), the
     newest that ended by then; with clock skew (none did), the earliest."""
-    candidates = [
-        row
-        for row in candidates
-        if comes_before(row["start_ns"], row["run_id"], consumer_start_ns, reader)
-    ]
-    if not candidates:
-        return None
     if consumer_start_ns is None:
-        return candidates[0]
+        return candidates[0] if candidates else None
+    earliest = None
     for row in candidates:
-        if row["end_ns"] <= consumer_start_ns:
-            return row
-    return candidates[-1]
+        if comes_before(row["start_ns"], row["run_id"], consumer_start_ns, reader):
+            if row["end_ns"] <= consumer_start_ns:
+                return row
+            earliest = row  # newest end first: the last one seen ended first
+    return earliest
 
 
 def producers_for(store: Store, wanted: Iterable[Read]) -> dict[Read, Row | None]:
