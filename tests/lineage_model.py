@@ -41,10 +41,6 @@ class MRun:
     params: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
-def later(a: MRun, b: MRun) -> bool:
-    return (a.end, a.run_id) > (b.end, b.run_id)
-
-
 class Model:
     def __init__(self, runs: list[MRun]) -> None:
         self.runs = {r.run_id: r for r in runs}
@@ -56,12 +52,19 @@ class Model:
             writers = [r for r in self.runs.values() if aid in r.outputs]
         else:
             writers = [r for r in self.runs.values() if any(split(o)[0] == uri for o in r.outputs)]
-        writers = [r for r in writers if r.run_id != reader]  # never the reader itself
         if not writers:
             return None
-        by_end = sorted(writers, key=lambda r: (r.end, r.run_id))
         if t is None:
-            return by_end[-1]
+            return max(writers, key=lambda r: (r.end, r.run_id))
+        # only a run that comes before the reader in (start, run ID) order: never the
+        # reader itself, never a cycle (without a reader: any that started by t)
+        if reader is None:
+            writers = [r for r in writers if r.start <= t]
+        else:
+            writers = [r for r in writers if (r.start, r.run_id) < (t, reader)]
+        by_end = sorted(writers, key=lambda r: (r.end, r.run_id))
+        if not by_end:
+            return None
         ended = [r for r in by_end if r.end <= t]
         if ended:
             return ended[-1]
@@ -119,7 +122,9 @@ class Model:
                 continue  # a run is never its own reader
             for aid in r.inputs:
                 if version is not None and aid == out:
-                    found.append((aid, r))
+                    # a reader that comes first read it before ``producer`` wrote it
+                    if (producer.start, producer.run_id) < (r.start, r.run_id):
+                        found.append((aid, r))
                 elif aid == uri:
                     p = self.input_producer(r, aid)
                     if p is not None and p.run_id == producer.run_id:
@@ -144,15 +149,9 @@ class Model:
 
     # -- newest versions, live, stale ---------------------------------------------------------
     def latest_writer(self, uri: str) -> tuple[MRun, str] | None:
-        best: tuple[MRun, str] | None = None
-        for r in self.runs.values():
-            for o in r.outputs:
-                # one run writing the URI twice (``u`` and ``u@v:1``): its largest ID counts
-                if split(o)[0] == uri and (
-                    best is None or later(r, best[0]) or (r is best[0] and o > best[1])
-                ):
-                    best = (r, o)
-        return best
+        writes = [(r.end, r.run_id, o) for r in self.runs.values() for o in r.outputs]
+        best = max((w for w in writes if split(w[2])[0] == uri), default=None)
+        return None if best is None else (self.runs[best[1]], best[2])
 
     def first_seen(self, aid: str) -> int | None:
         times = [r.start for r in self.runs.values() if aid in r.inputs]

@@ -4,7 +4,8 @@ Shared by ``tests/test_semantics_properties.py`` (a bounded number of examples p
 backend) and ``scripts/semantics_soak.py`` (a longer run). A pipeline has components
 with variants (a ``variant`` param choosing the output URI, like logreg/rf models),
 re-runs, fan-in and fan-out, versioned and unversioned URIs, overwrites, in-place updates
-(a run writing what it read), zero-length runs, raw data read in several versions, record
+(a run writing what it read), zero-length runs (some at another run's very instant), reads
+of versions that only a later run writes (or none), raw data read in several versions, record
 IDs from a small pool of stable keys carried across versions (on the run span or on record
 chunk spans), flags on records, and duplicate runs (another span with a run ID, its records
 on chunk spans arriving in any order).
@@ -17,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import graphlib
 import random
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -26,10 +28,15 @@ from hypothesis import strategies as st
 from mltrace_collector.index.model import RecordChunk, RunRecord
 from mltrace_collector.index.queries.lineage_queries import LineageQueries
 from mltrace_collector.index.store.base import Store
+from mltrace_collector.index.store.graph_reads import producers_for
 from mltrace_collector.service.exporters.staleness import StaleCache
 from tests.lineage_model import Edge, Model, MRun, split
 
 KEYS = [f"k{i}" for i in range(5)]
+LATER = ["ingest/o0", "clean/o0", "ingest/o0@v:1", "clean/o0@v:2", "trainx/o0@v:1"]
+"""Outputs a later run may write, read before that (so a reader may come before every
+writer of the version it read: overlapping runs, clock skew, each reading what the other
+wrote)."""
 NOW = 10_000_000
 DAY = 86_400 * 10**9
 
@@ -53,7 +60,11 @@ def pipelines(draw: st.DrawFn, max_runs: int = 9) -> Pipeline:
         start = 1000 * (i + 1) + draw(st.integers(0, 400))
         # overlaps (a reader may start first), and zero-length runs (start = end)
         end = start + draw(st.one_of(st.just(0), st.integers(0, 1500)))
+        if runs and draw(st.integers(0, 5)) == 0:  # zero-length, at another run's instant
+            start = end = draw(st.sampled_from([runs[-1].start, runs[-1].end]))
         pool = raw + written + sorted({split(w)[0] for w in written})
+        if draw(st.integers(0, 3)) == 0:  # what a later run may write (or none ever does)
+            pool += LATER
         inputs = tuple(sorted(set(draw(st.lists(st.sampled_from(pool), max_size=3)))))
         outputs: list[str] = []
         for k in range(draw(st.integers(0 if i else 1, 2))):
@@ -198,6 +209,7 @@ def check_against_model(store: Store, p: Pipeline, rng: random.Random) -> None:
     ingest_shuffled(store, p.runs, rng)
     model = Model(p.runs)
     q = LineageQueries(store)
+    check_acyclic(q, p.runs, model)
     for run in p.runs:
         graph = q.trace(run.run_id)
         _same(
@@ -237,6 +249,32 @@ def check_against_model(store: Store, p: Pipeline, rng: random.Random) -> None:
             assert got["runs"][0]["run_id"] in top, "review top culprit"
         else:
             assert got["runs"] == [] and "ranked" not in got["verdict"], got["verdict"]
+
+
+def find_cycle(producers: dict[str, set[str]]) -> list[str] | None:
+    """A cycle of the graph run -> the producers of its inputs, or ``None``."""
+    try:
+        graphlib.TopologicalSorter(producers).prepare()
+    except graphlib.CycleError as exc:
+        return list(exc.args[1])
+    return None
+
+
+def check_acyclic(q: LineageQueries, runs: list[MRun], model: Model) -> None:
+    """The stitch graph (each run -> the producer each of its inputs stitched to, as the
+    index answers: ``producers_for``, behind ``inspect``, ``stale`` and record lineage,
+    in one batch) has no cycle; nor has the model's."""
+    reads = [(aid, run.start, run.run_id) for run in runs for aid in run.inputs]
+    real: dict[str, set[str]] = {run.run_id: set() for run in runs}
+    for (_, _, reader), producer in producers_for(q.store, reads).items():
+        if producer is not None:
+            real[str(reader)].add(producer["run_id"])
+    cycle = find_cycle(real)
+    assert cycle is None, f"the stitch graph has a cycle: {' <- '.join(cycle)}"
+    modelled = {
+        r.run_id: {p.run_id for a in r.inputs if (p := model.input_producer(r, a))} for r in runs
+    }
+    assert find_cycle(modelled) is None, "the model's stitch graph has a cycle"
 
 
 def check_stale(q: LineageQueries, model: Model, p: Pipeline) -> None:

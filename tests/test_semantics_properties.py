@@ -3,8 +3,10 @@
 ``tests/lineage_model.py`` implements the rules naively; ``tests/semantics_check.py``
 generates pipelines (fan-in/out, re-runs, variants, versioned and unversioned URIs,
 overwrites, stable record keys across versions, flags, duplicate runs with record chunk
-spans of their own), ingests their spans in random order with retries and compares
-``trace``, ``downstream``, ``stale``, record ``trace`` and ``review`` with the model —
+spans of their own, zero-length runs at one instant, reads of versions only a later run
+writes), ingests their spans in random order with retries, checks that the stitch graph
+(each input's producer, as the index looks it up) has no cycle, and compares ``trace``,
+``downstream``, ``stale``, record ``trace`` and ``review`` with the model —
 ``EXAMPLES`` pipelines per backend (SQLite file, real PostgreSQL; every table emptied
 before each example). A longer run: ``scripts/semantics_soak.py``.
 """
@@ -21,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 
 from mltrace_collector.index.queries import record_scope
 from mltrace_collector.index.queries import stale as stale_module
-from mltrace_collector.index.store import Store, open_store
+from mltrace_collector.index.store import Store, graph_reads, open_store
 from tests import backends
 from tests.lineage_model import MRun
 from tests.semantics_check import NOW, Pipeline, check_against_model, pipelines
@@ -125,6 +127,34 @@ def test_a_mutated_rule_is_caught_by_the_model(
     monkeypatch.setattr(stale_module.StaleIndex, "newer_version_reason", versioned_only)
     store = open_store(str(tmp_path / "mutant.db"))
     with pytest.raises(AssertionError, match="stale"):
+        check_against_model(store, pipeline, random.Random(0))
+    store.close()
+
+
+def test_the_acyclic_property_catches_the_old_rule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stitching without the (start, run ID) order (any writer but the reader itself, the
+    old rule) makes two zero-length in-place updates at one instant each other's producer:
+    the property (``semantics_check.check_acyclic``, on the real producer lookups) names the
+    cycle. Hypothesis found this pipeline against the old code, shrunk."""
+    runs = [
+        MRun("r00", "ingest", 1000, 1000, ("raw/a@v:1",), ("ingest/o0", "raw/a@v:1")),
+        MRun("r01", "ingest", 1000, 1000, ("raw/a@v:1",), ("raw/a@v:1",)),
+    ]
+    pipeline = Pipeline(runs, [], older_than_ns=NOW)
+    store = open_store(str(tmp_path / "ok.db"))
+    check_against_model(store, pipeline, random.Random(0))
+    store.close()
+
+    def any_but_itself(
+        start: int, run_id: str, reader_start: int | None, reader: str | None
+    ) -> bool:
+        return run_id != reader
+
+    monkeypatch.setattr(graph_reads, "comes_before", any_but_itself)
+    store = open_store(str(tmp_path / "mutant.db"))
+    with pytest.raises(AssertionError, match=r"cycle: r0\d <- r0\d <- r0\d"):
         check_against_model(store, pipeline, random.Random(0))
     store.close()
 

@@ -31,6 +31,7 @@ from mltrace_collector.index.store.graph_reads import (
     split_id,
     upstream_closure,
 )
+from mltrace_collector.index.store.stitch_order import comes_before
 
 PREFETCH_RUNS = 10_000
 """Most runs an upstream walk prefetches (with their inputs) before walking level by level."""
@@ -150,6 +151,7 @@ class _Downstream:
         self.seen_runs: set[str] = set()
         self.seen_artifacts: set[tuple[str, str | None]] = set()
         self.readers: dict[str, list[Row]] = {}  # artifact ID -> consumers_many rows
+        self.starts: dict[str, int] = {}  # run ID -> start, of the runs expanded
 
     def consumers(self, artifact_ids: set[str]) -> dict[str, list[Row]]:
         missing = artifact_ids.difference(self.readers)
@@ -168,6 +170,7 @@ class _Downstream:
         fresh: list[str] = []
         for row in rows:
             self.graph.run(row)
+            self.starts[row["run_id"]] = row["start_ns"]
             if row["run_id"] not in self.seen_runs:
                 self.seen_runs.add(row["run_id"])
                 fresh.append(row["run_id"])
@@ -230,10 +233,16 @@ def walk_downstream(
             for consumer in readers[aid]:
                 if consumer["run_id"] == producer_id:
                     continue  # a run that reads what it writes is not its own reader
-                if split_id(consumer["read_as"])[1] is None and not any_reader:
-                    source = got[(consumer["read_as"], consumer["start_ns"], consumer["run_id"])]
-                    if (source["run_id"] if source else None) != producer_id:
-                        continue
+                if split_id(consumer["read_as"])[1] is None:
+                    if not any_reader:
+                        read = (consumer["read_as"], consumer["start_ns"], consumer["run_id"])
+                        source = got[read]
+                        if (source["run_id"] if source else None) != producer_id:
+                            continue
+                elif producer_id in walk.starts and not comes_before(
+                    walk.starts[producer_id], producer_id, consumer["start_ns"], consumer["run_id"]
+                ):
+                    continue  # read the same version before this run wrote it: not from it
                 if level >= depth:
                     graph.data["truncated"] = True
                     continue

@@ -28,6 +28,7 @@ from mltrace_collector.index.store.cursor import Cursor, Row
 from mltrace_collector.index.store.identity import StoredRun
 from mltrace_collector.index.store.ingest_rows import Prepared, prepare
 from mltrace_collector.index.store.record_owners import recheck_owners, report_dropped
+from mltrace_collector.index.store.stitch_order import BEFORE_READER, reader_bounds
 from mltrace_collector.index.store.writes import (
     RUN_COLUMNS,
     KnownArtifacts,
@@ -238,14 +239,13 @@ class Store(ABC):
     def latest_producer_by_uri(
         self, uri: str, before_ns: int | None, reader: str | None = None
     ) -> Row | None:
-        """The run other than ``reader`` that last wrote ``uri`` (any version) and ended by
-        ``before_ns`` (a run never stitches its read to its own write)."""
-        bound = before_ns if before_ns is not None else 2**62
+        """The run that last wrote ``uri`` (any version), ended by ``before_ns`` and comes
+        before ``reader`` (``stitch_order``: never ``reader`` itself, no cycle)."""
         rows = self.query(
             f"SELECT {_R} FROM run_io io JOIN runs r ON r.run_id = io.run_id "
-            "WHERE io.uri = ? AND io.direction = 'out' AND r.end_ns <= ? AND r.run_id <> ? "
-            "ORDER BY r.end_ns DESC, r.run_id DESC LIMIT 1",
-            (uri, bound, reader or ""),
+            "WHERE io.uri = ? AND io.direction = 'out' AND r.end_ns <= ? "
+            f"AND {BEFORE_READER.format(p='r')} ORDER BY r.end_ns DESC, r.run_id DESC LIMIT 1",
+            (uri, *reader_bounds(before_ns, reader)),
         )
         return _run_row(rows[0]) if rows else None
 

@@ -8,9 +8,9 @@ parameters per statement; every value is a parameter.
 
 Ordering is deterministic: producers newest end first (ties: higher run ID first, the
 same tie-break as ``Store.latest_producer_by_uri``), consumers by start (ties: run ID,
-then the ID as read). A read is ``(artifact ID, reader start, reader run ID)``: a run
-never stitches a read to itself (a run that reads and writes one URI gets it from the
-previous producer), so the reader is part of what is looked up.
+then the ID as read). A read is ``(artifact ID, reader start, reader run ID)``: only a
+run before the reader in (start, run ID) order can be its producer (``stitch_order``:
+never the reader itself, never a cycle), so the reader is part of what is looked up.
 
 Example::
 
@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mltrace_collector.index.model import split_artifact_id
+from mltrace_collector.index.store.stitch_order import BEFORE_READER, comes_before, reader_bounds
 
 if TYPE_CHECKING:
     from mltrace_collector.index.store.cursor import Row
@@ -51,15 +52,15 @@ SUMMARY_COLUMNS = (
 """The run columns ``queries.run_summary`` reads."""
 _LEAN = ", ".join(SUMMARY_COLUMNS)
 _LEAN_R = ", ".join("r." + c for c in SUMMARY_COLUMNS)
-_NO_BOUND = 2**62
 _UNVERSIONED_ONE = (
     f"SELECT CAST(? AS BIGINT) AS k, {_LEAN_R} FROM runs r WHERE r.run_id = ("
     "SELECT io.run_id FROM run_io io JOIN runs p ON p.run_id = io.run_id "
-    "WHERE io.uri = ? AND io.direction = 'out' AND p.end_ns <= ? AND p.run_id <> ? "
+    "WHERE io.uri = ? AND io.direction = 'out' AND p.end_ns <= ? "
+    f"AND {BEFORE_READER.format(p='p')} "
     "ORDER BY p.end_ns DESC, p.run_id DESC LIMIT 1)"
 )
 _NO_READER = ""
-"""Stands for "no reader" in ``p.run_id <> ?`` (no run has an empty ID)."""
+"""Sorts "no reader" first."""
 
 Read = tuple[str, int | None, str | None]
 """``(artifact ID or URI, reader start ns, reader run ID)``; ``None`` start: no bound (the
@@ -204,20 +205,21 @@ def producers_exact_many(store: Store, artifact_ids: Iterable[str]) -> dict[str,
 
 
 def latest_producers_by_uri(store: Store, wanted: Iterable[Read]) -> dict[Read, Row | None]:
-    """For each ``(uri, before_ns, reader)``: the lean row of the run other than ``reader``
-    that last wrote ``uri`` (any version) and ended by ``before_ns`` (``None``: no bound),
-    as ``Store.latest_producer_by_uri`` — one indexed sub-select per read, many per
-    statement."""
+    """For each ``(uri, before_ns, reader)``: the lean row of the run that last wrote
+    ``uri`` (any version), ended by ``before_ns`` (``None``: no bound) and comes before
+    ``reader`` (``stitch_order``), as ``Store.latest_producer_by_uri`` — one indexed
+    sub-select per read, many per statement."""
     pairs = sorted(
         set(wanted), key=lambda p: (p[0], -1 if p[1] is None else p[1], p[2] or _NO_READER)
     )
     found: dict[Read, Row | None] = dict.fromkeys(pairs)
-    for start in range(0, len(pairs), MAX_PARAMS // 4):
-        chunk = pairs[start : start + MAX_PARAMS // 4]
+    per_statement = MAX_PARAMS // 6  # 6 parameters per sub-select
+    for start in range(0, len(pairs), per_statement):
+        chunk = pairs[start : start + per_statement]
         sql = " UNION ALL ".join([_UNVERSIONED_ONE] * len(chunk))
         params: list[Any] = []
         for i, (uri, bound, reader) in enumerate(chunk):
-            params += [i, uri, _NO_BOUND if bound is None else bound, reader or _NO_READER]
+            params += [i, uri, *reader_bounds(bound, reader)]
         for row in store.query(sql, params):
             found[chunk[int(row.pop("k"))]] = row
     return found
@@ -227,19 +229,18 @@ def pick_producer(
     candidates: Sequence[Row], consumer_start_ns: int | None, reader: str | None = None
 ) -> Row | None:
     """Among the writers of one versioned ID (newest end first), the one the run ``reader``
-    that started at ``consumer_start_ns`` got it from: the newest that ended by then; with
-    clock skew (none did), the earliest. Never ``reader`` itself (it may write back what
-    it read)."""
-    if reader is not None:
-        candidates = [row for row in candidates if row["run_id"] != reader]
-    if not candidates:
-        return None
+    that started at ``consumer_start_ns`` got it from: of those that come before it
+    (``stitch_order``; never ``reader`` itself, which may write back what it read), the
+    newest that ended by then; with clock skew (none did), the earliest."""
     if consumer_start_ns is None:
-        return candidates[0]
+        return candidates[0] if candidates else None
+    earliest = None
     for row in candidates:
-        if row["end_ns"] <= consumer_start_ns:
-            return row
-    return candidates[-1]
+        if comes_before(row["start_ns"], row["run_id"], consumer_start_ns, reader):
+            if row["end_ns"] <= consumer_start_ns:
+                return row
+            earliest = row  # newest end first: the last one seen ended first
+    return earliest
 
 
 def producers_for(store: Store, wanted: Iterable[Read]) -> dict[Read, Row | None]:

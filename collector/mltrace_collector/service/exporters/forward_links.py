@@ -25,6 +25,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from mltrace_collector.index.model import RunRecord, split_artifact_id
 from mltrace_collector.index.store.cursor import Row
+from mltrace_collector.index.store.stitch_order import comes_before
 from otel_mltrace import semconv
 
 ProducerLookup = Callable[[str, int | None, str | None], Row | None]
@@ -110,6 +111,7 @@ class ProducerCache:
                 row = {
                     "trace_id": run.trace_id,
                     "span_id": run.span_id,
+                    "start_ns": run.start_ns,
                     "end_ns": run.end_ns,
                     "run_id": run.run_id,
                 }
@@ -118,12 +120,15 @@ class ProducerCache:
                     del self._entries[next(iter(self._entries))]
 
     def lookup(self, artifact: str, start_ns: int | None, reader: str | None) -> Row | None:
-        """``producer_for`` semantics: cached producer that ended before ``start_ns`` and is
-        not ``reader`` itself, else the index."""
+        """``producer_for`` semantics: cached producer that ended before ``start_ns`` and
+        comes before ``reader`` (``stitch_order``), else the index."""
         with self._lock:
             row = self._entries.get(artifact)
-        fits = row is not None and (start_ns is None or row["end_ns"] <= start_ns)
-        if row is not None and fits and (reader is None or row["run_id"] != reader):
+        if (
+            row is not None
+            and (start_ns is None or row["end_ns"] <= start_ns)
+            and comes_before(row["start_ns"], row["run_id"], start_ns, reader)
+        ):
             return row
         return self._index(artifact, start_ns, reader)
 
