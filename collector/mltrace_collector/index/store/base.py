@@ -87,6 +87,10 @@ class Store(ABC):
         self._closed = False
         self._close_lock = threading.Lock()
         self._known = KnownArtifacts()
+        self._count_lock = threading.Lock()
+        self.records_dropped = 0
+        """Record rows this store object deleted because a duplicate run's record chunk
+        spans had written them (``record_owners``): ``mltrace_records_dropped_total``."""
 
     # -- backend hooks ------------------------------------------------------------------
     @abstractmethod
@@ -173,6 +177,9 @@ class Store(ABC):
                     len(set(plan.indexed) | set(plan.unowned)), exc,
                 )  # fmt: skip
         report_dropped(plan.dropped)
+        if plan.dropped:
+            with self._count_lock:  # ingest may run in several threads
+                self.records_dropped += sum(d.rows for d in plan.dropped)
         return contested
 
     def shared_target(self) -> str | None:
