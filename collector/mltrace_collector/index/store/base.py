@@ -185,9 +185,11 @@ class Store(ABC):
             return
         try:
             with self._transaction() as cur:
+                dropped = []
                 if plan.indexed or plan.unowned:
-                    plan.dropped += recheck_owners(self._sql, cur, plan.indexed, plan.unowned)
+                    dropped = recheck_owners(self._sql, cur, plan.indexed, plan.unowned)
                 purge_superseded(self._sql, cur, [*plan.indexed, *starts])
+            plan.dropped += dropped  # committed: reported and counted
         except Exception as exc:  # the commit stands: say what may be left behind
             log.error(
                 "re-checking the records and start records of %d run ID(s) after a commit "
