@@ -44,6 +44,9 @@ LINEAGE_EDGE = "mltrace_lineage_edge"
 CHECK_FAILURES = "mltrace_check_failures"  # counter, owned by the checks feature
 LABEL_VALUES_DROPPED = "mltrace_label_values_dropped"  # counter
 INGEST_SPANS = "mltrace_ingest_spans"  # counter
+RECORDS_DROPPED = "mltrace_records_dropped"  # counter, label reason (DROP_REASONS)
+DROP_REASONS = ("duplicate_run",)
+"""``reason`` values of ``mltrace_records_dropped_total`` (bounded; all always exported)."""
 EXPORTER_LEADER = "mltrace_exporter_leader"
 
 QUANTILES = (0.5, 0.9, 0.99)

@@ -171,6 +171,7 @@ def q(ident: str) -> str:
 # -- metrics ----------------------------------------------------------------------------
 PER_REPLICA = (
     "mltrace_ingest_",
+    "mltrace_records_dropped_",
     "mltrace_forward_",
     "mltrace_receiver_",
     "mltrace_exporter_leader",

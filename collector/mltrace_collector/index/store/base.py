@@ -28,10 +28,12 @@ from mltrace_collector.index.store.cursor import Cursor, Row
 from mltrace_collector.index.store.identity import StoredRun
 from mltrace_collector.index.store.ingest_rows import Prepared, prepare
 from mltrace_collector.index.store.record_owners import recheck_owners, report_dropped
+from mltrace_collector.index.store.run_starts import purge_superseded
 from mltrace_collector.index.store.stitch_order import BEFORE_READER, reader_bounds
 from mltrace_collector.index.store.writes import (
     RUN_COLUMNS,
     KnownArtifacts,
+    WritePlan,
     plan_write,
     write_plan,
 )
@@ -87,6 +89,10 @@ class Store(ABC):
         self._closed = False
         self._close_lock = threading.Lock()
         self._known = KnownArtifacts()
+        self._count_lock = threading.Lock()
+        self.records_dropped = 0
+        """Record rows this store object deleted because a duplicate run's record chunk
+        spans had written them (``record_owners``): ``mltrace_records_dropped_total``."""
 
     # -- backend hooks ------------------------------------------------------------------
     @abstractmethod
@@ -162,18 +168,35 @@ class Store(ABC):
         with self._transaction() as cur:
             written, contested = write_plan(self._sql, cur, plan, time.time_ns())
         self._known.committed(written)  # after the commit: a rolled-back row is not known
-        if self.concurrent_writers and (plan.indexed or plan.unowned):
-            try:
-                with self._transaction() as cur:
-                    plan.dropped += recheck_owners(self._sql, cur, plan.indexed, plan.unowned)
-            except Exception as exc:  # the commit stands: say what may be left behind
-                log.error(
-                    "re-checking which span owns the records of %d run ID(s) failed (%s): "
-                    "records of a duplicate run written concurrently may remain under them",
-                    len(set(plan.indexed) | set(plan.unowned)), exc,
-                )  # fmt: skip
+        if self.concurrent_writers:
+            self._recheck(plan)
         report_dropped(plan.dropped)
+        if plan.dropped:
+            with self._count_lock:  # ingest may run in several threads
+                self.records_dropped += sum(d.rows for d in plan.dropped)
         return contested
+
+    def _recheck(self, plan: WritePlan) -> None:
+        """After a commit where writers commit concurrently: what a concurrent commit may
+        have left, in a transaction of its own (``record_owners.recheck_owners``,
+        ``run_starts.purge_superseded``)."""
+        starts = [row[0] for row in plan.batch.starts]
+        if not (plan.indexed or plan.unowned or starts):
+            return
+        try:
+            with self._transaction() as cur:
+                dropped = []
+                if plan.indexed or plan.unowned:
+                    dropped = recheck_owners(self._sql, cur, plan.indexed, plan.unowned)
+                purge_superseded(self._sql, cur, [*plan.indexed, *starts])
+            plan.dropped += dropped  # committed: reported and counted
+        except Exception as exc:  # the commit stands: say what may be left behind
+            log.error(
+                "re-checking the records and start records of %d run ID(s) after a commit "
+                "failed (%s): records of a duplicate run, or start records of runs now "
+                "stored (never shown), written concurrently may remain",
+                len(set(plan.indexed) | set(plan.unowned) | set(starts)), exc,
+            )  # fmt: skip
 
     def shared_target(self) -> str | None:
         """What another process passes to ``open_store`` to write this same index (the

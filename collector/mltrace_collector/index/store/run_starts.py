@@ -5,7 +5,9 @@ a process killed by SIGKILL or the OOM killer still leaves its run in the index.
 records live in ``run_starts`` (migration 0006), apart from ``runs``: the run's own span is
 written exactly as any other and supersedes its start record whatever the arrival order:
 
-* start record, then run span: the run span's commit deletes the start row;
+* start record, then run span: the run span's commit deletes the start row (both
+  committed at the same time on PostgreSQL: the one committing last deletes it after its
+  commit, :func:`purge_superseded`);
 * run span, then start record (or a start record retried late): the insert is skipped
   because the run is stored (and readers skip a start row whose run is stored anyway,
   which covers two PostgreSQL transactions committing both at once);
@@ -119,6 +121,35 @@ def write_starts(
         chunk = list(run_ids[i : i + _DELETE_CHUNK])
         marks = ", ".join("?" * len(chunk))
         cur.execute(sql(f"DELETE FROM run_starts WHERE run_id IN ({marks})"), chunk)
+
+
+def purge_superseded(sql: Callable[[str], str], cur: Cursor, run_ids: Sequence[str]) -> int:
+    """Delete the start rows of ``run_ids`` whose run is stored; returns how many.
+
+    After a commit, in a transaction of its own, where writers commit concurrently
+    (PostgreSQL, READ COMMITTED): a start record and its run span committed at the same
+    time each miss the other's row (the insert's ``NOT EXISTS``, :func:`write_starts`'
+    delete), which leaves a superseded start row. Readers skip it (``_OPEN``), but nothing
+    would ever delete it. Whichever of the two commits last sees the other's row here."""
+    if not run_ids:
+        return 0
+    cur.execute("SELECT run_id FROM run_starts LIMIT 1")
+    if not cur.fetchall():  # nothing announced (the common case without start records)
+        return 0
+    gone = 0
+    ids = sorted(set(run_ids))  # key order: no deadlock between replicas
+    for i in range(0, len(ids), _DELETE_CHUNK):
+        chunk = ids[i : i + _DELETE_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        cur.execute(
+            sql(
+                f"DELETE FROM run_starts WHERE run_id IN ({marks}) "
+                "AND EXISTS (SELECT 1 FROM runs r WHERE r.run_id = run_starts.run_id)"
+            ),
+            chunk,
+        )
+        gone += max(cur.rowcount, 0)
+    return gone
 
 
 # -- reads -----------------------------------------------------------------------------------

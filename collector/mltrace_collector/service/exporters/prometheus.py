@@ -4,8 +4,9 @@ One ``prometheus_client`` custom collector: every scrape folds the newly ingeste
 into :class:`~mltrace_collector.service.exporters.metric_state.StoreAggregates` and yields one
 MetricFamily per metric — never one ``observe()`` per value. Store-derived series are
 exported by the leader only (:mod:`~mltrace_collector.service.exporters.leader`); per-replica
-series (``mltrace_ingest_spans_total``, ``mltrace_exporter_leader``) by every replica. A
-failure while building one metric is logged and that metric skipped: a scrape never fails.
+series (``mltrace_ingest_spans_total``, ``mltrace_records_dropped_total``,
+``mltrace_exporter_leader``) by every replica. A failure while building one metric is
+logged and that metric skipped: a scrape never fails.
 The route sits behind the listener's bearer auth and negotiates OpenMetrics (with
 exemplars carrying ``trace_id``/``span_id``) or the classic text format.
 
@@ -261,7 +262,15 @@ class MetricsExporter:
             md.EXPORTER_LEADER, "1 on the replica that exports the store-derived series."
         )
         lead.add_metric([], 1.0 if leader else 0.0)
-        return [spans, lead]
+        dropped = CounterMetricFamily(
+            md.RECORDS_DROPPED,
+            "Record rows deleted by this replica's commits, by reason; duplicate_run: records "
+            "a duplicate run's record chunk spans wrote before the run ID's span was indexed.",
+            labels=["reason"],
+        )
+        for reason in md.DROP_REASONS:
+            dropped.add_metric([reason], stats.get(f"records_dropped_{reason}", 0))
+        return [spans, lead, dropped]
 
     def _drift_of(self, state: OutputState) -> dict[str, float | None]:
         try:

@@ -133,8 +133,9 @@ Ready = tuple[int, Decoded | None, str | None, Prepared | None]
 def _commit_loop(conn: Connection, store: Store, ready: queue.Queue[Ready | None]) -> None:
     """A worker's writer thread: commit everything decoded so far in one transaction (one
     by one if that fails: ``isolation.commit_each``), then answer ``(replies, (wall_s,
-    cpu_s) of the commits or None)``. Requests decoded while it commits (or waits for the
-    writers' lock) form the next group."""
+    cpu_s, records dropped) of the commits or None)``; records dropped: rows of duplicate
+    runs the commits deleted (``Store.records_dropped``), counted by the collector. Requests
+    decoded while it commits (or waits for the writers' lock) form the next group."""
     while True:
         group = [ready.get()]
         while len(group) < MAX_GROUP_REQUESTS and group[-1] is not None:
@@ -149,11 +150,13 @@ def _commit_loop(conn: Connection, store: Store, ready: queue.Queue[Ready | None
         results: dict[int, CommitResult] = {}
         if writing:
             wall, cpu = time.perf_counter(), time.thread_time()
+            dropped = store.records_dropped
             rows = [item[3] for item in writing if item[3] is not None]
             results = dict(
                 zip([item[0] for item in writing], commit_each(store, rows), strict=True)
             )
-            commit = (time.perf_counter() - wall, time.thread_time() - cpu)
+            dropped = store.records_dropped - dropped
+            commit = (time.perf_counter() - wall, time.thread_time() - cpu, dropped)
         for task_id, decoded, error, task_rows in items:
             result = results.get(task_id)
             if isinstance(result, Exception):
@@ -238,10 +241,14 @@ class _Worker:
 class IngestWorkers:
     """``workers`` ingest processes writing to ``target`` (spawned, not forked: the
     collector runs gRPC and HTTP threads that a fork would copy mid-flight).
-    ``on_commit(wall_s, cpu_s)`` is called for each group commit a worker made."""
+    ``on_commit(wall_s, cpu_s, records_dropped)`` is called for each group commit a worker
+    made (records dropped: ``Store.records_dropped`` in the worker, for that commit)."""
 
     def __init__(
-        self, workers: int, target: str, on_commit: Callable[[float, float], None] | None = None
+        self,
+        workers: int,
+        target: str,
+        on_commit: Callable[[float, float, int], None] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"ingest workers must be >= 1, got {workers}")

@@ -83,7 +83,11 @@ class IngestPipeline:
             "commits": 0,
             "writer_busy_s": 0.0,
             "writer_cpu_s": 0.0,
+            "records_dropped_duplicate_run": 0,
         }
+        # records_dropped_duplicate_run: record rows of a duplicate run's early record chunk
+        # spans deleted when the run ID's span was indexed (store.record_owners), by this
+        # process's writer or a worker: mltrace_records_dropped_total{reason="duplicate_run"}.
         self._stats_lock = threading.Lock()
         self._workers: IngestWorkers | None = None
         target = store.shared_target()
@@ -145,11 +149,12 @@ class IngestPipeline:
             decoded.runs = reject_unstored(decoded.batch, decoded.rows, stored, decoded.runs)
         return decoded
 
-    def _count_commit(self, wall_s: float, cpu_s: float) -> None:
+    def _count_commit(self, wall_s: float, cpu_s: float, dropped: int = 0) -> None:
         with self._stats_lock:
             self.stats["commits"] += 1
             self.stats["writer_busy_s"] += wall_s
             self.stats["writer_cpu_s"] += cpu_s
+            self.stats["records_dropped_duplicate_run"] += dropped
 
     def _write_loop(self) -> None:
         while True:
@@ -175,8 +180,10 @@ class IngestPipeline:
 
     def _commit(self, group: list[_Pending]) -> None:
         wall, cpu = time.perf_counter(), time.thread_time()
+        dropped = self.store.records_dropped  # only this thread ingests into self.store
         results = commit_each(self.store, [pending.rows for pending in group])
-        self._count_commit(time.perf_counter() - wall, time.thread_time() - cpu)
+        dropped = self.store.records_dropped - dropped
+        self._count_commit(time.perf_counter() - wall, time.thread_time() - cpu, dropped)
         for pending, result in zip(group, results, strict=True):
             if isinstance(result, Exception):
                 pending.done.set_exception(failure(result))
