@@ -165,15 +165,16 @@ class DeliveryOutcomes:
         for payload, n in self._encoded(spans):
             self._to_spool(payload, n)
 
-    def _to_spool(self, payload: bytes, n: int, count: bool = True) -> None:
+    def _to_spool(self, payload: bytes, n: int, count: bool = True, replacing: int = 0) -> None:
         """Keep a request in the spool, or count its spans dropped; ``count``: add them to
-        ``spooled`` (not for pieces of a request that was spooled already)."""
+        ``spooled`` (not for pieces of a request that was spooled already); ``replacing``:
+        bytes of the spool file these pieces replace (``Spool.put``)."""
         spool = self._spool
         if spool is None or not spool.enabled:
             self.counters.drop(n, "not sent, and the spool is off (MLTRACE_SPOOL_MAX_BYTES=0)")
             return
         try:
-            stored = spool.put(payload, n)
+            stored = spool.put(payload, n, replacing)
         except OSError as exc:
             reason = f"spool directory {spool.directory} unusable ({exc.strerror or exc})"
             self.counters.drop(n, reason)

@@ -266,9 +266,12 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
                     return
                 # sent, settled or split: what the collector did not take yet is kept as
                 # new files before this one goes (a crash in between sends it twice, as a
-                # crash between a send and its unlink always could; never loses it)
+                # crash between a send and its unlink always could; never loses it). They
+                # take the place of this file in the spool's cap: counted on top of it, a
+                # spool more than half full dropped them and then removed the file
+                replacing = max(len(batch.payload), sum(len(piece) for piece, _ in left))
                 for piece, k in left:
-                    self._to_spool(piece, k, count=False)
+                    self._to_spool(piece, k, count=False, replacing=replacing)
                 batch.done()
                 if left:
                     return
