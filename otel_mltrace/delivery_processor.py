@@ -126,6 +126,7 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
         self._flush_asked = self._flush_done = 0
         self._queued = self._settled = self._flush_target = 0
         self.counters = DeliveryCounters()
+        self._size_limit.after_fork()
         if self._spool is not None:
             self._spool.after_fork()
         if self._index is not None:

@@ -1,11 +1,13 @@
-"""A spooled request split on replay never loses what the collector did not take.
+"""Splitting for a collector's body limit loses nothing on replay or in a forked child.
 
 When the collector refuses a spooled request as too large and then stops answering
 part-way through its pieces (a restart), the pieces it did not take are written back to
 the spool before the original file goes. The original still sat in the spool while they
 were written, so on a spool more than half full the pieces counted twice against
 ``MLTRACE_SPOOL_MAX_BYTES``: they were dropped as "spool full" and the original deleted —
-spans lost that were safe on disk. Real components: ``otel-mltrace serve`` children.
+spans lost that were safe on disk. And a child forked while the parent's worker held the
+learned limit's lock kept it locked: its first refusal hung its worker. Real components:
+``otel-mltrace serve`` children.
 """
 
 from __future__ import annotations
@@ -81,3 +83,34 @@ def test_pieces_of_a_spooled_request_are_kept_when_the_collector_stops_mid_split
         back = mlt.shutdown(timeout_s=60)
         assert back and back.dropped == 0 and back.pending_in_spool == 0, back
         assert runs_in(tmp_path / "c.db") == 200
+
+
+def _child_runs(n: int) -> None:
+    _runs(n)  # no flush: the child ends with os._exit, like every multiprocessing child
+
+
+def test_a_child_forked_while_the_limit_is_being_learned_still_splits(tmp_path: Path) -> None:
+    """The learned limit's lock, held by the parent's worker at the moment of a fork, stayed
+    held in the child forever: the child's first refusal hung its worker, and its runs were
+    lost at exit. The child gets its own lock (as the spool's)."""
+    import multiprocessing
+
+    from otel_mltrace.delivery_processor import DeliveringProcessor
+    from otel_mltrace.provider import _switch
+
+    serve = ServeProcess.start(str(tmp_path / "c.db"), tmp_path / "serve.log",
+                               env={"MLTRACE_MAX_BODY_BYTES": str(LIMIT)})  # fmt: skip
+    try:
+        mlt.configure(endpoint=serve.grpc_url, spool_dir=str(tmp_path / "spool"))
+        proc = _switch.delegate
+        assert isinstance(proc, DeliveringProcessor)
+        with proc._size_limit._lock:  # as the worker inside refused() when the fork comes
+            child = multiprocessing.get_context("fork").Process(target=_child_runs, args=(60,))
+            child.start()
+        child.join(60)
+        assert child.exitcode == 0
+        report = mlt.shutdown(timeout_s=30)
+        assert report.dropped == 0, report
+        assert runs_in(tmp_path / "c.db") == 60  # the child's, split to fit
+    finally:
+        serve.terminate()
