@@ -110,8 +110,8 @@ class DeliveryOutcomes:
         try:
             # cut to the limit learned just now (not refused once per halving), at least
             # in halves (the learned limit has a floor)
-            pieces = self._fit(payload, n) if n != 1 else [(payload, 1)]
-            if len(pieces) == 1 and n != 1:
+            pieces = self._fit(payload, n)
+            if len(pieces) == 1:  # read even at one span: a damaged file is not "a span"
                 pieces = split_request(payload)
         except Exception:  # not a request we can read (a damaged spool file): no halves
             self._reject(n, message, "too large for the collector, and not a readable OTLP "

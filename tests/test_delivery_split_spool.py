@@ -114,3 +114,26 @@ def test_a_child_forked_while_the_limit_is_being_learned_still_splits(tmp_path: 
         assert runs_in(tmp_path / "c.db") == 60  # the child's, split to fit
     finally:
         serve.terminate()
+
+
+def test_an_unreadable_one_span_spool_file_is_not_called_a_span(tmp_path: Path) -> None:
+    """A damaged spool file named as one span, refused as too large, was dropped as "a
+    single span larger than its limit" (raise the limit: no help); it is an unreadable file."""
+    from otel_mltrace.spool import Spool
+
+    serve = ServeProcess.start(str(tmp_path / "c.db"), tmp_path / "serve.log",
+                               env={"MLTRACE_MAX_BODY_BYTES": str(LIMIT)})  # fmt: skip
+    try:
+        spool = Spool.for_endpoint(
+            str(tmp_path / "spool"), serve.http_url, "http/protobuf", 1 << 20
+        )
+        assert spool.put(b"\xff" * (4 * LIMIT), spans=1)
+        mlt.configure(endpoint=serve.http_url, protocol="http/protobuf",
+                      spool_dir=str(tmp_path / "spool"))  # fmt: skip
+        report = mlt.shutdown(timeout_s=60)
+        assert (report.dropped, report.pending_in_spool) == (1, 0), report
+        assert report.dropped_reasons == {
+            "too large for the collector, and not a readable OTLP request to split": 1
+        }
+    finally:
+        serve.terminate()
