@@ -110,8 +110,8 @@ class DeliveryOutcomes:
         try:
             # cut to the limit learned just now (not refused once per halving), at least
             # in halves (the learned limit has a floor)
-            pieces = self._fit(payload, n) if n != 1 else [(payload, 1)]
-            if len(pieces) == 1 and n != 1:
+            pieces = self._fit(payload, n)
+            if len(pieces) == 1:  # read even at one span: a damaged file is not "a span"
                 pieces = split_request(payload)
         except Exception:  # not a request we can read (a damaged spool file): no halves
             self._reject(n, message, "too large for the collector, and not a readable OTLP "
@@ -165,15 +165,16 @@ class DeliveryOutcomes:
         for payload, n in self._encoded(spans):
             self._to_spool(payload, n)
 
-    def _to_spool(self, payload: bytes, n: int, count: bool = True) -> None:
+    def _to_spool(self, payload: bytes, n: int, count: bool = True, replacing: int = 0) -> None:
         """Keep a request in the spool, or count its spans dropped; ``count``: add them to
-        ``spooled`` (not for pieces of a request that was spooled already)."""
+        ``spooled`` (not for pieces of a request that was spooled already); ``replacing``:
+        bytes of the spool file these pieces replace (``Spool.put``)."""
         spool = self._spool
         if spool is None or not spool.enabled:
             self.counters.drop(n, "not sent, and the spool is off (MLTRACE_SPOOL_MAX_BYTES=0)")
             return
         try:
-            stored = spool.put(payload, n)
+            stored = spool.put(payload, n, replacing)
         except OSError as exc:
             reason = f"spool directory {spool.directory} unusable ({exc.strerror or exc})"
             self.counters.drop(n, reason)

@@ -126,6 +126,7 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
         self._flush_asked = self._flush_done = 0
         self._queued = self._settled = self._flush_target = 0
         self.counters = DeliveryCounters()
+        self._size_limit.after_fork()
         if self._spool is not None:
             self._spool.after_fork()
         if self._index is not None:
@@ -266,9 +267,12 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
                     return
                 # sent, settled or split: what the collector did not take yet is kept as
                 # new files before this one goes (a crash in between sends it twice, as a
-                # crash between a send and its unlink always could; never loses it)
+                # crash between a send and its unlink always could; never loses it). They
+                # take the place of this file in the spool's cap: counted on top of it, a
+                # spool more than half full dropped them and then removed the file
+                replacing = max(len(batch.payload), sum(len(piece) for piece, _ in left))
                 for piece, k in left:
-                    self._to_spool(piece, k, count=False)
+                    self._to_spool(piece, k, count=False, replacing=replacing)
                 batch.done()
                 if left:
                     return

@@ -62,6 +62,11 @@ class SizeLimit:
         self.named: int | None = None
         """The limit a refusal named, if any (for the messages)."""
 
+    def after_fork(self) -> None:
+        """In a forked child: a lock the parent's worker held at the fork stays held (what
+        was learned is kept: the child sends to the same collector)."""
+        self._lock = threading.Lock()
+
     def refused(self, size: int, named: int | None = None) -> None:
         """A request of ``size`` bytes was refused as too large (``named``: the limit its
         answer gave)."""

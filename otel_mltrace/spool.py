@@ -149,15 +149,19 @@ class Spool:
         with self._lock:
             return sum(spans for _, spans in self._files_at.values()), self._bytes
 
-    def put(self, payload: bytes, spans: int) -> bool:
-        """Write one request durably; False (nothing written) when it would pass the cap."""
+    def put(self, payload: bytes, spans: int, replacing: int = 0) -> bool:
+        """Write one request durably; False (nothing written) when it would pass the cap.
+
+        ``replacing``: bytes of spool files about to be removed because this one (and its
+        siblings) replace them -- the pieces of a file split on replay, written while the
+        file is still there -- not counted against the cap."""
         with self._put_lock:
             if not self.enabled:
                 return False
             at = self._scanned_at
             if at is None or time.monotonic() - at >= RESCAN_S:
                 self._rescan()
-            if self._bytes + len(payload) > self.max_bytes:
+            if self._bytes - replacing + len(payload) > self.max_bytes:
                 return False
             name = self._write(payload, spans)
             with self._lock:
