@@ -358,7 +358,11 @@ class DeliveringProcessor(SpanProcessor, DeliveryOutcomes):
             if self._index is not None:
                 self.counters.drop(len(left), "index write did not finish before shutdown")
             else:
-                self._spool_all(left)
+                try:
+                    self._spool_all(left)
+                except Exception:  # export problems never reach shutdown()'s caller
+                    log.debug("spooling the spans left at shutdown failed", exc_info=True)
+                    self.counters.drop(len(left), "could not be encoded")
         report = self.report()
         if not self._thread.is_alive():  # else the worker still uses them; exit frees them
             try:
