@@ -30,6 +30,13 @@ BEFORE_READER = "({p}.start_ns < ? OR ({p}.start_ns = ? AND {p}.run_id < ?))"
 after the end bound."""
 
 
+WRITER_BEFORE_READER = (
+    "({p}.start_ns < {r}.start_ns OR ({p}.start_ns = {r}.start_ns AND {p}.run_id < {r}.run_id))"
+)
+"""Writer alias ``{p}`` comes before reader alias ``{r}`` (both ``runs`` rows): the same
+order as :data:`BEFORE_READER`, for a join over many readers at once (component edges)."""
+
+
 def reader_bounds(start_ns: int | None, reader: str | None) -> tuple[int, int, int, str]:
     """Parameters ``(end bound, start bound, start bound, reader ID)`` for
     ``{p}.end_ns <= ? AND`` :data:`BEFORE_READER`: ended by ``start_ns`` and before
