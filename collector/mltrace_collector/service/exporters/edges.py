@@ -21,23 +21,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mltrace_collector.index.store.base import Store
-from mltrace_collector.index.store.stitch_order import WRITER_BEFORE_READER
+from mltrace_collector.index.store.stitch_order import WRITER_BEFORE_READER, byte_order
 from otel_mltrace.metricdefs import LabelGuard
 
 CHUNK = 500
-_BEFORE = WRITER_BEFORE_READER.format(p="p", r="c")
 
 _SELECT = "SELECT DISTINCT p.component AS source, c.component AS target FROM runs c "
 _EXACT = (
     "JOIN run_io i ON i.run_id = c.run_id AND i.direction = 'in' AND i.versioned = 1 "
     "JOIN run_io o ON o.artifact_id = i.artifact_id AND o.direction = 'out' "
-    f"JOIN runs p ON p.run_id = o.run_id WHERE p.component <> c.component AND {_BEFORE} AND "
+    "JOIN runs p ON p.run_id = o.run_id WHERE p.component <> c.component AND {before} AND "
 )
 _BY_URI = (
     "JOIN run_io i ON i.run_id = c.run_id AND i.direction = 'in' AND i.versioned = 0 "
     "JOIN run_io o ON o.uri = i.uri AND o.direction = 'out' "
     "JOIN runs p ON p.run_id = o.run_id WHERE p.component <> c.component "
-    f"AND p.end_ns <= c.start_ns AND {_BEFORE} AND "
+    "AND p.end_ns <= c.start_ns AND {before} AND "
 )
 
 
@@ -48,13 +47,16 @@ class EdgeIndex:
         self.store = store
         self.guard = guard
         self.edges: set[tuple[str, str]] = set()
+        before = WRITER_BEFORE_READER.format(p="p", r="c", c=byte_order(store.backend))
+        self._exact = _EXACT.format(before=before)
+        self._by_uri = _BY_URI.format(before=before)
 
     def add_runs(self, run_ids: Sequence[str]) -> None:
         """Add every edge in which one of ``run_ids`` is the reader or the writer."""
         for i in range(0, len(run_ids), CHUNK):
             part = list(run_ids[i : i + CHUNK])
             marks = ", ".join("?" * len(part))
-            for join in (_EXACT, _BY_URI):
+            for join in (self._exact, self._by_uri):
                 for side in ("c", "p"):
                     sql = f"{_SELECT}{join}{side}.run_id IN ({marks})"
                     for row in self.store.query(sql, part):
