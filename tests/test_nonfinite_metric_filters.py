@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,40 @@ def test_query_api_filters_nonfinite_metrics_on_both_backends(target: str) -> No
     assert ids(sort="metrics.loss desc") == ["r2", "r1", "r3"]
     shown = {r.run_id: r.metrics for r in idx.runs("train")}
     assert shown["r2"] == {"acc": "NaN", "loss": "Infinity"}
+
+
+def test_text_that_looks_like_nan_inside_a_string_breaks_nothing(target: str) -> None:
+    """The rewrite of bare NaN / ±Infinity must leave strings alone. A param holding a
+    config as JSON text (``json.dumps`` writes a NaN as ``NaN``), or any text with
+    ``: NaN,`` in it, was rewritten quotes and all into malformed JSON: every params or
+    metrics filter and sort of the component failed ('malformed JSON' on SQLite, 'invalid
+    input syntax for type json' on PostgreSQL)."""
+    config = json.dumps({"lr": math.nan, "clip": math.inf, "x": 1})  # '{"lr": NaN, ...}'
+    odd = {"config": config, "note": "x: NaN, y: Infinity}", "slash": "a\\"}
+    store = open_store(target)
+    try:
+        store.ingest(
+            [
+                replace(_run("r1", 10, {"acc": 0.9}), params={"model": "rf", **odd}),
+                replace(
+                    _run("r2", 20, {'k": -Infinity, x': 0.5, "acc": 0.1}), params={"model": "lr"}
+                ),
+                replace(_run("r3", 30, {"acc": math.nan}), params={"model": "svm"}),
+            ]
+        )
+    finally:
+        store.close()
+    idx = query.connect(db=target)
+
+    def ids(**kw: object) -> list[str]:
+        return [r.run_id for r in idx.runs("train", **kw)]  # type: ignore[arg-type]
+
+    assert ids(where=["params.model = rf"]) == ["r1"]
+    assert ids(where=["params.note = x: NaN, y: Infinity}"]) == ["r1"]
+    assert ids(where=[f"params.config = {config}"]) == ["r1"]
+    assert ids(where=["params.slash = a\\"]) == ["r1"]
+    assert ids(where=["metrics.acc > 0.5"]) == ["r1"]
+    assert ids(sort="metrics.acc desc") == ["r1", "r2", "r3"]
+    with pytest.raises(ValueError, match="params there are: config, model, note, slash"):
+        idx.runs("train", where=["params.modle = rf"])
+    assert {r.run_id: r.params.get("config") for r in idx.runs("train")}["r1"] == config

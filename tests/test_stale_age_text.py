@@ -73,3 +73,18 @@ def test_an_overwritten_unversioned_input_reads_plainly(tmp_path: Path) -> None:
         + row["reasons"][0].rsplit(" at ", 1)[1]
     ]
     assert "(an unversioned write)" not in row["why"]
+
+
+def test_an_age_just_under_a_thousand_days_is_not_in_exponent_notation(tmp_path: Path) -> None:
+    """`--older-than 23990h` (999.6 days) read "older than 1e+03 days"."""
+    db = str(tmp_path / "index.db")
+    mlt.configure(service_name="ages", index=db)
+    try:
+        with mlt.run("ingest", inputs=["s3://lake/wine.parquet@v:1"]) as run:
+            run.add_output("mem://raw/wine")
+        assert mlt.flush(30)
+    finally:
+        mlt.shutdown()
+    result = CliRunner().invoke(main, ["--db", db, "stale", "--older-than", "23990h"])
+    assert result.exit_code == 0, result.output
+    assert "older than 1000 days" in " ".join(result.output.split()), result.output

@@ -20,10 +20,23 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mltrace_collector.index.queries.query_host import QueryHost
 
-__all__ = ["json_column", "unknown_names", "unknown_names_message"]
+__all__ = ["escapes_spelt_out", "json_column", "unknown_names", "unknown_names_message"]
 
 SHOWN_NAMES = 30
 _NON_FINITE = ("NaN", "Infinity", "-Infinity")
+
+
+def escapes_spelt_out(column: str) -> str:
+    """SQL for ``column`` (JSON text) with every ``\\\\`` and ``\\"`` inside strings
+    written as ``\\u005c`` / ``\\u0022`` — the same JSON values — so that the ``"`` left
+    are the strings' own delimiters and a rewrite of ``": NaN`` can only meet a value.
+
+    Without it a string holding that text (a param ``json.dumps({"lr": nan, "x": 1})``,
+    stored as ``"{\\"lr\\": NaN, …}"``) was rewritten too, quotes and all, into malformed
+    JSON, and every params / metrics filter failed on both dialects. Replacing ``\\\\``
+    first, left to right, pairs backslashes as a JSON parser does.
+    """
+    return f"replace(replace({column}, '\\\\', '\\u005c'), '\\\"', '\\u0022')"
 
 
 def json_column(column: str) -> str:
@@ -33,14 +46,15 @@ def json_column(column: str) -> str:
     (``log_metric("loss", float("nan"))`` is recorded, as MLflow does), which SQLite and
     PostgreSQL reject: one such run made every ``metrics.*`` filter and sort fail. The
     columns are flat objects written with ``": "`` between key and value, so the bare
-    tokens are exactly ``": NaN,"`` or ``": NaN}"``; quoted, they become strings that
-    ``=`` matches as text and ``<``/``>`` never match (like SQL NULL), as the answers spell
-    them. Only these constants enter the SQL text.
+    tokens are exactly ``": NaN,"`` or ``": NaN}"`` once the escapes inside strings are
+    spelt out (:func:`escapes_spelt_out`); quoted, they become strings that ``=`` matches
+    as text and ``<``/``>`` never match (like SQL NULL), as the answers spell them. Only
+    these constants enter the SQL text.
     """
-    expr = column
+    expr = escapes_spelt_out(column)
     for token in _NON_FINITE:
         for end in (",", "}"):
-            expr = f"replace({expr}, ': {token}{end}', ': \"{token}\"{end}')"
+            expr = f"replace({expr}, '\": {token}{end}', '\": \"{token}\"{end}')"
     return expr
 
 

@@ -186,7 +186,8 @@ class _Sql:
     ±9e999 on SQLite (read as ±inf) and the strings "Infinity" / "-Infinity" on PostgreSQL
     (``jsonb`` numbers are decimals; the cast to double precision reads them as ±inf).
     ``ingest_rows.dumps_sorted`` writes every value after ``": "``, which is what is
-    matched (a metric *name* ending in ``": NaN`` would be rewritten too, harmlessly).
+    matched once the escapes inside strings are spelt out (``run_fields.escapes_spelt_out``:
+    a metric name holding ``": Infinity`` is left alone).
     """
 
     def __init__(self, store: Store) -> None:
@@ -198,7 +199,7 @@ class _Sql:
             return f"({quoted})::jsonb" if self.pg else quoted
         inf = ("'\"Infinity\"'", "'\"-Infinity\"'") if self.pg else ("'9e999'", "'-9e999'")
         text = (
-            f"replace(replace(replace({col}, '\": NaN', '\": null'), "
+            f"replace(replace(replace({run_fields.escapes_spelt_out(col)}, '\": NaN', '\": null'), "
             f"'\": -Infinity', '\": ' || {inf[1]}), '\": Infinity', '\": ' || {inf[0]})"
         )
         return f"({text})::jsonb" if self.pg else text

@@ -186,7 +186,8 @@ def age_text(seconds: float) -> str:
     for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0), ("s", 0.0)):
         if seconds >= size:
             value = seconds / size if size else seconds
-            text = f"{value:.3g}" if value < 1000 else f"{value:.0f}"
+            # .3g would write 999.5 to 999.99 as "1e+03"
+            text = f"{value:.3g}" if value < 999.5 else f"{value:.0f}"
             return f"{text} {'day' if unit == 'days' and text == '1' else unit}"
     return f"{seconds:.3g} s"  # negative (clock skew)
 

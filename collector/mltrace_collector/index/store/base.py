@@ -29,7 +29,7 @@ from mltrace_collector.index.store.identity import StoredRun
 from mltrace_collector.index.store.ingest_rows import Prepared, prepare
 from mltrace_collector.index.store.record_owners import recheck_owners, report_dropped
 from mltrace_collector.index.store.run_starts import purge_superseded
-from mltrace_collector.index.store.stitch_order import BEFORE_READER, reader_bounds
+from mltrace_collector.index.store.stitch_order import BEFORE_READER, byte_order, reader_bounds
 from mltrace_collector.index.store.writes import (
     RUN_COLUMNS,
     KnownArtifacts,
@@ -253,8 +253,8 @@ class Store(ABC):
     def producers_exact(self, artifact_id: str) -> list[Row]:
         rows = self.query(
             f"SELECT {_R} FROM run_io io JOIN runs r ON r.run_id = io.run_id "
-            "WHERE io.artifact_id = ? AND io.direction = 'out' "
-            "ORDER BY r.end_ns DESC, r.run_id DESC",  # the same tie-break as by URI
+            "WHERE io.artifact_id = ? AND io.direction = 'out' "  # the same tie-break as by URI
+            f"ORDER BY r.end_ns DESC, r.run_id{byte_order(self.backend)} DESC",
             (artifact_id,),
         )
         return [_run_row(r) for r in rows]
@@ -264,10 +264,12 @@ class Store(ABC):
     ) -> Row | None:
         """The run that last wrote ``uri`` (any version), ended by ``before_ns`` and comes
         before ``reader`` (``stitch_order``: never ``reader`` itself, no cycle)."""
+        c = byte_order(self.backend)
         rows = self.query(
             f"SELECT {_R} FROM run_io io JOIN runs r ON r.run_id = io.run_id "
             "WHERE io.uri = ? AND io.direction = 'out' AND r.end_ns <= ? "
-            f"AND {BEFORE_READER.format(p='r')} ORDER BY r.end_ns DESC, r.run_id DESC LIMIT 1",
+            f"AND {BEFORE_READER.format(p='r', c=c)} ORDER BY r.end_ns DESC, r.run_id{c} DESC "
+            "LIMIT 1",
             (uri, *reader_bounds(before_ns, reader)),
         )
         return _run_row(rows[0]) if rows else None

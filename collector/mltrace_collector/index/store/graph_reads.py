@@ -26,7 +26,12 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mltrace_collector.index.model import split_artifact_id
-from mltrace_collector.index.store.stitch_order import BEFORE_READER, comes_before, reader_bounds
+from mltrace_collector.index.store.stitch_order import (
+    BEFORE_READER,
+    byte_order,
+    comes_before,
+    reader_bounds,
+)
 
 if TYPE_CHECKING:
     from mltrace_collector.index.store.cursor import Row
@@ -56,9 +61,10 @@ _UNVERSIONED_ONE = (
     f"SELECT CAST(? AS BIGINT) AS k, {_LEAN_R} FROM runs r WHERE r.run_id = ("
     "SELECT io.run_id FROM run_io io JOIN runs p ON p.run_id = io.run_id "
     "WHERE io.uri = ? AND io.direction = 'out' AND p.end_ns <= ? "
-    f"AND {BEFORE_READER.format(p='p')} "
-    "ORDER BY p.end_ns DESC, p.run_id DESC LIMIT 1)"
+    f"AND {BEFORE_READER.format(p='p', c='{c}')} "
+    "ORDER BY p.end_ns DESC, p.run_id{c} DESC LIMIT 1)"
 )
+"""One read's sub-select; ``{c}``: ``stitch_order.byte_order`` of the store."""
 _NO_READER = ""
 """Sorts "no reader" first."""
 
@@ -128,7 +134,8 @@ def inputs_with_producers(
             f"{_LEAN_R} FROM run_io i LEFT JOIN run_io o ON o.artifact_id = i.artifact_id "
             "AND o.direction = 'out' AND i.versioned = 1 LEFT JOIN runs r ON r.run_id = o.run_id "
             f"WHERE i.run_id IN ({_marks(len(chunk))}) AND i.direction = 'in' "
-            "ORDER BY i.run_id, i.artifact_id, r.end_ns DESC, r.run_id DESC",
+            f"ORDER BY i.run_id, i.artifact_id, r.end_ns DESC, r.run_id{byte_order(store.backend)} "
+            "DESC",
             chunk,
         )
         for row in rows:
@@ -196,7 +203,7 @@ def producers_exact_many(store: Store, artifact_ids: Iterable[str]) -> dict[str,
             f"SELECT io.artifact_id AS written_as, {_LEAN_R} FROM run_io io "
             "JOIN runs r ON r.run_id = io.run_id "
             f"WHERE io.artifact_id IN ({_marks(len(chunk))}) AND io.direction = 'out' "
-            "ORDER BY io.artifact_id, r.end_ns DESC, r.run_id DESC",
+            f"ORDER BY io.artifact_id, r.end_ns DESC, r.run_id{byte_order(store.backend)} DESC",
             chunk,
         )
         for row in rows:
@@ -216,7 +223,8 @@ def latest_producers_by_uri(store: Store, wanted: Iterable[Read]) -> dict[Read, 
     per_statement = MAX_PARAMS // 6  # 6 parameters per sub-select
     for start in range(0, len(pairs), per_statement):
         chunk = pairs[start : start + per_statement]
-        sql = " UNION ALL ".join([_UNVERSIONED_ONE] * len(chunk))
+        one = _UNVERSIONED_ONE.format(c=byte_order(store.backend))
+        sql = " UNION ALL ".join([one] * len(chunk))
         params: list[Any] = []
         for i, (uri, bound, reader) in enumerate(chunk):
             params += [i, uri, *reader_bounds(bound, reader)]

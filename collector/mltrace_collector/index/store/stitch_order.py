@@ -13,10 +13,15 @@ Both SQL dialects use :data:`BEFORE_READER` with the parameters of
 :func:`comes_before`. Without a start (``trace X`` of an artifact alone) every writer
 qualifies; without a reader, every writer that started by the start.
 
+Run IDs compare code point by code point everywhere: Python's ``<``, SQLite's ``BINARY``,
+and on PostgreSQL ``COLLATE "C"`` (:func:`byte_order`) — a database's own collation may be
+linguistic (``en_US.utf8``: ``a`` before ``B``), and SQL and Python disagreeing on which
+of two runs at one instant came first let them stitch to each other.
+
 Example::
 
     comes_before(writer["start_ns"], writer["run_id"], 1_000, "run-b")   # bool
-    sql = f"... WHERE p.end_ns <= ? AND {BEFORE_READER.format(p='p')} ..."
+    sql = f"... WHERE p.end_ns <= ? AND {BEFORE_READER.format(p='p', c=byte_order(backend))} ..."
     params = [..., *reader_bounds(1_000, "run-b")]
 """
 
@@ -25,9 +30,23 @@ from __future__ import annotations
 NO_BOUND = 2**62
 """A time after every run (no bound)."""
 
-BEFORE_READER = "({p}.start_ns < ? OR ({p}.start_ns = ? AND {p}.run_id < ?))"
+BEFORE_READER = "({p}.start_ns < ? OR ({p}.start_ns = ? AND {p}.run_id{c} < ?))"
 """Writer alias ``{p}`` comes before the reader; parameters from :func:`reader_bounds`
-after the end bound."""
+after the end bound; ``{c}``: :func:`byte_order`."""
+
+
+WRITER_BEFORE_READER = (
+    "({p}.start_ns < {r}.start_ns OR "
+    "({p}.start_ns = {r}.start_ns AND {p}.run_id{c} < {r}.run_id{c}))"
+)
+"""Writer alias ``{p}`` comes before reader alias ``{r}`` (both ``runs`` rows): the same
+order as :data:`BEFORE_READER`, for a join over many readers at once (component edges)."""
+
+
+def byte_order(backend: str) -> str:
+    """What follows a run ID in SQL so that it compares as Python's ``<`` does: ``COLLATE
+    "C"`` on PostgreSQL (``backend``: ``Store.backend``), nothing on SQLite (``BINARY``)."""
+    return ' COLLATE "C"' if backend == "postgres" else ""
 
 
 def reader_bounds(start_ns: int | None, reader: str | None) -> tuple[int, int, int, str]:

@@ -105,8 +105,9 @@ class ProducerCache:
                 if split_artifact_id(artifact)[1] is None:
                     continue
                 old = self._entries.pop(artifact, None)
-                if old is not None and old["end_ns"] > run.end_ns:
-                    self._entries[artifact] = old  # keep the newest producer
+                if old is not None and (old["end_ns"], old["run_id"]) > (run.end_ns, run.run_id):
+                    # keep the newest producer; on a tie the larger run ID, as the index does
+                    self._entries[artifact] = old
                     continue
                 row = {
                     "trace_id": run.trace_id,
