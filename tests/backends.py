@@ -28,7 +28,7 @@ except ModuleNotFoundError:  # repo root not on sys.path: pytest put tests/ ther
         postgres_url,
     )
 
-__all__ = ["backend_database", "lineage_store", "postgres_server", "postgres_url"]
+__all__ = ["backend_database", "lineage_store", "postgres_server", "postgres_url", "target"]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -63,3 +63,11 @@ def backend_database(request: pytest.FixtureRequest, sqlite_path: Path) -> Itera
         yield target
     finally:
         pg.drop_database(target.rsplit("/", 1)[1])
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty index of each backend, as what ``open_store`` / ``--db`` take: a
+    SQLite path, or a new database on the session's PostgreSQL server (dropped after)."""
+    with backend_database(request, tmp_path / "index.db") as database:
+        yield database

@@ -19,9 +19,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
 from contextlib import closing
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -39,8 +37,10 @@ from mltrace_collector.index.store.extras import record_sets_of
 from mltrace_collector.index.store.ingest_rows import Prepared, prepare
 from mltrace_collector.index.store.record_owners import UNKNOWN_OWNER
 from mltrace_collector.service.collector import Collector, CollectorSettings
+from tests.backends import target
 from tests.otlp_builders import chunk_span, request, run_span, send_http
-from tests.servers.postgres import PostgresServer
+
+__all__ = ["target"]  # fixture: a fresh index on SQLite and on PostgreSQL
 
 T0 = 1_700_000_000_000_000_000
 MODEL, OTHER = "s3://b/model@v:1", "s3://b/other@v:1"
@@ -86,18 +86,6 @@ def commit(store: Store, span: Span) -> int:
 
 def dump(store: Store, table: str) -> list[str]:
     return sorted(json.dumps(r, sort_keys=True) for r in store.query(f"SELECT * FROM {table}"))  # noqa: S608 - ours
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh index: a SQLite file or a database on the session's PostgreSQL server."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "index.db")
-        return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    url = server.create_database()
-    yield url
-    server.drop_database(url.rsplit("/", 1)[1])
 
 
 ORDERS = list(itertools.permutations(["chunk A", "span A", "chunk B", "span B"]))

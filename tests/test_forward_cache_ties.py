@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from mltrace_collector.index.model import RunRecord
 from mltrace_collector.index.queries.lineage_queries import LineageQueries
 from mltrace_collector.index.store import open_store
 from mltrace_collector.service.exporters.forward_links import ProducerCache
-from tests.test_stitching_acyclic import S, T, cli, database, ingest, otlp
+from tests.test_stitching_acyclic import S, T, cli, database, ingest, otlp, stored_record
 
 __all__ = ["database"]  # fixture
 
@@ -34,20 +33,7 @@ def test_cache_breaks_end_ties_like_the_index(database: str, order: tuple[str, s
     try:
         rows = {run_id: store.get_run(run_id) for run_id in RUNS}
         seen = [
-            RunRecord(
-                run_id=run_id,
-                component=row["component"],
-                trace_id=row["trace_id"],
-                span_id=row["span_id"],
-                parent_span_id=None,
-                service="acyclic-test",
-                start_ns=row["start_ns"],
-                end_ns=row["end_ns"],
-                status="ok",
-                status_message=None,
-                inputs=(),
-                outputs=tuple(RUNS[run_id][3]),
-            )  # fmt: skip
+            stored_record(row, (), RUNS[run_id][3])
             for run_id in order
             if (row := rows[run_id]) is not None
         ]

@@ -24,6 +24,9 @@ from mltrace_collector.index.store import open_store
 from otel_mltrace import query
 from otel_mltrace.cli import main
 from tests import backends
+from tests.backends import target
+
+__all__ = ["target"]  # fixture: a fresh index on SQLite and on PostgreSQL
 
 postgres_server = backends.postgres_server  # fixtures
 postgres_url = backends.postgres_url
@@ -61,12 +64,6 @@ def test_cli_filters_and_sorts_runs_that_logged_nan_and_inf(index: str) -> None:
     assert names("--sort", "metrics.acc desc") == ["good", "low", "diverged"]  # NaN: last
     assert names("--sort", "metrics.loss asc") == ["low", "good", "diverged"]
     assert names("--where", "params.model = diverged") == ["diverged"]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with backends.backend_database(request, tmp_path / "lineage.db") as t:
-        yield t
 
 
 def _run(run_id: str, start: int, metrics: dict[str, float]) -> RunRecord:

@@ -13,7 +13,6 @@ nothing more.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,9 +22,11 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from prometheus_client.parser import text_string_to_metric_families
 
 from mltrace_collector.index.store import open_store
+from tests.backends import target
 from tests.otlp_builders import chunk_span, request, run_span
 from tests.serve_process import ServeProcess
-from tests.servers.postgres import PostgresServer
+
+__all__ = ["target"]  # fixture: a fresh index on SQLite and on PostgreSQL
 
 T0 = 1_700_000_000_000_000_000
 MODEL, OTHER = "s3://b/model@v:1", "s3://b/other@v:1"
@@ -90,17 +91,6 @@ def record_rows(target: str) -> dict[str, set[tuple[str, str]]]:
     for r in rows:
         found.setdefault(r["run_id"], set()).add((r["output_artifact_id"], r["record_id"]))
     return found
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield str(tmp_path / "index.db")
-        return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    url = server.create_database()
-    yield url
-    server.drop_database(url.rsplit("/", 1)[1])
 
 
 @pytest.mark.parametrize("workers", [0, 2])

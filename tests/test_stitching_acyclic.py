@@ -121,6 +121,16 @@ def cli(target: str, *args: str) -> Any:
     return json.loads(result.output)
 
 
+def stored_record(row: Any, inputs: Any, outputs: Any) -> RunRecord:
+    """The ``RunRecord`` of a stored run row, as a collector hands it to the forwarder."""
+    return RunRecord(
+        run_id=row["run_id"], component=row["component"], trace_id=row["trace_id"],
+        span_id=row["span_id"], parent_span_id=None, service="acyclic-test",
+        start_ns=row["start_ns"], end_ns=row["end_ns"], status="ok", status_message=None,
+        inputs=tuple(inputs), outputs=tuple(outputs),
+    )  # fmt: skip
+
+
 def producers(graph: dict[str, Any]) -> dict[str, set[str]]:
     """run ID -> the runs its inputs stitched to, from a trace graph's edges."""
     made_by = {e["target"]: e["source"] for e in graph["edges"] if e["relation"] == "output"}
@@ -192,20 +202,7 @@ def test_forwarded_span_links_go_one_way(database: str, case: str, cached: bool)
     try:
         runs = {r["run_id"]: r for r in (store.get_run(run_id) for run_id in CASES[case]) if r}
         records = [
-            RunRecord(
-                run_id=run_id,
-                component=row["component"],
-                trace_id=row["trace_id"],
-                span_id=row["span_id"],
-                parent_span_id=None,
-                service="acyclic-test",
-                start_ns=row["start_ns"],
-                end_ns=row["end_ns"],
-                status="ok",
-                status_message=None,
-                inputs=tuple(CASES[case][run_id][2]),
-                outputs=tuple(CASES[case][run_id][3]),
-            )  # fmt: skip
+            stored_record(row, CASES[case][run_id][2], CASES[case][run_id][3])
             for run_id, row in runs.items()
         ]
         cache = ProducerCache(LineageQueries(store).producer_for)
