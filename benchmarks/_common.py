@@ -9,6 +9,7 @@ Example::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -60,3 +61,14 @@ def databases(
             continue
         with pg:
             yield backend, pg.create_database("bench")
+
+
+def timed_get(url: str) -> tuple[float, str]:
+    """Seconds a GET of ``url`` took (a scrape, a query) and its body; raises on an error."""
+    import httpx  # only the benchmarks that scrape need it
+
+    start = time.perf_counter()
+    resp = httpx.get(url, timeout=600)
+    took = time.perf_counter() - start
+    resp.raise_for_status()
+    return took, resp.text

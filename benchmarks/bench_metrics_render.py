@@ -29,10 +29,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "collector")]
 
-import httpx  # noqa: E402
+
 import numpy as np  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from benchmarks._common import timed_get  # noqa: E402
 from mltrace_collector.index.model import RunRecord  # noqa: E402
 from mltrace_collector.service.collector import Collector, CollectorSettings  # noqa: E402
 from otel_mltrace.distributions import summarize  # noqa: E402
@@ -51,14 +52,6 @@ def make_run(component: str, i: int, outputs: dict[str, dict[str, object]]) -> R
         service="bench",
         artifacts="s3://bench",
     )
-
-
-def timed_get(url: str) -> tuple[float, str]:
-    start = time.perf_counter()
-    resp = httpx.get(url, timeout=600)
-    took = time.perf_counter() - start
-    resp.raise_for_status()
-    return took, resp.text
 
 
 def main() -> None:

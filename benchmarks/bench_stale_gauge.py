@@ -33,8 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "collector")]
 
-import httpx  # noqa: E402
 
+from benchmarks._common import timed_get  # noqa: E402
 from mltrace_collector.index.model import RunRecord  # noqa: E402
 from mltrace_collector.index.queries.lineage_queries import LineageQueries  # noqa: E402
 from mltrace_collector.service.collector import Collector, CollectorSettings  # noqa: E402
@@ -58,14 +58,6 @@ def run(
         inputs=ins,
         outputs=outs,
     )
-
-
-def timed_get(url: str) -> tuple[float, str]:
-    start = time.perf_counter()
-    resp = httpx.get(url, timeout=600)
-    took = time.perf_counter() - start
-    resp.raise_for_status()
-    return took, resp.text
 
 
 def stats(xs: list[float]) -> str:

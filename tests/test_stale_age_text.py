@@ -17,7 +17,8 @@ import otel_mltrace as mlt
 from otel_mltrace.cli import main
 
 
-def test_ages_and_threshold_are_in_readable_units(tmp_path: Path) -> None:
+def _one_ingest(tmp_path: Path) -> tuple[str, str]:
+    """An embedded index holding one ingest run that read raw data: its path, the run ID."""
     db = str(tmp_path / "index.db")
     mlt.configure(service_name="ages", index=db)
     try:
@@ -26,13 +27,18 @@ def test_ages_and_threshold_are_in_readable_units(tmp_path: Path) -> None:
         assert mlt.flush(30)
     finally:
         mlt.shutdown()
+    return db, run.id
+
+
+def test_ages_and_threshold_are_in_readable_units(tmp_path: Path) -> None:
+    db, run_id = _one_ingest(tmp_path)
     time.sleep(1.2)
     result = CliRunner().invoke(
         main, ["--db", db, "stale", "--older-than", "1s", "--format", "json"]
     )
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.output)
-    assert row["run_id"] == run.id and row["stale"]
+    assert row["run_id"] == run_id and row["stale"]
     (reason,) = row["reasons"]
     assert re.fullmatch(
         r"input s3://lake/wine\.parquet@v:1 is \d+(\.\d+)? s old \(threshold 1 s\)", reason
@@ -77,14 +83,7 @@ def test_an_overwritten_unversioned_input_reads_plainly(tmp_path: Path) -> None:
 
 def test_an_age_just_under_a_thousand_days_is_not_in_exponent_notation(tmp_path: Path) -> None:
     """`--older-than 23990h` (999.6 days) read "older than 1e+03 days"."""
-    db = str(tmp_path / "index.db")
-    mlt.configure(service_name="ages", index=db)
-    try:
-        with mlt.run("ingest", inputs=["s3://lake/wine.parquet@v:1"]) as run:
-            run.add_output("mem://raw/wine")
-        assert mlt.flush(30)
-    finally:
-        mlt.shutdown()
+    db, _ = _one_ingest(tmp_path)
     result = CliRunner().invoke(main, ["--db", db, "stale", "--older-than", "23990h"])
     assert result.exit_code == 0, result.output
     assert "older than 1000 days" in " ".join(result.output.split()), result.output
